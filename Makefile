@@ -1,0 +1,55 @@
+# docker_logs: a Fluent Bit input plugin for the logs of every Docker container.
+
+GO        ?= go
+CC        ?= cc
+BUILD     := build
+PLUGIN    := $(BUILD)/docker_logs.so
+TESTHOST  := $(BUILD)/goproxy-testhost
+GOFILES   := $(shell find capture conf docker plugin -name '*.go' -not -name '*_test.go') go.mod go.sum
+# Packages whose tests need no daemon; they run with the race detector.
+UNIT_PKGS := ./capture/... ./conf/... ./cmd/...
+
+.PHONY: all test unit integration fuzz bench run docker-ready vet clean
+
+all: $(PLUGIN)
+
+$(PLUGIN): $(GOFILES)
+	@mkdir -p $(BUILD)
+	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -o $@ ./plugin
+	@rm -f $(BUILD)/docker_logs.h
+
+$(TESTHOST): testhost/goproxy_testhost.c
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -Wall -Wextra -o $@ $< -ldl -lpthread
+
+# Every test: unit tests with the race detector, then the tests against the
+# real daemon and the ABI test of the built plugin (they start dockerd first
+# when it is not running).
+test: vet unit integration
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+integration: docker-ready $(PLUGIN) $(TESTHOST)
+	$(GO) test -race -count=1 -timeout 40m ./docker/... ./internal/... ./integration/...
+	$(GO) test -count=1 -timeout 20m ./testhost/...
+
+docker-ready:
+	@scripts/docker-ready.sh
+
+# A longer run of the stream decoder's fuzz targets (their seeds run in unit).
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test ./capture -run '^$$' -fuzz '^FuzzDecoder$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./capture -run '^$$' -fuzz '^FuzzResume$$' -fuzztime $(FUZZTIME)
+
+# Builds the plugin and runs it in Fluent Bit: the fluent-bit on the PATH,
+# else the official image with the Docker socket mounted.
+run: docker-ready $(PLUGIN)
+	@scripts/run-fluent-bit.sh $(PLUGIN)
+
+clean:
+	rm -rf $(BUILD)

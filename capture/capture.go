@@ -1,0 +1,152 @@
+// Package capture reads the logs of a host's containers through
+// short-lived streams and hands them to Fluent Bit as encoded records. It
+// sees the daemon only through Source, so it builds without cgo and without
+// the Docker SDK.
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Options configure a Capture. conf.Config converts to it.
+type Options struct {
+	Stdout, Stderr bool
+	// ReadFromHead reads containers already running at start-up from their
+	// first line; otherwise from the moment capture starts.
+	ReadFromHead bool
+	// StreamRefresh is the age at which a stream is closed and reopened.
+	StreamRefresh time.Duration
+	// MaxLineSize bounds one line; the rest is dropped and the record marked.
+	MaxLineSize int
+	// QueueMaxSize bounds the encoded bytes waiting for Fluent Bit.
+	QueueMaxSize int
+	// Include selects the containers to capture; nil captures all.
+	Include func(Container) bool
+}
+
+// ErrStopTimeout: Stop gave up waiting for the goroutines to return.
+var ErrStopTimeout = errors.New("capture did not stop in time")
+
+// Capture is one running instance: a supervisor, its readers and the queue
+// they fill.
+type Capture struct {
+	opts   Options
+	q      *queue
+	sup    *supervisor
+	paused atomic.Bool
+
+	// cancel stops the supervisor and its readers; set by Start, called by
+	// Stop.
+	cancel context.CancelFunc
+	// done is closed by the supervisor goroutine when it and every reader
+	// have returned; Stop waits on it.
+	done chan struct{}
+}
+
+// New makes a Capture; Start begins it.
+func New(src Source, opts Options, log *logrus.Entry) *Capture {
+	q := newQueue(opts.QueueMaxSize)
+	c := &Capture{opts: opts, q: q, done: make(chan struct{})}
+	c.sup = &supervisor{src: src, opts: &c.opts, q: q, log: log,
+		containers: make(map[string]*containerState), exited: make(chan *containerState)}
+	return c
+}
+
+// Start runs the supervisor in its own goroutine.
+func (c *Capture) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() {
+		defer close(c.done)
+		c.sup.run(ctx)
+	}()
+}
+
+// Stop cancels every goroutine of the capture, which closes every stream,
+// and waits for them up to timeout.
+func (c *Capture) Stop(timeout time.Duration) error {
+	if c.cancel == nil {
+		return nil
+	}
+	c.cancel()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("%w: still running after %s", ErrStopTimeout, timeout)
+	}
+}
+
+// Batch is what one collect hands to Fluent Bit: whole chunks, in order.
+type Batch struct {
+	chunks []chunk
+	size   int
+}
+
+// Len is the batch's size in bytes.
+func (b *Batch) Len() int { return b.size }
+
+// CopyTo copies the encoded records into dst, which must hold Len bytes.
+func (b *Batch) CopyTo(dst []byte) {
+	off := 0
+	for _, c := range b.chunks {
+		off += copy(dst[off:], c.data)
+	}
+}
+
+// Bytes returns the encoded records as one new slice.
+func (b *Batch) Bytes() []byte {
+	out := make([]byte, b.size)
+	b.CopyTo(out)
+	return out
+}
+
+// Drain takes what is queued, up to maxBytes (at least one chunk), unless
+// paused. It never waits.
+func (c *Capture) Drain(maxBytes int) Batch {
+	if c.paused.Load() {
+		return Batch{}
+	}
+	chunks := c.q.take(maxBytes)
+	size := 0
+	for _, ch := range chunks {
+		size += len(ch.data)
+	}
+	return Batch{chunks: chunks, size: size}
+}
+
+// Commit records that Fluent Bit has taken the batch: the positions of its
+// containers advance, and its buffers are reused.
+func (c *Capture) Commit(b Batch) {
+	for _, ch := range b.chunks {
+		cs := ch.owner
+		cs.mu.Lock()
+		if ch.pos.after(cs.committed) {
+			cs.committed = ch.pos
+		}
+		cs.mu.Unlock()
+		c.q.release(ch.data)
+	}
+}
+
+// Pause stops the draining; readers fill the queue up to its bound and then
+// wait.
+func (c *Capture) Pause() { c.paused.Store(true) }
+
+// Resume restarts the draining.
+func (c *Capture) Resume() { c.paused.Store(false) }
+
+// Queued reports the encoded bytes waiting.
+func (c *Capture) Queued() int { return c.q.size() }
+
+// WaitQueued returns when something is queued or ctx ends. Tests and the
+// test host await records with it instead of sleeping.
+func (c *Capture) WaitQueued(ctx context.Context) error { return c.q.waitQueued(ctx) }

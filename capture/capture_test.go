@@ -1,0 +1,513 @@
+package capture
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
+)
+
+// harness runs a Capture against a fakeDaemon and collects what it hands
+// over, as Fluent Bit's collect timer would.
+type harness struct {
+	t *testing.T
+	d *fakeDaemon
+	c *Capture
+
+	mu  sync.Mutex
+	got []records.Record
+	// collected is closed and replaced after every batch; waitFor selects
+	// on it.
+	collected chan struct{}
+	// stopCollector ends the collector goroutine; collectorDone is closed
+	// by it.
+	stopCollector context.CancelFunc
+	collectorDone chan struct{}
+}
+
+type testLogWriter struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
+
+func (w *testLogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
+}
+
+func testOptions() Options {
+	return Options{Stdout: true, Stderr: true, ReadFromHead: true, StreamRefresh: time.Minute,
+		MaxLineSize: 1 << 20, QueueMaxSize: 8 << 20}
+}
+
+func newHarness(t *testing.T, d *fakeDaemon, opts Options) *harness {
+	t.Helper()
+	l := logrus.New()
+	w := &testLogWriter{t: t}
+	l.SetOutput(w)
+	l.SetLevel(logrus.DebugLevel)
+	h := &harness{t: t, d: d, collected: make(chan struct{}), collectorDone: make(chan struct{})}
+	h.c = New(d, opts, logrus.NewEntry(l))
+	h.c.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.stopCollector = cancel
+	go h.collect(ctx)
+	t.Cleanup(func() {
+		h.stop()
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return h
+}
+
+func (h *harness) collect(ctx context.Context) {
+	defer close(h.collectorDone)
+	for ctx.Err() == nil {
+		if h.c.WaitQueued(ctx) != nil {
+			return
+		}
+		b := h.c.Drain(64 << 20)
+		if b.Len() == 0 {
+			continue // paused
+		}
+		recs, err := records.Decode(b.Bytes())
+		h.c.Commit(b)
+		h.mu.Lock()
+		if err != nil {
+			h.t.Errorf("decoding a batch: %v", err)
+		}
+		h.got = append(h.got, recs...)
+		close(h.collected)
+		h.collected = make(chan struct{})
+		h.mu.Unlock()
+	}
+}
+
+func (h *harness) stop() {
+	if err := h.c.Stop(5 * time.Second); err != nil {
+		h.t.Errorf("stop: %v", err)
+	}
+	h.stopCollector()
+	<-h.collectorDone
+}
+
+func (h *harness) records() []records.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]records.Record(nil), h.got...)
+}
+
+// waitFor waits until cond holds for what was collected, failing the test
+// after timeout.
+func (h *harness) waitFor(what string, timeout time.Duration, cond func([]records.Record) bool) {
+	h.t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		h.mu.Lock()
+		ok := cond(h.got)
+		collected := h.collected
+		n := len(h.got)
+		h.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-collected:
+		case <-deadline.C:
+			h.t.Fatalf("timed out after %s waiting for %s; %d records collected", timeout, what, n)
+		}
+	}
+}
+
+// lineWriter appends numbered lines to a fake container, stamping them like
+// the daemon: increasing within a stream, with stderr sometimes stamped
+// before the stdout line the file holds ahead of it.
+type lineWriter struct {
+	d    *fakeDaemon
+	id   string
+	ts   Timestamp
+	seq  map[StreamKind]int
+	want map[StreamKind][]string
+	rnd  *rand.Rand
+}
+
+func newLineWriter(d *fakeDaemon, id string, seed uint64) *lineWriter {
+	return &lineWriter{d: d, id: id, ts: Timestamp(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC).UnixNano()),
+		seq: map[StreamKind]int{}, want: map[StreamKind][]string{}, rnd: rand.New(rand.NewPCG(seed, 7))}
+}
+
+func (w *lineWriter) line(s StreamKind) {
+	w.seq[s]++
+	text := fmt.Sprintf("seq=%d stream=%s", w.seq[s], s)
+	w.ts += Timestamp(1000 + w.rnd.IntN(1000))
+	ts := w.ts
+	if s == Stderr && w.rnd.IntN(4) == 0 {
+		ts -= 700 // out of order across streams, in order within one
+	}
+	w.d.write(w.id, s, ts, text+"\n")
+	w.want[s] = append(w.want[s], text)
+}
+
+func (w *lineWriter) lines(n int) {
+	for i := 0; i < n; i++ {
+		if w.rnd.IntN(2) == 0 {
+			w.line(Stdout)
+		} else {
+			w.line(Stderr)
+		}
+	}
+}
+
+func (w *lineWriter) total() int { return len(w.want[Stdout]) + len(w.want[Stderr]) }
+
+// checkExactlyOnce compares what arrived for container id with what was
+// written: every line once, in order per stream.
+func checkExactlyOnce(t *testing.T, recs []records.Record, id string, want map[StreamKind][]string) {
+	t.Helper()
+	got := map[string][]string{}
+	for _, r := range recs {
+		if r.ContainerID == id {
+			got[r.Stream] = append(got[r.Stream], r.Log)
+		}
+	}
+	for _, s := range []StreamKind{Stdout, Stderr} {
+		g, w := got[s.String()], want[s]
+		if len(g) != len(w) {
+			t.Errorf("%s: got %d lines, want %d", s, len(g), len(w))
+		}
+		for i := 0; i < min(len(g), len(w)); i++ {
+			if g[i] != w[i] {
+				t.Errorf("%s: line %d is %q, want %q (lost, repeated or reordered)", s, i, g[i], w[i])
+				break
+			}
+		}
+	}
+}
+
+func countFor(id string, n int) func([]records.Record) bool {
+	return func(recs []records.Record) bool {
+		c := 0
+		for _, r := range recs {
+			if r.ContainerID == id {
+				c++
+			}
+		}
+		return c >= n
+	}
+}
+
+const testID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func runningContainer(id string) Container {
+	return Container{ID: id, Name: "app", Image: "loggen:1", Running: true}
+}
+
+func TestEveryLineOnceAcrossStreamsCutAtRandom(t *testing.T) {
+	d := newFakeDaemon()
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var mu sync.Mutex
+	d.cutAfter = func() int { mu.Lock(); defer mu.Unlock(); return 1 + rnd.IntN(40) }
+	d.add(runningContainer(testID))
+	w := newLineWriter(d, testID, 3)
+	h := newHarness(t, d, testOptions())
+	for i := 0; i < 40; i++ {
+		w.lines(50)
+		h.waitFor("the lines so far", 10*time.Second, countFor(testID, w.total()))
+	}
+	checkExactlyOnce(t, h.records(), testID, w.want)
+}
+
+func TestResumeWidensTailWhenManyLinesCameBetweenStreams(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	w := newLineWriter(d, testID, 4)
+	w.lines(10)
+	first := true
+	// The first stream is cut after its 10 lines; meanwhile 5,000 lines
+	// arrive, more than the first tail window holds.
+	d.cutAfter = func() int {
+		if first {
+			first = false
+			return 10
+		}
+		return -1
+	}
+	cuts := 0
+	d.onCut = func() {
+		if cuts++; cuts == 1 {
+			w.lines(5000)
+		}
+	}
+	h := newHarness(t, d, testOptions())
+	h.waitFor("every line", 10*time.Second, countFor(testID, 5010))
+	checkExactlyOnce(t, h.records(), testID, w.want)
+	widened := false
+	for _, r := range d.logRequests() {
+		if r.Tail > firstTail {
+			widened = true
+		}
+	}
+	if !widened {
+		t.Errorf("no request widened the tail window beyond %d: %+v", firstTail, d.logRequests())
+	}
+}
+
+func TestResumeNeverRereadsTheWholeLog(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	w := newLineWriter(d, testID, 5)
+	w.lines(20000)
+	var mu sync.Mutex
+	n := 0
+	d.cutAfter = func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		if n == 1 {
+			return -1 // the first read, from the head, is whole
+		}
+		return 5
+	}
+	h := newHarness(t, d, testOptions())
+	h.waitFor("the history", 10*time.Second, countFor(testID, w.total()))
+	for i := 0; i < 10; i++ {
+		w.lines(20)
+		h.waitFor("new lines", 10*time.Second, countFor(testID, w.total()))
+	}
+	checkExactlyOnce(t, h.records(), testID, w.want)
+	reqs := d.logRequests()
+	for i, r := range reqs[1:] {
+		if r.Tail < 0 || r.Since == 0 {
+			t.Fatalf("resume %d read the log without a tail window: %+v", i+1, r)
+		}
+	}
+}
+
+func TestMalformedFrameResumesAfterLastGoodLine(t *testing.T) {
+	d := newFakeDaemon()
+	var mu sync.Mutex
+	sent := 0
+	d.corrupt = func() bool { mu.Lock(); defer mu.Unlock(); sent++; return sent%97 == 0 }
+	d.add(runningContainer(testID))
+	w := newLineWriter(d, testID, 6)
+	h := newHarness(t, d, testOptions())
+	for i := 0; i < 10; i++ {
+		w.lines(100)
+		h.waitFor("the lines so far", 20*time.Second, countFor(testID, w.total()))
+	}
+	checkExactlyOnce(t, h.records(), testID, w.want)
+}
+
+func TestRepeatedEntriesFromTheDaemonAreDropped(t *testing.T) {
+	d := newFakeDaemon()
+	rnd := rand.New(rand.NewPCG(8, 9))
+	var mu sync.Mutex
+	d.repeat = func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		if rnd.IntN(10) == 0 {
+			return 1 + rnd.IntN(5)
+		}
+		return 0
+	}
+	d.add(runningContainer(testID))
+	w := newLineWriter(d, testID, 10)
+	h := newHarness(t, d, testOptions())
+	for i := 0; i < 10; i++ {
+		w.lines(100)
+		h.waitFor("the lines so far", 10*time.Second, countFor(testID, w.total()))
+	}
+	checkExactlyOnce(t, h.records(), testID, w.want)
+}
+
+func TestRestartContinuesAfterTheLastLineRead(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	w := newLineWriter(d, testID, 11)
+	h := newHarness(t, d, testOptions())
+	for run := 0; run < 4; run++ {
+		w.lines(100)
+		h.waitFor("this run's lines", 10*time.Second, countFor(testID, w.total()))
+		d.setRunning(testID, false)
+		w.lines(0)
+		d.setRunning(testID, true)
+	}
+	w.lines(100)
+	h.waitFor("every line", 10*time.Second, countFor(testID, w.total()))
+	checkExactlyOnce(t, h.records(), testID, w.want)
+}
+
+func TestLinesWrittenWhileStoppedAreReadAtStart(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	w := newLineWriter(d, testID, 12)
+	h := newHarness(t, d, testOptions())
+	w.lines(50)
+	h.waitFor("first lines", 10*time.Second, countFor(testID, w.total()))
+	d.setRunning(testID, false)
+	// The last lines of the run, written as it stopped, and a restart.
+	w.lines(30)
+	d.setRunning(testID, true)
+	w.lines(30)
+	h.waitFor("every line", 10*time.Second, countFor(testID, w.total()))
+	checkExactlyOnce(t, h.records(), testID, w.want)
+}
+
+func TestReadFromHeadOffStartsAfterTheLastLine(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	w := newLineWriter(d, testID, 13)
+	w.lines(100)
+	old := w.want
+	w.want = map[StreamKind][]string{}
+	opts := testOptions()
+	opts.ReadFromHead = false
+	h := newHarness(t, d, opts)
+	// Wait until the reader follows: its seed read and its follow request.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(d.logRequests()) < 2 || d.openStreams() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the reader never opened its follow stream")
+		}
+		runtime.Gosched()
+	}
+	w.lines(100)
+	h.waitFor("new lines", 10*time.Second, countFor(testID, w.total()))
+	checkExactlyOnce(t, h.records(), testID, w.want)
+	if len(old[Stdout])+len(old[Stderr]) != 100 {
+		t.Fatal("setup wrote no old lines")
+	}
+}
+
+func TestLongLinePiecesAreRejoinedAndBounded(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	ts := Timestamp(time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC).UnixNano())
+	long := strings.Repeat("abcdefghij", 4000) // 40,000 bytes: three pieces
+	for off := 0; off < len(long); off += pieceLen {
+		piece := long[off:min(off+pieceLen, len(long))]
+		if off+pieceLen >= len(long) {
+			piece += "\n"
+		}
+		d.write(testID, Stdout, ts, piece)
+	}
+	// A stderr line between them must not be glued to the stdout line.
+	d.write(testID, Stderr, ts+1, "between\n")
+	d.write(testID, Stdout, ts+2, "after\n")
+	opts := testOptions()
+	opts.MaxLineSize = 30000
+	h := newHarness(t, d, opts)
+	h.waitFor("three records", 10*time.Second, countFor(testID, 3))
+	recs := h.records()
+	if recs[0].Log != long[:30000] || !recs[0].Truncated {
+		t.Errorf("long line: got %d bytes truncated=%v, want the first 30000 bytes marked truncated", len(recs[0].Log), recs[0].Truncated)
+	}
+	if !recs[0].Time.Equal(ts.Time()) {
+		t.Errorf("long line time %v, want the first piece's %v", recs[0].Time, ts.Time())
+	}
+	if recs[1].Log != "between" || recs[2].Log != "after" || recs[2].Truncated {
+		t.Errorf("lines after the long one: %q, %q", recs[1].Log, recs[2].Log)
+	}
+}
+
+func TestRecordsCarryDockerTimeAndContainerFields(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(Container{ID: testID, Name: "web", Image: "nginx:1.27", Running: true})
+	ts := Timestamp(time.Date(2026, 5, 6, 7, 8, 9, 123456789, time.UTC).UnixNano())
+	d.write(testID, Stderr, ts, "oops\n")
+	h := newHarness(t, d, testOptions())
+	h.waitFor("one record", 10*time.Second, countFor(testID, 1))
+	r := h.records()[0]
+	if !r.Time.Equal(ts.Time()) || r.Log != "oops" || r.Stream != "stderr" ||
+		r.ContainerID != testID || r.ContainerName != "web" || r.ContainerImage != "nginx:1.27" {
+		t.Errorf("record = %+v", r)
+	}
+}
+
+func TestTTYLinesLoseTheirCarriageReturn(t *testing.T) {
+	d := newFakeDaemon()
+	c := runningContainer(testID)
+	c.TTY = true
+	d.add(c)
+	ts := Timestamp(time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC).UnixNano())
+	d.write(testID, Stdout, ts, "hello\r\n")
+	d.write(testID, Stdout, ts+1, "world\r\n")
+	h := newHarness(t, d, testOptions())
+	h.waitFor("two records", 10*time.Second, countFor(testID, 2))
+	recs := h.records()
+	if recs[0].Log != "hello" || recs[1].Log != "world" || recs[0].Stream != "stdout" {
+		t.Errorf("tty records: %+v", recs)
+	}
+}
+
+func TestPausedQueueStaysBoundedAndDeliversAfterResume(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	w := newLineWriter(d, testID, 14)
+	opts := testOptions()
+	opts.QueueMaxSize = 64 << 10
+	h := newHarness(t, d, opts)
+	h.c.Pause()
+	w.lines(20000)
+	// Readers stop at the bound: wait until the queue is full and stays.
+	deadline := time.Now().Add(10 * time.Second)
+	for h.c.Queued() < opts.QueueMaxSize {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue never filled: %d bytes", h.c.Queued())
+		}
+		runtime.Gosched()
+	}
+	if q := h.c.Queued(); q > opts.QueueMaxSize+chunkTarget+minReadBuf {
+		t.Errorf("queue holds %d bytes, bound %d plus one chunk", q, opts.QueueMaxSize)
+	}
+	if n := len(h.records()); n != 0 {
+		t.Errorf("%d records delivered while paused", n)
+	}
+	h.c.Resume()
+	h.c.q.mu.Lock()
+	close(h.c.q.queued) // wake the collector, as Fluent Bit's timer would
+	h.c.q.queued = make(chan struct{})
+	h.c.q.mu.Unlock()
+	h.waitFor("every line", 20*time.Second, countFor(testID, w.total()))
+	checkExactlyOnce(t, h.records(), testID, w.want)
+}
+
+func TestRemovedContainerIsForgottenAndGoroutinesReturn(t *testing.T) {
+	baseline := runtime.NumGoroutine()
+	d := newFakeDaemon()
+	h := newHarness(t, d, testOptions())
+	var ids []string
+	for i := 0; i < 20; i++ {
+		id := fmt.Sprintf("%064x", i+1)
+		ids = append(ids, id)
+		d.add(Container{ID: id, Name: fmt.Sprint("c", i), Image: "x", Running: true})
+		d.setRunning(id, true)
+		d.write(id, Stdout, Timestamp(int64(i+1)*1e9), "hi\n")
+	}
+	h.waitFor("a line of each", 10*time.Second, func(recs []records.Record) bool { return len(recs) >= len(ids) })
+	for _, id := range ids {
+		d.destroy(id)
+	}
+	h.stop()
+	// Everything the capture started has returned once Stop has; the
+	// harness's own goroutines are gone too.
+	if n := runtime.NumGoroutine(); n > baseline {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines after stop, %d before:\n%s", n, baseline, buf[:runtime.Stack(buf, true)])
+	}
+}

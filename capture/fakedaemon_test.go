@@ -1,0 +1,308 @@
+package capture
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// fakeDaemon is a Source that keeps each container's log in memory and
+// serves it with the daemon's semantics as measured on 20.10: tail picks
+// the last K entries of the whole log (both streams), since then drops
+// every entry stamped before it, follow continues from the end of the log
+// as it was, and a follow stream ends when the container stops. Faults
+// are injected per stream through hooks.
+type fakeDaemon struct {
+	mu         sync.Mutex
+	containers map[string]*fakeContainer
+	// changed is closed and replaced on every change; blocked streams and
+	// event subscribers select on it.
+	changed chan struct{}
+	events  []Event
+	// cutAfter, when set, ends each stream with EOF after that many
+	// entries, as a daemon restart or a proxy would.
+	cutAfter func() int
+	// corrupt, when set, is asked before each entry is sent; true sends a
+	// frame with an unknown stream byte instead and ends the stream.
+	corrupt func() bool
+	// repeat, when set, is asked after each follow entry; n > 0 sends the
+	// previous n entries again (Docker 20.10 around a rotation).
+	repeat func() int
+	// onCut, when set, runs (without the lock) when a stream is cut.
+	onCut    func()
+	requests []LogsRequest
+	open     int // streams open now
+}
+
+type fakeContainer struct {
+	Container
+	log []entry
+}
+
+func newFakeDaemon() *fakeDaemon {
+	return &fakeDaemon{containers: map[string]*fakeContainer{}, changed: make(chan struct{})}
+}
+
+func (d *fakeDaemon) notifyLocked() {
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+func (d *fakeDaemon) add(c Container) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.containers[c.ID] = &fakeContainer{Container: c}
+	d.notifyLocked()
+}
+
+// write appends one entry to a container's log.
+func (d *fakeDaemon) write(id string, s StreamKind, ts Timestamp, data string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.containers[id]
+	c.log = append(c.log, entry{stream: s, ts: ts, data: []byte(data)})
+	d.notifyLocked()
+}
+
+func (d *fakeDaemon) setRunning(id string, running bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.containers[id]
+	c.Running = running
+	action := ActionDie
+	if running {
+		action = ActionStart
+	}
+	d.events = append(d.events, Event{Action: action, ID: id, Name: c.Name})
+	d.notifyLocked()
+}
+
+func (d *fakeDaemon) destroy(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.containers, id)
+	d.events = append(d.events, Event{Action: ActionDestroy, ID: id})
+	d.notifyLocked()
+}
+
+func (d *fakeDaemon) logRequests() []LogsRequest {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]LogsRequest(nil), d.requests...)
+}
+
+func (d *fakeDaemon) openStreams() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.open
+}
+
+func (d *fakeDaemon) List(ctx context.Context) ([]Container, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []Container
+	for _, c := range d.containers {
+		out = append(out, c.Container)
+	}
+	return out, nil
+}
+
+func (d *fakeDaemon) Inspect(ctx context.Context, id string) (Container, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, ok := d.containers[id]
+	if !ok {
+		return Container{}, fmt.Errorf("inspect %s: %w", id, ErrNotFound)
+	}
+	return c.Container, nil
+}
+
+func (d *fakeDaemon) Events(ctx context.Context) (<-chan Event, <-chan error) {
+	out, errs := make(chan Event), make(chan error, 1)
+	d.mu.Lock()
+	next := len(d.events) // only events from now on, as the daemon does
+	d.mu.Unlock()
+	go func() {
+		defer close(out)
+		for {
+			d.mu.Lock()
+			pending := append([]Event(nil), d.events[next:]...)
+			next = len(d.events)
+			changed := d.changed
+			d.mu.Unlock()
+			for _, ev := range pending {
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					errs <- nil
+					return
+				}
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				errs <- nil
+				return
+			}
+		}
+	}()
+	return out, errs
+}
+
+func (d *fakeDaemon) Close() error { return nil }
+
+func (d *fakeDaemon) Logs(ctx context.Context, id string, req LogsRequest) (io.ReadCloser, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, ok := d.containers[id]
+	if !ok {
+		return nil, fmt.Errorf("logs %s: %w", id, ErrNotFound)
+	}
+	d.requests = append(d.requests, req)
+	start := 0
+	if req.Tail >= 0 && req.Tail < len(c.log) {
+		start = len(c.log) - req.Tail
+	}
+	var window []entry
+	for _, e := range c.log[start:] {
+		if req.Since != 0 && e.ts < req.Since {
+			continue
+		}
+		window = append(window, e)
+	}
+	limit := -1
+	if d.cutAfter != nil {
+		limit = d.cutAfter()
+	}
+	d.open++
+	return &fakeStream{d: d, ctx: ctx, c: c, req: req, window: window, next: len(c.log),
+		limit: limit, closed: make(chan struct{})}, nil
+}
+
+// fakeStream serves one logs request.
+type fakeStream struct {
+	d      *fakeDaemon
+	ctx    context.Context
+	c      *fakeContainer
+	req    LogsRequest
+	window []entry // still to send from the tail window
+	next   int     // next log index to follow
+	limit  int     // entries left before a cut; negative: no cut
+	buf    []byte
+	done   bool
+	once   sync.Once
+	closed chan struct{} // closed by Close
+	sent   []entry
+}
+
+func (s *fakeStream) Close() error {
+	s.once.Do(func() {
+		close(s.closed)
+		s.d.mu.Lock()
+		s.d.open--
+		s.d.mu.Unlock()
+	})
+	return nil
+}
+
+func (s *fakeStream) Read(p []byte) (int, error) {
+	for len(s.buf) == 0 {
+		if s.done {
+			return 0, io.EOF
+		}
+		if err := s.produce(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, s.buf)
+	s.buf = s.buf[n:]
+	return n, nil
+}
+
+// produce encodes the next entries, blocking for new ones in follow mode.
+func (s *fakeStream) produce() error {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		case <-s.closed:
+			return io.ErrClosedPipe
+		default:
+		}
+		s.d.mu.Lock()
+		var batch []entry
+		batch, s.window = s.window, nil
+		if s.req.Follow {
+			batch = append(batch, s.c.log[s.next:]...)
+			s.next = len(s.c.log)
+		}
+		stopped := !s.req.Follow || !s.c.Running
+		if _, exists := s.d.containers[s.c.ID]; !exists {
+			stopped = true
+		}
+		changed := s.d.changed
+		corrupt, repeat, onCut := s.d.corrupt, s.d.repeat, s.d.onCut
+		s.d.mu.Unlock()
+		for _, e := range batch {
+			if !s.wanted(e) {
+				continue
+			}
+			if corrupt != nil && corrupt() {
+				s.buf = append(s.buf, 9, 0, 0, 0, 0, 0, 0, 1, 'x')
+				s.done = true
+				return nil
+			}
+			s.emit(e)
+			if repeat != nil && s.req.Follow {
+				if n := min(repeat(), len(s.sent)); n > 0 {
+					for _, r := range s.sent[len(s.sent)-n:] {
+						s.emit(r)
+					}
+				}
+			}
+			if s.limit--; s.limit == 0 {
+				s.done = true
+				if onCut != nil {
+					onCut()
+				}
+				return nil
+			}
+		}
+		if len(s.buf) > 0 {
+			return nil
+		}
+		if stopped {
+			s.done = true
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		case <-s.closed:
+			return io.ErrClosedPipe
+		}
+	}
+}
+
+func (s *fakeStream) wanted(e entry) bool {
+	return (e.stream == Stdout && s.req.Stdout) || (e.stream == Stderr && s.req.Stderr && !s.c.TTY)
+}
+
+func (s *fakeStream) emit(e entry) {
+	payload := append([]byte(e.ts.Time().Format("2006-01-02T15:04:05.000000000Z07:00")+" "), e.data...)
+	if s.c.TTY {
+		s.buf = append(s.buf, payload...)
+	} else {
+		s.buf = appendFrame(s.buf, e.stream, payload)
+	}
+	s.sent = append(s.sent, e)
+}
+
+func appendFrame(dst []byte, s StreamKind, payload []byte) []byte {
+	dst = append(dst, byte(s), 0, 0, 0)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
+	return append(dst, payload...)
+}

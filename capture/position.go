@@ -1,0 +1,131 @@
+package capture
+
+import "time"
+
+// Resume never re-reads a log from its start. Reading is a prefix of the
+// log in file order: everything before the last line read (L) was read,
+// nothing after it was. So a stream reopens with since=<earliest stream
+// position> and tail=K and skips entries until it meets L again; meeting an
+// entry that must come after L first means the tail window was too short,
+// and the stream reopens with a larger K. Positions are kept per stream
+// because stdout and stderr stamps interleave out of order in the file.
+
+// streamPos is one stream's position: the stamp of its last line read.
+type streamPos struct {
+	ts    Timestamp
+	valid bool
+}
+
+// lastLine identifies L, the last line read from a container. All pieces of
+// one line share its stamp, so (stream, stamp) names it.
+type lastLine struct {
+	stream StreamKind
+	ts     Timestamp
+	valid  bool
+}
+
+// position is how far a container's log has been read.
+type position struct {
+	last    lastLine
+	streams [2]streamPos // indexed by streamIndex
+}
+
+func streamIndex(s StreamKind) int { return int(s) - 1 }
+
+// advance records a line read.
+func (p *position) advance(s StreamKind, ts Timestamp) {
+	p.last = lastLine{stream: s, ts: ts, valid: true}
+	p.streams[streamIndex(s)] = streamPos{ts: ts, valid: true}
+}
+
+// after reports whether p is at or past q on every stream, so committing p
+// after q never moves a position backwards.
+func (p position) after(q position) bool {
+	for i := range p.streams {
+		if q.streams[i].valid && (!p.streams[i].valid || p.streams[i].ts < q.streams[i].ts) {
+			return false
+		}
+	}
+	return true
+}
+
+// inversionMargin bounds how far a stamp of one stream can fall behind one
+// of the other stream that the file holds before it. The daemon stamps
+// before taking its write lock, so inversions are microseconds; a second is
+// far beyond what was ever measured.
+const inversionMargin = Timestamp(time.Second)
+
+const (
+	// firstTail is the tail window of a resume: a quiet container's whole
+	// gap fits, and the daemon reads that much from the end in about a
+	// millisecond.
+	firstTail = 256
+	// tailGrowth multiplies the window when it did not reach back to L.
+	tailGrowth = 8
+	// maxTail is the largest window before a resume reads the whole log
+	// with since alone.
+	maxTail = 1 << 21
+)
+
+// seekResult is what one entry tells a stream that is looking for L.
+type seekResult int
+
+const (
+	seekSkip   seekResult = iota // read before L: skip it
+	seekFound                    // it is L (or a piece of L's line)
+	seekMissed                   // it must come after L: the window missed L
+)
+
+// seek classifies entry e of a stream that has not met L yet. enabled
+// tells which streams are read, so a stream that never had a line is
+// judged by L's stamp and the margin.
+func (p *position) seek(e *entry) seekResult {
+	if e.stream == p.last.stream && e.ts == p.last.ts {
+		return seekFound
+	}
+	if sp := p.streams[streamIndex(e.stream)]; sp.valid {
+		if e.ts <= sp.ts {
+			return seekSkip
+		}
+		return seekMissed
+	}
+	if e.ts <= p.last.ts+inversionMargin {
+		return seekSkip
+	}
+	return seekMissed
+}
+
+// seen reports whether an entry met after L was read already: the daemon
+// can repeat entries (Docker 20.10 around a rotation), and the later pieces
+// of L's own line come after L.
+func (p *position) seen(e *entry) bool {
+	sp := p.streams[streamIndex(e.stream)]
+	return sp.valid && e.ts <= sp.ts
+}
+
+// since is the since parameter of a resume: the earliest stream position,
+// less the inversion margin when an enabled stream has no position yet.
+func (p *position) since(stdout, stderr bool) Timestamp {
+	var since Timestamp
+	first, unknown := true, false
+	for i, on := range [2]bool{stdout, stderr} {
+		if !on {
+			continue
+		}
+		sp := p.streams[i]
+		if !sp.valid {
+			unknown = true
+			continue
+		}
+		if first || sp.ts < since {
+			since, first = sp.ts, false
+		}
+	}
+	if first {
+		since = p.last.ts
+	}
+	if unknown {
+		since -= inversionMargin
+	}
+	return max(since, 1)
+}

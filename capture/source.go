@@ -1,0 +1,78 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Errors a Source classifies its failures into, so capture decides what to do
+// with errors.Is and never by an error's text.
+var (
+	// ErrNotFound: the container does not exist (any more).
+	ErrNotFound = errors.New("container not found")
+	// ErrLogsUnreadable: the daemon cannot serve this container's logs
+	// (HTTP 501, e.g. log driver "none").
+	ErrLogsUnreadable = errors.New("container logs cannot be read")
+	// ErrUnavailable: the daemon could not be reached or answered with a
+	// server error; worth retrying with backoff.
+	ErrUnavailable = errors.New("docker daemon unavailable")
+)
+
+// Container is what capture needs to know about one container.
+type Container struct {
+	ID      string            // all 64 hex digits
+	Name    string            // without the leading "/"
+	Image   string            // as created, e.g. "nginx:1.27"
+	Labels  map[string]string // may be nil
+	TTY     bool              // Config.Tty: the logs stream is raw, not multiplexed
+	Running bool
+}
+
+// LogsRequest is one GET /containers/{id}/logs with timestamps=1.
+type LogsRequest struct {
+	Stdout, Stderr bool
+	Follow         bool
+	// Since is inclusive; zero means no since filter.
+	Since Timestamp
+	// Tail is the number of entries from the end; negative means all.
+	Tail int
+}
+
+// EventAction is a container event's action that capture reacts to.
+type EventAction string
+
+const (
+	ActionStart   EventAction = "start"
+	ActionDie     EventAction = "die"
+	ActionDestroy EventAction = "destroy"
+	ActionRename  EventAction = "rename"
+)
+
+// Event is one container event.
+type Event struct {
+	Action EventAction
+	ID     string
+	Name   string // new name, without the leading "/"
+	Time   time.Time
+}
+
+// Source is the Docker daemon as capture sees it. The docker package
+// implements it with the Engine SDK; tests implement it with fakes.
+type Source interface {
+	// List returns the containers, running or not (all=true).
+	List(ctx context.Context) ([]Container, error)
+	// Inspect returns one container; ErrNotFound when it is gone.
+	Inspect(ctx context.Context, id string) (Container, error)
+	// Logs opens a logs stream. Cancelling ctx or closing the stream ends a
+	// Read blocked on it.
+	Logs(ctx context.Context, id string, req LogsRequest) (io.ReadCloser, error)
+	// Events subscribes to start, die, destroy and rename events of
+	// containers. The events channel is closed by the Source when the
+	// subscription ends; the error that ended it (nil when ctx was
+	// cancelled) is then sent once on the error channel, which is buffered.
+	Events(ctx context.Context) (<-chan Event, <-chan error)
+	// Close releases idle connections.
+	Close() error
+}

@@ -1,0 +1,209 @@
+package capture
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Reconnect backoff of the events stream.
+const (
+	minReconnect = time.Second
+	maxReconnect = 30 * time.Second
+)
+
+// supervisor discovers containers and owns one reader per running one. It
+// is the only goroutine that touches the containers map.
+type supervisor struct {
+	src  Source
+	opts *Options
+	q    *queue
+	log  *logrus.Entry
+
+	containers map[string]*containerState
+	// exited carries a container whose reader returned; readers send, the
+	// supervisor receives; nobody closes it.
+	exited chan *containerState
+	// readers counts running readers: Add by the supervisor before each go
+	// statement, Done by the reader's goroutine, Wait by the supervisor
+	// when it stops.
+	readers sync.WaitGroup
+}
+
+func (s *supervisor) run(ctx context.Context) {
+	defer s.readers.Wait() // ctx is done: every reader is returning
+	backoff := minReconnect
+	startup := true
+	for ctx.Err() == nil {
+		// Subscribe first, then list, so nothing starts unseen in between.
+		evCtx, evCancel := context.WithCancel(ctx)
+		events, errs := s.src.Events(evCtx)
+		list, err := s.src.List(ctx)
+		if err != nil {
+			evCancel()
+			if ctx.Err() == nil {
+				s.log.WithError(err).WithField("retry_in", backoff.String()).Warn("cannot list containers")
+			}
+			s.wait(ctx, backoff)
+			backoff = min(2*backoff, maxReconnect)
+			continue
+		}
+		s.reconcile(ctx, list, startup)
+		if !startup {
+			s.log.WithField("containers", len(list)).Info("reconnected to the docker daemon")
+		}
+		startup, backoff = false, minReconnect
+		err = s.follow(ctx, events, errs)
+		evCancel()
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.WithError(err).WithField("retry_in", backoff.String()).Warn("events stream ended, reconnecting")
+		s.wait(ctx, backoff)
+		backoff = min(2*backoff, maxReconnect)
+	}
+}
+
+// follow handles events until the events stream ends.
+func (s *supervisor) follow(ctx context.Context, events <-chan Event, errs <-chan error) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				select {
+				case err := <-errs:
+					return err
+				case <-ctx.Done():
+					return nil
+				}
+			}
+			s.handle(ctx, ev)
+		case cs := <-s.exited:
+			s.onExit(ctx, cs)
+		}
+	}
+}
+
+// wait sleeps d while still taking readers' exits.
+func (s *supervisor) wait(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case cs := <-s.exited:
+			s.onExit(ctx, cs)
+		}
+	}
+}
+
+// reconcile brings the readers in line with a fresh list: the events of a
+// daemon that restarted are gone, so a container may have died, started or
+// been removed unseen.
+func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bool) {
+	present := make(map[string]bool, len(list))
+	for _, c := range list {
+		present[c.ID] = true
+		cs := s.containers[c.ID]
+		if cs == nil {
+			if !c.Running {
+				continue
+			}
+			// Already running at start-up: read from now on unless asked
+			// for the head. Found later: it started unseen, read it all.
+			cs = newContainerState(c.ID, startup && !s.opts.ReadFromHead)
+			s.containers[c.ID] = cs
+		}
+		if c.Running {
+			s.start(ctx, cs)
+		}
+	}
+	for id, cs := range s.containers {
+		if !present[id] {
+			s.remove(cs)
+		}
+	}
+}
+
+func (s *supervisor) handle(ctx context.Context, ev Event) {
+	cs := s.containers[ev.ID]
+	switch ev.Action {
+	case ActionStart:
+		if cs == nil {
+			cs = newContainerState(ev.ID, false)
+			s.containers[ev.ID] = cs
+		}
+		cs.starts++
+		s.start(ctx, cs)
+	case ActionDestroy:
+		if cs != nil {
+			s.remove(cs)
+		}
+	case ActionRename:
+		if cs == nil {
+			return
+		}
+		if m := cs.meta.Load(); m != nil {
+			c := m.info
+			c.Name = ev.Name
+			cs.setMeta(c)
+		}
+		if cs.excluded {
+			// The filter may take it now; only a stopped reader reads
+			// excluded, so this write is the supervisor's.
+			cs.excluded = false
+			s.start(ctx, cs)
+		}
+	case ActionDie:
+		// The reader sees its stream end and returns by itself.
+	}
+}
+
+// start runs a reader for cs unless one runs already or it is known to
+// be unwanted. A running reader follows a restart by itself.
+func (s *supervisor) start(ctx context.Context, cs *containerState) {
+	if cs.cancel != nil || cs.excluded || cs.unreadable || cs.removed {
+		return
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	cs.cancel, cs.startsSeen = cancel, cs.starts
+	r := &reader{cs: cs, src: s.src, opts: s.opts, q: s.q,
+		log: s.log.WithField("container_id", cs.short)}
+	s.readers.Add(1)
+	go func() {
+		defer s.readers.Done()
+		r.run(rctx)
+		select {
+		case s.exited <- cs:
+		case <-ctx.Done():
+		}
+	}()
+}
+
+func (s *supervisor) onExit(ctx context.Context, cs *containerState) {
+	cs.cancel()
+	cs.cancel = nil
+	switch {
+	case cs.removed:
+		delete(s.containers, cs.id)
+	case cs.starts != cs.startsSeen:
+		// It started again while the reader was finishing the last run.
+		s.start(ctx, cs)
+	}
+}
+
+// remove forgets a destroyed container. A running reader is not cut: it
+// reads to the end of the stream, finds the container gone and returns.
+func (s *supervisor) remove(cs *containerState) {
+	cs.removed = true
+	if cs.cancel == nil {
+		delete(s.containers, cs.id)
+	}
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
+	"github.com/dockerlogs/fluent-bit-docker-logs/conf"
+	"github.com/dockerlogs/fluent-bit-docker-logs/docker"
+)
+
+const pluginName = "docker_logs"
+
+// exitTimeout is how long FLBPluginExit waits for every goroutine.
+const exitTimeout = 2 * time.Second
+
+var errSecondInstance = errors.New("only one docker_logs input per Fluent Bit process is supported: Fluent Bit's Go input callbacks carry no instance, so a second one could not be told apart; use one input and route by container with rewrite_tag")
+
+// instance is the plugin's whole state. Fluent Bit's Go input callbacks
+// carry no instance pointer, so the exports reach it through the one
+// package variable below.
+type instance struct {
+	mu      sync.Mutex
+	log     *logrus.Entry
+	cfg     conf.Config
+	src     *docker.Client
+	capture *capture.Capture
+	// inFlight holds the batches handed to Fluent Bit by address until its
+	// cleanup callback returns them; the callback adds, cleanup removes.
+	inFlight map[unsafe.Pointer]capture.Batch
+}
+
+var plugin = &instance{}
+
+func newLogger() *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(os.Stderr)
+	l.SetFormatter(fluentFormatter{name: pluginName})
+	return logrus.NewEntry(l)
+}
+
+// init reads the configuration and starts capturing; a failure is logged
+// with every reason. An unreachable daemon is not an error here: the
+// supervisor retries with backoff.
+func (p *instance) init(get conf.Getter) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.log == nil {
+		p.log = newLogger()
+	}
+	err := p.start(get)
+	if err != nil {
+		// errors.Join puts each problem on its own line; keep one log line.
+		p.log.WithField("err", strings.ReplaceAll(err.Error(), "\n", "; ")).Error("init failed")
+	}
+	return err
+}
+
+func (p *instance) start(get conf.Getter) error {
+	if p.capture != nil {
+		return errSecondInstance
+	}
+	cfg, err := conf.Parse(get)
+	if err != nil {
+		return err
+	}
+	p.log.Logger.SetLevel(cfg.LogLevel)
+	src, err := docker.New(cfg.DockerHost, p.log)
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	p.cfg, p.src = cfg, src
+	p.inFlight = make(map[unsafe.Pointer]capture.Batch)
+	p.capture = capture.New(src, cfg.Options(), p.log)
+	p.capture.Start()
+	p.log.WithField("stream_refresh", cfg.StreamRefresh.String()).Info("started")
+	return nil
+}
+
+// collect drains the queue into one buffer of C memory for Fluent Bit,
+// which hands it back to cleanup. It never waits.
+func (p *instance) collect(alloc func(n int) unsafe.Pointer) (unsafe.Pointer, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.capture == nil {
+		return nil, 0
+	}
+	b := p.capture.Drain(p.cfg.QueueMaxSize)
+	if b.Len() == 0 {
+		return nil, 0
+	}
+	ptr := alloc(b.Len())
+	b.CopyTo(unsafe.Slice((*byte)(ptr), b.Len()))
+	p.inFlight[ptr] = b
+	return ptr, b.Len()
+}
+
+// cleanup is called once Fluent Bit has appended the buffer: its lines are
+// delivered, so their positions advance.
+func (p *instance) cleanup(ptr unsafe.Pointer, free func(unsafe.Pointer)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.inFlight[ptr]
+	if !ok {
+		return
+	}
+	delete(p.inFlight, ptr)
+	free(ptr)
+	p.capture.Commit(b)
+}
+
+func (p *instance) pause() {
+	if c := p.current(); c != nil {
+		c.Pause()
+		p.log.Debug("paused")
+	}
+}
+
+func (p *instance) resume() {
+	if c := p.current(); c != nil {
+		c.Resume()
+		p.log.Debug("resumed")
+	}
+}
+
+func (p *instance) current() *capture.Capture {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.capture
+}
+
+// exit stops every goroutine and closes every stream.
+func (p *instance) exit() {
+	p.mu.Lock()
+	c, src := p.capture, p.src
+	p.capture, p.src = nil, nil
+	p.mu.Unlock()
+	if c == nil {
+		return
+	}
+	if err := c.Stop(exitTimeout); err != nil {
+		p.log.WithError(err).Error("stopping")
+	}
+	if err := src.Close(); err != nil {
+		p.log.WithError(err).Warn("closing the docker client")
+	}
+	p.log.Info("stopped")
+}
+
+func goroutines() int { return runtime.NumGoroutine() }
