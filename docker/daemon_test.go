@@ -1,0 +1,235 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
+)
+
+// Tests against the real daemon (DOCKER_HOST or the default socket).
+
+func TestMain(m *testing.M) { os.Exit(dockertest.Main(m)) }
+
+type frame struct {
+	stream byte
+	ts     time.Time
+	line   string
+}
+
+// readFrames splits a multiplexed stream and the 31-byte json-file
+// timestamp prefix of each message.
+func readFrames(t *testing.T, r io.Reader) []frame {
+	t.Helper()
+	var out []frame
+	for {
+		var hdr [8]byte
+		if _, err := io.ReadFull(r, hdr[:]); err == io.EOF {
+			return out
+		} else if err != nil {
+			t.Fatalf("frame header: %v", err)
+		}
+		if hdr[0] != 1 && hdr[0] != 2 {
+			t.Fatalf("frame header %x: stream %d", hdr, hdr[0])
+		}
+		msg := make([]byte, binary.BigEndian.Uint32(hdr[4:]))
+		if _, err := io.ReadFull(r, msg); err != nil {
+			t.Fatalf("frame payload: %v", err)
+		}
+		out = append(out, frame{hdr[0], parseStamp(t, msg), string(msg[31:])})
+	}
+}
+
+func parseStamp(t *testing.T, msg []byte) time.Time {
+	t.Helper()
+	if len(msg) < 31 || msg[30] != ' ' {
+		t.Fatalf("message %q has no 31-byte timestamp prefix", msg)
+	}
+	ts, err := time.Parse(time.RFC3339Nano, string(msg[:30]))
+	if err != nil {
+		t.Fatalf("timestamp of %q: %v", msg, err)
+	}
+	return ts
+}
+
+func logs(t *testing.T, c *Client, id string, req capture.LogsRequest) []byte {
+	t.Helper()
+	rc, err := c.Logs(context.Background(), id, req)
+	if err != nil {
+		t.Fatalf("Logs(%+v): %v", req, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("read logs: %v", err)
+	}
+	return b
+}
+
+func TestDaemonInspectListAndTimestampedFramesOfPlainContainer(t *testing.T) {
+	c := newClient(t, "")
+	name := "dockerlogs-plain-" + dockertest.RunID()
+	// The interval keeps the file order of the two streams deterministic.
+	id := dockertest.Run(t, dockertest.RunOptions{Name: name, Args: []string{"-lines", "4", "-stream", "both", "-interval", "20ms"}})
+	dockertest.WaitExited(t, id, time.Minute)
+
+	got, err := c.Inspect(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != id || got.Name != name || got.Image != dockertest.LoggenImage(t) || got.TTY || got.Running ||
+		got.Labels[dockertest.LabelRun] != dockertest.RunID() {
+		t.Errorf("Inspect = %+v", got)
+	}
+	list, err := c.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed bool
+	for _, l := range list {
+		if l.ID == id {
+			listed = l.Name == name && l.Image == got.Image && !l.Running && l.Labels[dockertest.LabelRun] == dockertest.RunID()
+			if !listed {
+				t.Errorf("List entry %+v", l)
+			}
+		}
+	}
+	if !listed {
+		t.Errorf("container %s not in List", id)
+	}
+
+	frames := readFrames(t, bytes.NewReader(logs(t, c, id, capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1})))
+	var seen []string
+	for _, f := range frames {
+		want := map[byte]string{1: "stdout", 2: "stderr"}[f.stream]
+		if !strings.HasSuffix(f.line, " stream="+want+"\n") {
+			t.Errorf("frame of stream %d carries %q", f.stream, f.line)
+		}
+		seen = append(seen, f.line)
+	}
+	if len(frames) != 4 {
+		t.Fatalf("got %d frames %q, want 4", len(frames), seen)
+	}
+
+	// since is inclusive and kept to the nanosecond: asking from the second
+	// stdout line returns it and nothing before it.
+	var stdout []frame
+	for _, f := range frames {
+		if f.stream == 1 {
+			stdout = append(stdout, f)
+		}
+	}
+	since := capture.Timestamp(stdout[1].ts.UnixNano())
+	after := readFrames(t, bytes.NewReader(logs(t, c, id, capture.LogsRequest{Stdout: true, Since: since, Tail: -1})))
+	if len(after) != 1 || after[0].line != stdout[1].line || !after[0].ts.Equal(stdout[1].ts) {
+		t.Errorf("since %s: %+v, want only %q", since.SinceParam(), after, stdout[1].line)
+	}
+	for _, tc := range []struct {
+		req  capture.LogsRequest
+		want []string
+	}{
+		{capture.LogsRequest{Stdout: true, Stderr: true, Tail: 1}, []string{"seq=4 stream=stderr\n"}},
+		// Daemon 20.10 takes the tail over both streams, then drops the
+		// stream not asked for: fewer than Tail entries does not mean the
+		// stream has no more.
+		{capture.LogsRequest{Stdout: true, Tail: 1}, nil},
+		{capture.LogsRequest{Stdout: true, Tail: 2}, []string{"seq=3 stream=stdout\n"}},
+	} {
+		var got []string
+		for _, f := range readFrames(t, bytes.NewReader(logs(t, c, id, tc.req))) {
+			got = append(got, f.line)
+		}
+		if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tc.want) {
+			t.Errorf("tail=%d stdout=%v stderr=%v: %q, want %q", tc.req.Tail, tc.req.Stdout, tc.req.Stderr, got, tc.want)
+		}
+	}
+}
+
+func TestDaemonTTYContainerIsInspectedAsTTYAndStreamsRawLines(t *testing.T) {
+	c := newClient(t, "")
+	id := dockertest.Run(t, dockertest.RunOptions{TTY: true, Args: []string{"-lines", "2", "-stream", "both"}})
+	dockertest.WaitExited(t, id, time.Minute)
+	got, err := c.Inspect(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.TTY {
+		t.Errorf("Inspect of a -t container: TTY false")
+	}
+	raw := logs(t, c, id, capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1})
+	lines := strings.SplitAfter(string(raw), "\n")
+	if len(lines) != 3 || lines[2] != "" {
+		t.Fatalf("raw stream %q, want 2 lines", raw)
+	}
+	for i, want := range []string{"seq=1 stream=stdout\r\n", "seq=2 stream=stderr\r\n"} {
+		parseStamp(t, []byte(lines[i])) // no frame header: the stream starts with the timestamp
+		if lines[i][31:] != want {
+			t.Errorf("line %d = %q, want %q after the timestamp", i, lines[i], want)
+		}
+	}
+}
+
+func TestDaemonErrorsAreClassified(t *testing.T) {
+	c := newClient(t, "")
+	none := dockertest.Run(t, dockertest.RunOptions{LogDriver: "none", Args: []string{"-lines", "1"}})
+	if _, err := c.Logs(context.Background(), none, capture.LogsRequest{Stdout: true, Tail: -1}); !errors.Is(err, capture.ErrLogsUnreadable) {
+		t.Errorf("Logs with log driver none: %v, want ErrLogsUnreadable", err)
+	}
+	gone := dockertest.Run(t, dockertest.RunOptions{Args: []string{"-lines", "1"}})
+	dockertest.Docker(t, "rm", "-f", gone)
+	if _, err := c.Inspect(context.Background(), gone); !errors.Is(err, capture.ErrNotFound) || !strings.Contains(err.Error(), gone) {
+		t.Errorf("Inspect of a removed container: %v, want ErrNotFound naming it", err)
+	}
+	if _, err := c.Logs(context.Background(), gone, capture.LogsRequest{Stdout: true, Tail: -1}); !errors.Is(err, capture.ErrNotFound) {
+		t.Errorf("Logs of a removed container: %v, want ErrNotFound", err)
+	}
+}
+
+func TestDaemonEventsReportLifecycleOfAContainer(t *testing.T) {
+	c := newClient(t, "")
+	dockertest.LoggenImage(t) // build before subscribing: nothing to wait for later
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	evc, errc := c.Events(ctx)
+
+	id := dockertest.Run(t, dockertest.RunOptions{Args: []string{"-lines", "1"}})
+	dockertest.WaitExited(t, id, time.Minute)
+	newName := "dockerlogs-renamed-" + dockertest.RunID()
+	dockertest.Docker(t, "rename", id, newName)
+	dockertest.Docker(t, "rm", id)
+
+	var actions []string
+	for ev := range evc {
+		if ev.ID != id {
+			continue // another test process's container
+		}
+		actions = append(actions, string(ev.Action))
+		if ev.Time.IsZero() || time.Since(ev.Time) > time.Hour {
+			t.Errorf("event %+v has a bad time", ev)
+		}
+		if ev.Action == capture.ActionRename && ev.Name != newName {
+			t.Errorf("rename event %+v, want name %q", ev, newName)
+		}
+		if ev.Action == capture.ActionDestroy {
+			break
+		}
+	}
+	if want := "[start die rename destroy]"; fmt.Sprint(actions) != want {
+		t.Errorf("actions %v, want %s", actions, want)
+	}
+	cancel()
+	for range evc {
+	}
+	if err := <-errc; err != nil {
+		t.Errorf("Events ended with %v after cancel, want nil", err)
+	}
+}

@@ -1,0 +1,397 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
+)
+
+const id64 = "4f1c0a8f3d2b6e5a7c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d"
+
+var versionPrefix = regexp.MustCompile(`^/v[0-9]+\.[0-9]+`)
+
+// fakeDaemon serves the routes of mux as a daemon of API 1.41 would, with the
+// version prefix stripped, and records the prefix each request used.
+type fakeDaemon struct {
+	mux      *http.ServeMux
+	versions chan string
+}
+
+func newFake(t *testing.T) (*fakeDaemon, *httptest.Server) {
+	t.Helper()
+	f := &fakeDaemon{mux: http.NewServeMux(), versions: make(chan string, 100)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", "1.41")
+		if r.URL.Path == "/_ping" {
+			_, _ = io.WriteString(w, "OK")
+			return
+		}
+		select {
+		case f.versions <- versionPrefix.FindString(r.URL.Path):
+		default:
+		}
+		r.URL.Path = versionPrefix.ReplaceAllString(r.URL.Path, "")
+		f.mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+func newClient(t *testing.T, host string) *Client {
+	t.Helper()
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	c, err := New(host, log)
+	if err != nil {
+		t.Fatalf("New(%q): %v", host, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func fakeClient(t *testing.T) (*fakeDaemon, *Client) {
+	f, srv := newFake(t)
+	return f, newClient(t, "tcp://"+srv.Listener.Addr().String())
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func daemonError(status int, msg string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, status, map[string]string{"message": msg})
+	}
+}
+
+func TestListTranslatesSummariesAndAsksForAll(t *testing.T) {
+	f, c := fakeClient(t)
+	f.mux.HandleFunc("GET /containers/json", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("all") != "1" {
+			t.Errorf("query %q, want all=1", r.URL.RawQuery)
+		}
+		writeJSON(w, 200, []map[string]any{
+			{"Id": id64, "Names": []string{"/db/alias", "/web"}, "Image": "nginx:1.27",
+				"Labels": map[string]string{"a": "b"}, "State": "running"},
+			{"Id": "b" + id64[1:], "Names": []string{"/old"}, "Image": "sha256:abc", "State": "exited"},
+		})
+	})
+	got, err := c.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []capture.Container{
+		{ID: id64, Name: "web", Image: "nginx:1.27", Labels: map[string]string{"a": "b"}, Running: true},
+		{ID: "b" + id64[1:], Name: "old", Image: "sha256:abc"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("List = %+v\nwant %+v", got, want)
+	}
+	if v := <-f.versions; v != "/v1.41" {
+		t.Errorf("request used %q, want the negotiated /v1.41", v)
+	}
+}
+
+func TestInspectTranslatesConfigAndState(t *testing.T) {
+	f, c := fakeClient(t)
+	f.mux.HandleFunc("GET /containers/{id}/json", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{
+			"Id": r.PathValue("id"), "Name": "/web", "Image": "sha256:deadbeef",
+			"Config": map[string]any{"Tty": true, "Image": "nginx:1.27", "Labels": map[string]string{"x": "y"}},
+			"State":  map[string]any{"Running": true, "Status": "running"},
+		})
+	})
+	got, err := c.Inspect(context.Background(), id64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := capture.Container{ID: id64, Name: "web", Image: "nginx:1.27", Labels: map[string]string{"x": "y"}, TTY: true, Running: true}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Inspect = %+v, want %+v", got, want)
+	}
+}
+
+func TestLogsSendsSinceWithNineDigitsTailFollowStreamsAndTimestamps(t *testing.T) {
+	for _, tc := range []struct {
+		req  capture.LogsRequest
+		want url.Values
+	}{
+		{capture.LogsRequest{Stdout: true, Follow: true, Since: 1_700_000_000_000_000_001, Tail: 64},
+			url.Values{"stdout": {"1"}, "follow": {"1"}, "since": {"1700000000.000000001"}, "tail": {"64"}, "timestamps": {"1"}}},
+		{capture.LogsRequest{Stderr: true, Since: 1_700_000_000_000_000_000, Tail: 0},
+			url.Values{"stderr": {"1"}, "since": {"1700000000.000000000"}, "tail": {"0"}, "timestamps": {"1"}}},
+		// No since, all entries: neither parameter is sent.
+		{capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1},
+			url.Values{"stdout": {"1"}, "stderr": {"1"}, "timestamps": {"1"}}},
+	} {
+		f, c := fakeClient(t)
+		const body = "\x01\x00\x00\x00\x00\x00\x00\x03hi\n"
+		f.mux.HandleFunc("GET /containers/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
+			if r.PathValue("id") != id64 {
+				t.Errorf("path %q", r.URL.Path)
+			}
+			if got := r.URL.Query(); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("%+v: query %v, want %v", tc.req, got, tc.want)
+			}
+			_, _ = io.WriteString(w, body)
+		})
+		rc, err := c.Logs(context.Background(), id64, tc.req)
+		if err != nil {
+			t.Fatalf("%+v: %v", tc.req, err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || string(b) != body {
+			t.Errorf("%+v: body %q, %v; want %q", tc.req, b, err, body)
+		}
+	}
+}
+
+func TestErrorsAreClassifiedAndNameTheContainer(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+		want   error // nil: none of the capture sentinels
+	}{
+		{"404", http.StatusNotFound, capture.ErrNotFound},
+		{"501", http.StatusNotImplemented, capture.ErrLogsUnreadable},
+		{"500", http.StatusInternalServerError, capture.ErrUnavailable},
+		{"503", http.StatusServiceUnavailable, capture.ErrUnavailable},
+		{"400", http.StatusBadRequest, nil},
+		{"409", http.StatusConflict, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, c := fakeClient(t)
+			f.mux.Handle("GET /containers/{id}/logs", daemonError(tc.status, "from the fake"))
+			f.mux.Handle("GET /containers/{id}/json", daemonError(tc.status, "from the fake"))
+			_, errLogs := c.Logs(context.Background(), id64, capture.LogsRequest{Stdout: true, Tail: -1})
+			_, errInspect := c.Inspect(context.Background(), id64)
+			for _, err := range []error{errLogs, errInspect} {
+				if err == nil {
+					t.Fatal("no error")
+				}
+				for _, s := range []error{capture.ErrNotFound, capture.ErrLogsUnreadable, capture.ErrUnavailable} {
+					if errors.Is(err, s) != (s == tc.want) {
+						t.Errorf("errors.Is(%q, %v) = %v", err, s, !(s == tc.want))
+					}
+				}
+				if !strings.Contains(err.Error(), id64) || !strings.Contains(err.Error(), "from the fake") {
+					t.Errorf("error %q should name the container and keep the daemon's message", err)
+				}
+			}
+			if tc.status == http.StatusNotFound && !cerrdefs.IsNotFound(errInspect) {
+				t.Errorf("%q lost the SDK's classification", errInspect)
+			}
+		})
+	}
+}
+
+func TestUnreachableDaemonIsUnavailable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := "tcp://" + l.Addr().String()
+	l.Close()
+	noSocket := "unix://" + filepath.Join(t.TempDir(), "none.sock")
+	for _, host := range []string{refused, noSocket} {
+		c := newClient(t, host)
+		if _, err := c.List(context.Background()); !errors.Is(err, capture.ErrUnavailable) {
+			t.Errorf("%s: List error %v, want ErrUnavailable", host, err)
+		}
+		if _, err := c.Inspect(context.Background(), id64); !errors.Is(err, capture.ErrUnavailable) {
+			t.Errorf("%s: Inspect error %v, want ErrUnavailable", host, err)
+		}
+		_, errc := c.Events(context.Background())
+		if err := <-errc; !errors.Is(err, capture.ErrUnavailable) {
+			t.Errorf("%s: Events error %v, want ErrUnavailable", host, err)
+		}
+	}
+}
+
+func TestCancelledRequestIsNotClassified(t *testing.T) {
+	f, c := fakeClient(t)
+	f.mux.HandleFunc("GET /containers/{id}/json", func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.Inspect(ctx, id64)
+	if !errors.Is(err, context.Canceled) || errors.Is(err, capture.ErrUnavailable) {
+		t.Errorf("Inspect on a cancelled ctx = %v, want context.Canceled only", err)
+	}
+}
+
+func TestNewRejectsInvalidHostNamingIt(t *testing.T) {
+	for _, host := range []string{"ftp://x", "unix://", "tcp://", "no-scheme", "tcp://a:b:c"} {
+		if _, err := New(host, nil); err == nil || !strings.Contains(err.Error(), host) {
+			t.Errorf("New(%q) = %v, want an error naming the host", host, err)
+		}
+	}
+}
+
+func TestNewRefusesTLSVerifyWithoutCertPath(t *testing.T) {
+	t.Setenv("DOCKER_CERT_PATH", "")
+	t.Setenv("DOCKER_TLS_VERIFY", "1")
+	if _, err := New("tcp://127.0.0.1:2376", nil); err == nil {
+		t.Error("New accepted DOCKER_TLS_VERIFY without certificates")
+	}
+}
+
+func TestNewUsesDockerHostWhenHostIsEmpty(t *testing.T) {
+	f, srv := newFake(t)
+	f.mux.HandleFunc("GET /containers/json", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, []any{}) })
+	t.Setenv("DOCKER_HOST", "tcp://"+srv.Listener.Addr().String())
+	c := newClient(t, "")
+	if _, err := c.List(context.Background()); err != nil {
+		t.Errorf("List through DOCKER_HOST: %v", err)
+	}
+}
+
+func TestNewServesAUnixSocket(t *testing.T) {
+	dir, err := os.MkdirTemp("", "dk") // short: socket paths are limited to ~100 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	l, err := net.Listen("unix", filepath.Join(dir, "d.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := newFake(t) // reuse its handler on our listener
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", "1.41")
+		r.URL.Path = versionPrefix.ReplaceAllString(r.URL.Path, "")
+		f.mux.ServeHTTP(w, r)
+	}))
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+	f.mux.HandleFunc("GET /containers/json", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, []any{}) })
+	c := newClient(t, "unix://"+l.Addr().String())
+	if _, err := c.List(context.Background()); err != nil {
+		t.Errorf("List over unix socket: %v", err)
+	}
+}
+
+// eventsHandler checks the filters, sends msgs, then holds the stream open
+// until the client goes (hold) or ends it (EOF). closed is closed when the
+// handler returns.
+func eventsHandler(t *testing.T, msgs []map[string]any, hold bool, closed chan struct{}) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		defer close(closed)
+		var filters map[string]map[string]bool
+		if err := json.Unmarshal([]byte(r.URL.Query().Get("filters")), &filters); err != nil {
+			t.Errorf("filters %q: %v", r.URL.Query().Get("filters"), err)
+		}
+		want := map[string]map[string]bool{"type": {"container": true},
+			"event": {"start": true, "die": true, "destroy": true, "rename": true}}
+		if fmt.Sprint(filters) != fmt.Sprint(want) {
+			t.Errorf("filters %v, want %v", filters, want)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(200)
+		enc := json.NewEncoder(w)
+		for _, m := range msgs {
+			_ = enc.Encode(m)
+		}
+		w.(http.Flusher).Flush()
+		if hold {
+			<-r.Context().Done()
+		}
+	}
+}
+
+func msg(action, name string, nano int64) map[string]any {
+	return map[string]any{"Type": "container", "Action": action, "time": nano / 1e9, "timeNano": nano,
+		"Actor": map[string]any{"ID": id64, "Attributes": map[string]string{"name": name, "image": "x"}}}
+}
+
+func TestEventsTranslatesAndEndsWithNilWhenCtxIsCancelled(t *testing.T) {
+	f, c := fakeClient(t)
+	closed := make(chan struct{})
+	f.mux.Handle("GET /events", eventsHandler(t, []map[string]any{
+		msg("start", "web", 1_700_000_000_123_456_789),
+		msg("exec_start: sh", "web", 1_700_000_001_000_000_000), // not ours: dropped
+		msg("rename", "/new", 1_700_000_002_000_000_000),
+	}, true, closed))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	evc, errc := c.Events(ctx)
+	want := []capture.Event{
+		{Action: capture.ActionStart, ID: id64, Name: "web", Time: time.Unix(0, 1_700_000_000_123_456_789).UTC()},
+		{Action: capture.ActionRename, ID: id64, Name: "new", Time: time.Unix(1_700_000_002, 0).UTC()},
+	}
+	for i, w := range want {
+		if got := <-evc; got != w {
+			t.Errorf("event %d = %+v, want %+v", i, got, w)
+		}
+	}
+	cancel()
+	for ev := range evc {
+		t.Errorf("unexpected event %+v", ev)
+	}
+	if err := <-errc; err != nil {
+		t.Errorf("error after cancel = %v, want nil", err)
+	}
+	<-closed // the request was cancelled: the daemon sees the client go
+	waitGoroutinesGone(t, "docker.(*Client).Events", "client.(*Client).Events")
+}
+
+func TestEventsStreamEndIsUnavailable(t *testing.T) {
+	f, c := fakeClient(t)
+	f.mux.Handle("GET /events", eventsHandler(t, []map[string]any{msg("die", "web", 1)}, false, make(chan struct{})))
+	evc, errc := c.Events(context.Background())
+	var n int
+	for range evc {
+		n++
+	}
+	if err := <-errc; n != 1 || !errors.Is(err, capture.ErrUnavailable) {
+		t.Errorf("got %d events then %v, want 1 then ErrUnavailable", n, err)
+	}
+	waitGoroutinesGone(t, "docker.(*Client).Events", "client.(*Client).Events")
+}
+
+// waitGoroutinesGone fails if goroutines running any of funcs remain. There
+// is no event for a goroutine's end, so it looks again for a few seconds.
+func waitGoroutinesGone(t *testing.T, funcs ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		var left []string
+		for _, fn := range funcs {
+			if strings.Contains(stacks, fn) {
+				left = append(left, fn)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines still running %v:\n%s", left, stacks)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
