@@ -1,0 +1,948 @@
+//go:build ignore
+
+// The constraint above keeps the go tool from treating this file as part of
+// package testhost (a package without cgo may not hold C files); it is
+// compiled on its own by cc.
+
+/*
+ * goproxy-testhost: a test host for Fluent Bit Go input plugins.
+ *
+ * It is NOT Fluent Bit. It loads a Go input plugin built as a c-shared
+ * library and drives it the way Fluent Bit 5.1's Go proxy does, so that the
+ * plugin's ABI, threading and lifecycle can be tested without Fluent Bit.
+ * Everything below is written for this project; each behaviour names the
+ * Fluent Bit source file it mirrors.
+ *
+ *   goproxy-testhost -o OUT.msgpack [-p key=value]... PLUGIN.so
+ *
+ * OUT receives, raw and concatenated, every buffer a collect hands over:
+ * exactly the bytes Fluent Bit would pass to flb_input_log_append().
+ *
+ * Commands on stdin, one per line: pause, resume, exit (also on EOF of stdin
+ * and on SIGTERM/SIGINT). Each is answered with "ok <command>" once done.
+ *
+ * Lines on stderr that tests parse (anything else is informative):
+ *   registered name=<name> type=<t> proxy=<p> flags=<f> event_type=<e>
+ *   goroutines baseline=<n>          (only if DockerLogsGoroutines is exported)
+ *   init ok | init failed            (init failed: exit code 3)
+ *   collect bytes=<n>                (after the bytes are in OUT)
+ *   ok pause | ok resume
+ *   exit took_ms=<n> goroutines=<m> at_return=<r> settle_ms=<s>
+ *                                    (m, r are -1 without DockerLogsGoroutines)
+ *
+ * Exit codes: 0 after exit, 1 I/O error, 2 usage/load/register error,
+ * 3 init failed, 4 the plugin broke the collect contract.
+ *
+ * Build: cc -O2 -Wall -Wextra -o build/goproxy-testhost \
+ *            testhost/goproxy_testhost.c -ldl -lpthread
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Constants of include/fluent-bit/flb_plugin_proxy.h and fluent-bit-go. */
+#define PROXY_INPUT_PLUGIN 1
+#define PROXY_GOLANG 11
+
+/* src/flb_plugin_proxy.c: PROXY_CALLBACK_TIME, the collect interval. */
+#define COLLECT_INTERVAL_SEC 1
+
+enum {
+    EXIT_IO = 1,
+    EXIT_USAGE = 2,
+    EXIT_INIT_FAILED = 3,
+    EXIT_CONTRACT = 4,
+};
+
+/*
+ * struct flb_plugin_proxy_def, include/fluent-bit/flb_plugin_proxy.h.
+ * fluent-bit-go declares only the first five fields; Fluent Bit allocates
+ * the whole struct zeroed (flb_calloc in flb_plugin_proxy_create), so the
+ * plugin leaves event_type 0 and config_map NULL.
+ */
+struct proxy_def {
+    int type;
+    int proxy;
+    int flags;
+    char *name;
+    char *description;
+    int event_type;
+    void *config_map;
+};
+
+/*
+ * struct flb_plugin_input_proxy_context, include/fluent-bit/flb_plugin_proxy.h:
+ * what plugin->context points at. Fluent Bit allocates it zeroed in
+ * flb_input_new (src/flb_input.c) and sets coll_fd only after the plugin's
+ * init returned. fluent-bit-go's input header declares it as
+ * {void *remote_context} instead, which reads coll_fd's bytes.
+ */
+struct input_proxy_context {
+    int coll_fd;
+    void *remote_context;
+    void *proxy;
+};
+
+/*
+ * struct flb_api, include/fluent-bit/flb_api.h (all fields, in order; the
+ * instance pointers are opaque to a plugin). fluent-bit-go's input header
+ * declares {char *_; input_get_property}, i.e. the first two slots.
+ */
+struct host_api {
+    const char *(*output_get_property)(const char *, void *);
+    const char *(*input_get_property)(const char *, void *);
+    void *(*output_get_cmt_instance)(void *);
+    void *(*input_get_cmt_instance)(void *);
+    void (*log_print)(int, const char *, int, const char *, ...);
+    int (*input_log_check)(void *, int);
+    int (*output_log_check)(void *, int);
+    const char *(*custom_get_property)(const char *, void *);
+    int (*custom_log_check)(void *, int);
+};
+
+/*
+ * struct flbgo_input_plugin, src/proxy/go/go.h: what FLBPluginInit gets.
+ * fluent-bit-go reads the first four fields (it names the first one '_').
+ */
+struct go_input_plugin {
+    char *name;
+    struct host_api *api;
+    void *i_ins;
+    struct input_proxy_context *context;
+
+    int (*cb_init)(struct go_input_plugin *);
+    int (*cb_collect)(void **, size_t *);
+    int (*cb_collect_ctx)(void *, void **, size_t *);
+    int (*cb_cleanup)(void *);
+    int (*cb_cleanup_ctx)(void *, void *);
+    int (*cb_exit)(void);
+};
+
+/* One -p property, as flb_input_set_property (src/flb_input.c) stores it. */
+struct property {
+    char *key;
+    char *val; /* NULL when the value is empty: the plugin gets NULL */
+};
+
+/* The input instance: opaque to the plugin, passed back to get_property. */
+struct instance {
+    struct property *props;
+    size_t nprops;
+};
+
+/* Symbols of the plugin, resolved as flb_plugin_proxy_symbol does. */
+struct plugin_syms {
+    int (*pre_register)(int);
+    int (*do_register)(struct proxy_def *);
+    void (*unregister)(struct proxy_def *);
+    void (*pause)(void);
+    void (*resume)(void);
+    int (*pre_run)(int);
+    void (*pre_exit)(int);
+    int (*goroutines)(void);
+};
+
+/* Commands from the main thread to the input thread. */
+enum { CMD_PAUSE = 'p', CMD_RESUME = 'r', CMD_EXIT = 'x' };
+
+static struct plugin_syms syms;
+static struct go_input_plugin plugin;
+static struct host_api api;
+static struct input_proxy_context proxy_ctx;
+static struct instance ins;
+static int out_fd = -1;
+
+/* Input thread <-> main thread. */
+static int cmd_pipe[2];  /* main writes a command byte, input thread reads */
+static int ack_pipe[2];  /* input thread writes one byte per command done */
+static pthread_mutex_t init_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t init_cv = PTHREAD_COND_INITIALIZER;
+static int init_status; /* 0 pending, 1 ok, -1 failed; guarded by init_mu */
+
+/*
+ * say writes one line to stderr with a single write(2), so lines of the
+ * host and of the plugin's own logging never interleave mid-line.
+ */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return;
+    }
+    if ((size_t) n > sizeof(buf) - 2) {
+        n = sizeof(buf) - 2;
+    }
+    buf[n++] = '\n';
+    while (write(STDERR_FILENO, buf, n) < 0 && errno == EINTR) {
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Goroutine counts. The Go runtime's count moves on its own for a moment:
+ * right after dlopen the goroutine that ran the package inits may not have
+ * ended yet, and a goroutine that has signalled its WaitGroup, or a
+ * net/http connection goroutine whose connection was just closed, is still
+ * counted until it has returned. So the baseline is the lowest of a few
+ * readings, and the count after exit is read again until it is back to the
+ * baseline or SETTLE_MAX_MS have passed: what is left then outlived
+ * FLBPluginExit for real.
+ */
+#define SAMPLE_INTERVAL_MS 5
+#define BASELINE_SAMPLES 10
+#define SETTLE_MAX_MS 1000
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+static int goroutine_baseline(void)
+{
+    int i, n, low;
+
+    low = syms.goroutines();
+    for (i = 1; i < BASELINE_SAMPLES; i++) {
+        sleep_ms(SAMPLE_INTERVAL_MS);
+        n = syms.goroutines();
+        if (n < low) {
+            low = n;
+        }
+    }
+    return low;
+}
+
+/* Returns the settled count; *settle_ms is how long it took to settle. */
+static int goroutines_settled(int baseline, int64_t *settle_ms)
+{
+    int64_t t0 = now_ms();
+    int n = syms.goroutines();
+
+    while (n > baseline && now_ms() - t0 < SETTLE_MAX_MS) {
+        sleep_ms(SAMPLE_INTERVAL_MS);
+        n = syms.goroutines();
+    }
+    *settle_ms = now_ms() - t0;
+    return n;
+}
+
+/* ---- properties -------------------------------------------------------- */
+
+/*
+ * Keys Fluent Bit's core consumes for every input instance; they never reach
+ * the plugin (the first branches of flb_input_set_property, src/flb_input.c;
+ * net.* and oauth2* are kept in lists of their own).
+ */
+static const char *const core_keys[] = {
+    "tag", "log_level", "log_suppress_interval", "routable", "alias",
+    "mem_buf_limit", "listen", "host", "port", "ipv6",
+    "tls", "tls.verify", "tls.verify_client_cert", "tls.verify_hostname",
+    "tls.debug", "tls.vhost", "tls.ca_path", "tls.ca_file", "tls.crt_file",
+    "tls.key_file", "tls.key_passwd", "tls.min_version", "tls.max_version",
+    "tls.ciphers", "storage.type", "threaded", "thread.ring_buffer.capacity",
+    "thread.ring_buffer.window", "rate_window", "rate_gate",
+    "rate_gate.max_bytes", "rate_gate.max_records", "rate_gate.backpressure",
+    "rate_gate.resume_ratio", "storage.pause_on_chunks_overlimit",
+};
+
+static int is_core_key(const char *k)
+{
+    size_t i;
+
+    if (strncasecmp(k, "net.", 4) == 0 || strncasecmp(k, "oauth2", 6) == 0) {
+        return 1;
+    }
+    for (i = 0; i < sizeof(core_keys) / sizeof(core_keys[0]); i++) {
+        if (strcasecmp(k, core_keys[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Trims spaces in place, as flb_cf_section_property_add does (flb_sds_trim). */
+static char *trim(char *s)
+{
+    char *end;
+
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+    end = s + strlen(s);
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t')) {
+        *--end = '\0';
+    }
+    return s;
+}
+
+/*
+ * add_property mirrors `-p key=value` in src/fluent-bit.c (set_property: split
+ * at the first '=', key lowercased by flb_cf_key_translate for the classic
+ * format, both trimmed) and flb_input_set_property: an empty value is stored
+ * as NULL, core keys are consumed, duplicates are appended (the first wins on
+ * lookup). ${VAR} expansion (flb_env_var_translate) is not mirrored.
+ */
+static int add_property(char *kv)
+{
+    char *eq = strchr(kv, '=');
+    char *k, *v, *p;
+    struct property *grown;
+
+    if (eq == NULL) {
+        return -1;
+    }
+    *eq = '\0';
+    k = trim(kv);
+    v = trim(eq + 1);
+    if (*k == '\0') {
+        return -1;
+    }
+    for (p = k; *p; p++) {
+        *p = (char) tolower((unsigned char) *p);
+    }
+    if (is_core_key(k)) {
+        say("testhost: property %s is consumed by Fluent Bit's core; the plugin never sees it", k);
+        return 0;
+    }
+    grown = realloc(ins.props, (ins.nprops + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        return -1;
+    }
+    ins.props = grown;
+    ins.props[ins.nprops].key = k;
+    ins.props[ins.nprops].val = *v ? v : NULL;
+    ins.nprops++;
+    return 0;
+}
+
+/*
+ * input_get_property mirrors flb_input_get_property -> flb_kv_get_key_value
+ * (src/flb_input.c, src/flb_kv.c): NULL for a NULL or empty key, otherwise the
+ * first property whose key has the same length and matches case-insensitively;
+ * NULL when unset. fluent-bit-go turns NULL into "" (C.GoString).
+ */
+static const char *input_get_property(const char *key, void *instance)
+{
+    struct instance *in = instance;
+    size_t i, len;
+
+    if (key == NULL || (len = strlen(key)) == 0) {
+        return NULL;
+    }
+    for (i = 0; i < in->nprops; i++) {
+        if (strlen(in->props[i].key) == len &&
+            strncasecmp(in->props[i].key, key, len) == 0) {
+            return in->props[i].val;
+        }
+    }
+    return NULL;
+}
+
+/* The rest of struct flb_api (src/flb_api.c), enough for a Go input. */
+static const char *no_property(const char *key, void *instance)
+{
+    (void) key;
+    (void) instance;
+    return NULL;
+}
+
+static void *no_cmt(void *instance)
+{
+    (void) instance;
+    return NULL;
+}
+
+static void log_print(int type, const char *file, int line, const char *fmt, ...)
+{
+    char buf[900];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    say("plugin log_print type=%d %s:%d: %s", type, file ? file : "?", line, buf);
+}
+
+static int log_check(void *instance, int level)
+{
+    (void) instance;
+    (void) level;
+    return 1;
+}
+
+/* ---- loading ----------------------------------------------------------- */
+
+/* flb_plugin_proxy_symbol (src/flb_plugin_proxy.c): NULL if not exported. */
+static void *symbol(void *dso, const char *name)
+{
+    void *s;
+
+    dlerror();
+    s = dlsym(dso, name);
+    if (dlerror() != NULL) {
+        return NULL;
+    }
+    return s;
+}
+
+static void resolve(void *dso)
+{
+    /* Hooks of src/flb_plugin_proxy.c. */
+    syms.pre_register = symbol(dso, "FLBPluginPreRegister");
+    syms.do_register = symbol(dso, "FLBPluginRegister");
+    syms.unregister = symbol(dso, "FLBPluginUnregister");
+    syms.pause = symbol(dso, "FLBPluginInputPause");
+    syms.resume = symbol(dso, "FLBPluginInputResume");
+    syms.pre_run = symbol(dso, "FLBPluginInputPreRun");
+    syms.pre_exit = symbol(dso, "FLBPluginInputPreExit");
+    /* This project's test-only export. */
+    syms.goroutines = symbol(dso, "DockerLogsGoroutines");
+
+    /* proxy_go_input_register (src/proxy/go/go.c). */
+    plugin.cb_init = symbol(dso, "FLBPluginInit");
+    plugin.cb_collect = symbol(dso, "FLBPluginInputCallback");
+    plugin.cb_collect_ctx = symbol(dso, "FLBPluginInputCallbackCtx");
+    plugin.cb_cleanup = symbol(dso, "FLBPluginInputCleanupCallback");
+    plugin.cb_cleanup_ctx = symbol(dso, "FLBPluginInputCleanupCallbackCtx");
+    plugin.cb_exit = symbol(dso, "FLBPluginExit");
+}
+
+/* ---- the input thread -------------------------------------------------- */
+
+/*
+ * The collect timer, as mk_event_timeout_create (lib/monkey/mk_core/
+ * mk_event_epoll.c) makes it for flb_input_set_collector_time: a monotonic
+ * timerfd that first expires at floor(now) + interval (so a little early,
+ * never late), then every interval. Pausing destroys it; resuming makes a new one
+ * (flb_input_collector_pause/resume, src/flb_input.c).
+ */
+static int timer_start(void)
+{
+    struct itimerspec its;
+    struct timespec now;
+    int fd;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    memset(&its, 0, sizeof(its));
+    its.it_interval.tv_sec = COLLECT_INTERVAL_SEC;
+    its.it_value.tv_sec = now.tv_sec + COLLECT_INTERVAL_SEC;
+    fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    if (timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    ssize_t w;
+
+    while (n > 0) {
+        w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w < 0) {
+            say("testhost: write OUT: %s", strerror(errno));
+            _exit(EXIT_IO);
+        }
+        p += w;
+        n -= (size_t) w;
+    }
+}
+
+/*
+ * collect mirrors flb_proxy_input_cb_collect (src/flb_plugin_proxy.c) with
+ * proxy_go_input_collect/_cleanup (src/proxy/go/go.c): the Ctx variants win
+ * when exported; size 0 returns at once, WITHOUT the cleanup callback (a
+ * non-NULL buffer is leaked there); a return of -1 drops the buffer, also
+ * without cleanup; otherwise the bytes are appended, then cleaned up by the
+ * plugin's callback or, if it exports none, by free().
+ */
+static void collect(void)
+{
+    void *data = NULL;
+    size_t size = 0;
+    int ret;
+
+    if (plugin.cb_collect_ctx) {
+        ret = plugin.cb_collect_ctx(proxy_ctx.remote_context, &data, &size);
+    }
+    else {
+        ret = plugin.cb_collect(&data, &size);
+    }
+
+    if (size == 0) {
+        if (data != NULL) {
+            say("testhost: collect returned size 0 with a buffer: Fluent Bit "
+                "calls no cleanup then, so it leaks");
+        }
+        return;
+    }
+    if (ret == -1) {
+        say("testhost: collect returned -1 with %zu bytes: Fluent Bit drops "
+            "them without cleanup", size);
+        return;
+    }
+    if (data == NULL) {
+        say("testhost: collect returned size %zu with a NULL buffer: Fluent "
+            "Bit would crash", size);
+        _exit(EXIT_CONTRACT);
+    }
+
+    /* flb_input_log_append(ins, NULL, 0, data, len) */
+    write_all(out_fd, data, size);
+
+    if (plugin.cb_cleanup_ctx) {
+        ret = plugin.cb_cleanup_ctx(proxy_ctx.remote_context, data);
+    }
+    else if (plugin.cb_cleanup) {
+        ret = plugin.cb_cleanup(data);
+    }
+    else {
+        free(data);
+        ret = 0;
+    }
+    if (ret == -1) {
+        say("testhost: cleanup callback returned -1");
+    }
+    say("collect bytes=%zu", size);
+}
+
+static void set_init_status(int status)
+{
+    pthread_mutex_lock(&init_mu);
+    init_status = status;
+    pthread_cond_signal(&init_cv);
+    pthread_mutex_unlock(&init_mu);
+}
+
+static void ack(void)
+{
+    char c = 1;
+
+    while (write(ack_pipe[1], &c, 1) < 0 && errno == EINTR) {
+    }
+}
+
+/*
+ * pause_input mirrors flb_input_pause (src/flb_input.c), which returns early
+ * if the input is paused already, and flb_proxy_input_cb_pause
+ * (src/flb_plugin_proxy.c): FLBPluginInputPause first, then
+ * flb_input_collector_pause destroys the timer.
+ */
+static void pause_input(int *timer_fd)
+{
+    if (*timer_fd < 0) {
+        return;
+    }
+    if (syms.pause) {
+        syms.pause();
+    }
+    close(*timer_fd);
+    *timer_fd = -1;
+}
+
+/*
+ * input_thread mirrors input_thread() of src/flb_input_thread.c for a Go
+ * input, which Fluent Bit always runs threaded (FLB_INPUT_THREADED is forced
+ * in flb_proxy_register_input): init, collects, pause, resume and exit all
+ * run on this one thread, one at a time, so a pause or an exit never
+ * overlaps a collect.
+ */
+static void *input_thread(void *arg)
+{
+    struct pollfd pfd[2];
+    int timer_fd; /* -1 while paused */
+    uint64_t expirations;
+    char cmd;
+    int ret;
+
+    (void) arg;
+
+    /* flb_proxy_input_cb_init -> proxy_go_input_init: a return <= 0 fails. */
+    ret = plugin.cb_init(&plugin);
+    if (ret <= 0) {
+        say("testhost: FLBPluginInit returned %d", ret);
+        set_init_status(-1);
+        return NULL;
+    }
+    /* Then flb_input_set_collector_time; its id (0, the first collector)
+     * goes into coll_fd, already 0 here. */
+    timer_fd = timer_start();
+    if (timer_fd < 0) {
+        say("testhost: collect timer: %s", strerror(errno));
+        set_init_status(-1);
+        return NULL;
+    }
+    /* Collectors started, then the pre_run callback (enable_hot_reload 0). */
+    if (syms.pre_run) {
+        syms.pre_run(0);
+    }
+    set_init_status(1);
+
+    for (;;) {
+        pfd[0].fd = cmd_pipe[0];
+        pfd[0].events = POLLIN;
+        pfd[1].fd = timer_fd; /* -1 while paused: poll ignores it */
+        pfd[1].events = POLLIN;
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            say("testhost: poll: %s", strerror(errno));
+            _exit(EXIT_IO);
+        }
+        if (pfd[1].revents & POLLIN) {
+            /* One read takes every expiration: a slow collect never queues
+             * extra ones, as in flb_input_collector_fd. */
+            if (read(timer_fd, &expirations, sizeof(expirations)) > 0) {
+                collect();
+            }
+        }
+        if (!(pfd[0].revents & (POLLIN | POLLHUP))) {
+            continue;
+        }
+        if (read(cmd_pipe[0], &cmd, 1) != 1) {
+            cmd = CMD_EXIT;
+        }
+        switch (cmd) {
+        case CMD_PAUSE:
+            pause_input(&timer_fd);
+            break;
+        case CMD_RESUME:
+            /* flb_proxy_input_cb_resume: FLBPluginInputResume, then
+             * flb_input_collector_resume creates a new timer. The engine
+             * only resumes a paused input. */
+            if (timer_fd < 0) {
+                if (syms.resume) {
+                    syms.resume();
+                }
+                timer_fd = timer_start();
+                if (timer_fd < 0) {
+                    say("testhost: collect timer: %s", strerror(errno));
+                    _exit(EXIT_IO);
+                }
+            }
+            break;
+        case CMD_EXIT:
+            /* Shutdown: flb_engine_stop_ingestion (src/flb_engine.c) pauses
+             * every input first (FLBPluginInputPause, timer destroyed), then
+             * flb_input_thread_instance_exit sends the exit event and this
+             * thread runs flb_proxy_input_cb_exit: FLBPluginInputPreExit
+             * (shutdown_by_hot_reloading 0), then FLBPluginExit
+             * (proxy_go_input_destroy). Fluent Bit spends up to its grace
+             * period between the pause and the exit; this host does not. */
+            pause_input(&timer_fd);
+            if (syms.pre_exit) {
+                syms.pre_exit(0);
+            }
+            if (plugin.cb_exit) {
+                plugin.cb_exit();
+            }
+            return NULL;
+        }
+        ack();
+    }
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: goproxy-testhost -o OUT.msgpack [-p key=value]... PLUGIN.so\n"
+            "A test host that drives a Fluent Bit Go input plugin as Fluent Bit's\n"
+            "Go proxy does (it is not Fluent Bit). Commands on stdin: pause,\n"
+            "resume, exit.\n");
+    exit(EXIT_USAGE);
+}
+
+/* Sends a command to the input thread and waits until it is carried out. */
+static void run_command(char cmd)
+{
+    char c;
+
+    while (write(cmd_pipe[1], &cmd, 1) < 0 && errno == EINTR) {
+    }
+    while (read(ack_pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+}
+
+/*
+ * Reads commands from stdin until exit, EOF or a signal (sig_fd). Returns
+ * when the host must shut down.
+ */
+static void command_loop(int sig_fd)
+{
+    char buf[4096];
+    size_t used = 0;
+    struct pollfd pfd[2];
+    ssize_t n;
+    char *line, *nl;
+
+    for (;;) {
+        pfd[0].fd = STDIN_FILENO;
+        pfd[0].events = POLLIN;
+        pfd[1].fd = sig_fd;
+        pfd[1].events = POLLIN;
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            say("testhost: poll: %s", strerror(errno));
+            return;
+        }
+        if (pfd[1].revents & POLLIN) {
+            struct signalfd_siginfo si;
+
+            if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
+                say("testhost: signal %u: exit", si.ssi_signo);
+            }
+            return;
+        }
+        if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+            continue;
+        }
+        n = read(STDIN_FILENO, buf + used, sizeof(buf) - 1 - used);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            say("testhost: stdin closed: exit");
+            return;
+        }
+        used += (size_t) n;
+        buf[used] = '\0';
+        line = buf;
+        while ((nl = strchr(line, '\n')) != NULL) {
+            *nl = '\0';
+            line = trim(line);
+            if (strcmp(line, "pause") == 0) {
+                run_command(CMD_PAUSE);
+                say("ok pause");
+            }
+            else if (strcmp(line, "resume") == 0) {
+                run_command(CMD_RESUME);
+                say("ok resume");
+            }
+            else if (strcmp(line, "exit") == 0) {
+                return;
+            }
+            else if (*line != '\0') {
+                say("testhost: unknown command %s (want pause, resume or exit)", line);
+            }
+            line = nl + 1;
+        }
+        used = strlen(line);
+        memmove(buf, line, used);
+        if (used == sizeof(buf) - 1) {
+            say("testhost: command line too long");
+            used = 0;
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *out_path = NULL;
+    const char *so_path;
+    struct proxy_def *def;
+    pthread_t th;
+    sigset_t sigs;
+    void *dso;
+    int sig_fd;
+    int opt;
+    int ret;
+    int64_t t0, took_ms;
+    int baseline = -1, at_return = -1, settled = -1;
+    int64_t settle_ms = 0;
+
+    while ((opt = getopt(argc, argv, "o:p:h")) != -1) {
+        switch (opt) {
+        case 'o':
+            out_path = optarg;
+            break;
+        case 'p':
+            if (add_property(optarg) != 0) {
+                say("testhost: bad property %s: want key=value", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        default:
+            usage();
+        }
+    }
+    if (out_path == NULL || optind != argc - 1) {
+        usage();
+    }
+    so_path = argv[optind];
+
+    out_fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (out_fd < 0) {
+        say("testhost: open %s: %s", out_path, strerror(errno));
+        return EXIT_IO;
+    }
+
+    /*
+     * SIGTERM and SIGINT are taken through a signalfd on this thread. They
+     * are blocked before dlopen so that the Go runtime, which keeps the mask
+     * it finds at load time for its own threads, does not get them either.
+     */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC);
+    if (sig_fd < 0) {
+        say("testhost: signalfd: %s", strerror(errno));
+        return EXIT_IO;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    /* flb_plugin_proxy_create (src/flb_plugin_proxy.c) uses RTLD_LAZY;
+     * RTLD_NOW reports an unresolved symbol at load instead of at first call. */
+    dso = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
+    if (dso == NULL) {
+        say("testhost: dlopen %s: %s", so_path, dlerror());
+        return EXIT_USAGE;
+    }
+    resolve(dso);
+    if (syms.do_register == NULL || plugin.cb_init == NULL) {
+        say("testhost: %s exports no FLBPluginRegister or FLBPluginInit", so_path);
+        return EXIT_USAGE;
+    }
+    if (plugin.cb_collect == NULL && plugin.cb_collect_ctx == NULL) {
+        say("testhost: %s exports no FLBPluginInputCallback", so_path);
+        return EXIT_USAGE;
+    }
+
+    /* flb_plugin_proxy_register: FLBPluginPreRegister(hot_reloading 0), then
+     * FLBPluginRegister with a zeroed definition; -1 fails. */
+    if (syms.pre_register && syms.pre_register(0) == -1) {
+        say("testhost: FLBPluginPreRegister returned -1");
+        return EXIT_USAGE;
+    }
+    def = calloc(1, sizeof(*def));
+    if (def == NULL) {
+        return EXIT_IO;
+    }
+    def->type = PROXY_INPUT_PLUGIN; /* flb_plugin_proxy_create presets it */
+    if (syms.do_register(def) == -1) {
+        say("testhost: FLBPluginRegister returned -1");
+        return EXIT_USAGE;
+    }
+    if (def->type != PROXY_INPUT_PLUGIN || def->proxy != PROXY_GOLANG || def->name == NULL) {
+        say("testhost: registered type=%d proxy=%d name=%s: want a Go input "
+            "(type %d, proxy %d) with a name", def->type, def->proxy,
+            def->name ? def->name : "(null)", PROXY_INPUT_PLUGIN, PROXY_GOLANG);
+        return EXIT_USAGE;
+    }
+    say("registered name=%s type=%d proxy=%d flags=%d event_type=%d",
+        def->name, def->type, def->proxy, def->flags, def->event_type);
+    if (syms.goroutines) {
+        baseline = goroutine_baseline();
+        say("goroutines baseline=%d", baseline);
+    }
+
+    /* proxy_go_input_register + proxy_go_input_init (src/proxy/go/go.c). */
+    api.output_get_property = no_property;
+    api.input_get_property = input_get_property;
+    api.output_get_cmt_instance = no_cmt;
+    api.input_get_cmt_instance = no_cmt;
+    api.log_print = log_print;
+    api.input_log_check = log_check;
+    api.output_log_check = log_check;
+    api.custom_get_property = no_property;
+    api.custom_log_check = log_check;
+    plugin.name = strdup(def->name);
+    plugin.api = &api;
+    plugin.i_ins = &ins;
+    proxy_ctx.proxy = def;
+    plugin.context = &proxy_ctx;
+
+    if (pipe2(cmd_pipe, O_CLOEXEC) != 0 || pipe2(ack_pipe, O_CLOEXEC) != 0) {
+        say("testhost: pipe: %s", strerror(errno));
+        return EXIT_IO;
+    }
+    ret = pthread_create(&th, NULL, input_thread, NULL);
+    if (ret != 0) {
+        say("testhost: pthread_create: %s", strerror(ret));
+        return EXIT_IO;
+    }
+
+    /* flb_input_thread_instance_init waits for the thread's init status.
+     * After a failed init Fluent Bit calls no exit callback. */
+    pthread_mutex_lock(&init_mu);
+    while (init_status == 0) {
+        pthread_cond_wait(&init_cv, &init_mu);
+    }
+    ret = init_status;
+    pthread_mutex_unlock(&init_mu);
+    if (ret < 0) {
+        pthread_join(th, NULL);
+        say("init failed");
+        return EXIT_INIT_FAILED;
+    }
+    say("init ok");
+
+    command_loop(sig_fd);
+
+    /* The input thread ends after FLBPluginExit and sends no ack: join it. */
+    t0 = now_ms();
+    while (write(cmd_pipe[1], &(char){CMD_EXIT}, 1) < 0 && errno == EINTR) {
+    }
+    pthread_join(th, NULL);
+    took_ms = now_ms() - t0;
+    if (syms.goroutines) {
+        at_return = syms.goroutines();
+        settled = goroutines_settled(baseline, &settle_ms);
+    }
+    say("exit took_ms=%lld goroutines=%d at_return=%d settle_ms=%lld",
+        (long long) took_ms, settled, at_return, (long long) settle_ms);
+
+    /* flb_proxy_input_cb_destroy: FLBPluginUnregister, then dlclose. */
+    if (syms.unregister) {
+        syms.unregister(def);
+    }
+    close(out_fd);
+    dlclose(dso);
+    say("ok exit");
+    return 0;
+}

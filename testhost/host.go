@@ -1,0 +1,425 @@
+// Package testhost runs the plugin in goproxy-testhost, a small C program
+// (goproxy_testhost.c) that loads build/docker_logs.so with dlopen and drives
+// it as Fluent Bit's Go proxy does: register, init on a dedicated thread, a
+// collect every second, pause, resume and exit. It is a test host, not
+// Fluent Bit.
+//
+// The host appends every collected buffer, raw, to an OUT file and reports on
+// stderr, one line per event (see the head of goproxy_testhost.c). A Host
+// follows those lines, so tests wait for events (a collect, an "ok pause")
+// instead of sleeping.
+package testhost
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
+)
+
+// ExitCodeInitFailed is the host's exit code when FLBPluginInit fails.
+const ExitCodeInitFailed = 3
+
+const (
+	// Make targets, relative to the repository root.
+	pluginSO   = "build/docker_logs.so"
+	hostBinary = "build/goproxy-testhost"
+
+	// startTimeout bounds register + init; commandTimeout one command.
+	startTimeout   = 60 * time.Second
+	commandTimeout = 20 * time.Second
+)
+
+var (
+	repoRoot    = sync.OnceValues(findRoot)
+	pluginBuild = sync.OnceValues(func() (string, error) { return makeTarget(pluginSO) })
+	hostBuild   = sync.OnceValues(func() (string, error) { return makeTarget(hostBinary) })
+)
+
+func findRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("go env GOMOD printed %q: not inside the module", mod)
+	}
+	return filepath.Dir(mod), nil
+}
+
+// BuildPlugin runs `make build/docker_logs.so` in the repository root, once
+// per test process, and returns the path of the library.
+func BuildPlugin(t testing.TB) string {
+	t.Helper()
+	so, err := pluginBuild()
+	if err != nil {
+		t.Fatalf("build plugin: %v", err)
+	}
+	return so
+}
+
+// BuildHost runs `make build/goproxy-testhost` (cc on goproxy_testhost.c) in
+// the repository root, once per test process, and returns the binary's path.
+func BuildHost(t testing.TB) string {
+	t.Helper()
+	bin, err := hostBuild()
+	if err != nil {
+		t.Fatalf("build test host: %v", err)
+	}
+	return bin
+}
+
+// makeTarget runs make for one file target in the repository root and
+// returns the file's path.
+func makeTarget(target string) (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("make", target)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("make %s: %w\n%s", target, err, out)
+	}
+	return filepath.Join(root, target), nil
+}
+
+// ExitInfo is what the host reports when it exits.
+// The goroutine counts are -1 if the plugin does not export
+// DockerLogsGoroutines.
+type ExitInfo struct {
+	TookMS int // from the exit command to the end of FLBPluginExit
+	// Goroutines is the count after FLBPluginExit, once back to Baseline or
+	// after at most a second (SettleMS): goroutines that were just ending
+	// (a WaitGroup already signalled, a closed connection's loop) are gone.
+	Goroutines int
+	AtReturn   int // the count the moment FLBPluginExit returned
+	SettleMS   int
+	Baseline   int // after FLBPluginRegister, before FLBPluginInit (lowest of a few readings)
+}
+
+// Host is one running goproxy-testhost.
+type Host struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	outPath string
+	exited  chan struct{} // closed by follow once stderr is drained and the process reaped
+
+	mu        sync.Mutex
+	lines     []string      // every stderr line so far
+	collected int           // sum of the "collect bytes=N" lines: how much of OUT is complete
+	changed   chan struct{} // closed and replaced by follow whenever a line arrives
+	exitCode  int           // -1 until exited is closed
+	decoded   []records.Record
+	decodedTo int // bytes of OUT already in decoded
+}
+
+// Start runs the host on the plugin (built by BuildPlugin) with the given
+// properties, each passed as -p key=value, and waits until FLBPluginInit has
+// returned. If init failed, the host has exited when Start returns and
+// ExitCode tells how. The host is stopped, if still running, when the test
+// ends.
+func Start(t testing.TB, props map[string]string) *Host {
+	t.Helper()
+	so := BuildPlugin(t)
+	bin := BuildHost(t)
+
+	h := &Host{
+		t:        t,
+		outPath:  filepath.Join(t.TempDir(), "out.msgpack"),
+		exited:   make(chan struct{}),
+		changed:  make(chan struct{}),
+		exitCode: -1,
+	}
+	args := []string{"-o", h.outPath}
+	keys := make([]string, 0, len(props))
+	for k := range props {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		args = append(args, "-p", k+"="+props[k])
+	}
+	args = append(args, so)
+
+	h.cmd = exec.Command(bin, args...)
+	var err error
+	if h.stdin, err = h.cmd.StdinPipe(); err != nil {
+		t.Fatalf("test host stdin: %v", err)
+	}
+	stderr, err := h.cmd.StderrPipe()
+	if err != nil {
+		t.Fatalf("test host stderr: %v", err)
+	}
+	if err := h.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	go h.follow(stderr)
+	t.Cleanup(h.stop)
+
+	line, ok := h.await(0, startTimeout, func(l string) bool {
+		return l == "init ok" || l == "init failed"
+	})
+	switch {
+	case ok && line == "init ok":
+	case !h.waitExited(commandTimeout):
+		t.Fatalf("test host neither finished init nor exited within %v", startTimeout)
+	case h.ExitCode() != ExitCodeInitFailed:
+		// Not an init failure a test could expect: the plugin did not load or register.
+		t.Fatalf("test host exited with code %d before init", h.ExitCode())
+	}
+	return h
+}
+
+// follow reads the host's stderr until EOF, then reaps the process.
+func (h *Host) follow(stderr io.Reader) {
+	sc := bufio.NewScanner(stderr)
+	sc.Buffer(make([]byte, 64*1024), 16<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		h.mu.Lock()
+		h.lines = append(h.lines, line)
+		if n, ok := strings.CutPrefix(line, "collect bytes="); ok {
+			if v, err := strconv.Atoi(n); err == nil {
+				h.collected += v
+			}
+		}
+		close(h.changed)
+		h.changed = make(chan struct{})
+		h.mu.Unlock()
+	}
+	// Wait closes the pipe; it must come after the last read.
+	err := h.cmd.Wait()
+	h.mu.Lock()
+	h.exitCode = h.cmd.ProcessState.ExitCode()
+	if err != nil && h.exitCode == -1 {
+		h.lines = append(h.lines, "testhost.go: "+err.Error())
+	}
+	h.mu.Unlock()
+	close(h.exited)
+}
+
+// await waits for a stderr line at index from or later that satisfies match.
+// It returns false if the host exited or timeout passed first.
+func (h *Host) await(from int, timeout time.Duration, match func(string) bool) (string, bool) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		h.mu.Lock()
+		for ; from < len(h.lines); from++ {
+			if match(h.lines[from]) {
+				line := h.lines[from]
+				h.mu.Unlock()
+				return line, true
+			}
+		}
+		changed := h.changed
+		h.mu.Unlock()
+
+		select {
+		case <-changed:
+		case <-h.exited:
+			// Every line is in by now: one last look.
+			select {
+			case <-changed:
+				continue
+			default:
+				return "", false
+			}
+		case <-deadline.C:
+			return "", false
+		}
+	}
+}
+
+func (h *Host) lineCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.lines)
+}
+
+func (h *Host) waitExited(timeout time.Duration) bool {
+	select {
+	case <-h.exited:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// command sends one stdin command and waits for its "ok" line.
+func (h *Host) command(cmd string) {
+	h.t.Helper()
+	from := h.lineCount()
+	if _, err := io.WriteString(h.stdin, cmd+"\n"); err != nil {
+		h.t.Fatalf("send %q to the test host: %v", cmd, err)
+	}
+	want := "ok " + cmd
+	if _, ok := h.await(from, commandTimeout, func(l string) bool { return l == want }); !ok {
+		h.t.Fatalf("test host did not answer %q within %v (exit code %d)",
+			cmd, commandTimeout, h.ExitCode())
+	}
+}
+
+// Pause does what Fluent Bit does on mem_buf_limit: FLBPluginInputPause, and
+// no collect until Resume. It returns once done.
+func (h *Host) Pause() { h.t.Helper(); h.command("pause") }
+
+// Resume calls FLBPluginInputResume and restarts the collect timer.
+func (h *Host) Resume() { h.t.Helper(); h.command("resume") }
+
+// Exit shuts the host down as Fluent Bit does on SIGTERM (pause, then
+// FLBPluginExit on the collector thread) and waits for it to exit 0.
+func (h *Host) Exit() ExitInfo {
+	h.t.Helper()
+	from := h.lineCount()
+	if _, err := io.WriteString(h.stdin, "exit\n"); err != nil {
+		h.t.Fatalf("send exit to the test host: %v", err)
+	}
+	line, ok := h.await(from, commandTimeout, func(l string) bool { return strings.HasPrefix(l, "exit took_ms=") })
+	if !ok {
+		h.t.Fatalf("test host did not exit within %v", commandTimeout)
+	}
+	var info ExitInfo
+	if _, err := fmt.Sscanf(line, "exit took_ms=%d goroutines=%d at_return=%d settle_ms=%d",
+		&info.TookMS, &info.Goroutines, &info.AtReturn, &info.SettleMS); err != nil {
+		h.t.Fatalf("parse %q: %v", line, err)
+	}
+	info.Baseline = h.baseline()
+	if !h.waitExited(commandTimeout) {
+		h.t.Fatalf("test host printed %q but did not end", line)
+	}
+	if code := h.ExitCode(); code != 0 {
+		h.t.Fatalf("test host exited with code %d", code)
+	}
+	return info
+}
+
+func (h *Host) baseline() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, l := range h.lines {
+		if v, ok := strings.CutPrefix(l, "goroutines baseline="); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// ExitCode is the host's exit code, or -1 while it runs.
+func (h *Host) ExitCode() int {
+	select {
+	case <-h.exited:
+	default:
+		return -1
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.exitCode
+}
+
+// Stderr returns everything the host and the plugin wrote to stderr so far.
+func (h *Host) Stderr() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return strings.Join(h.lines, "\n")
+}
+
+// StderrLines returns the stderr lines so far.
+func (h *Host) StderrLines() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.lines)
+}
+
+// Records decodes the records the plugin has handed over so far: the part of
+// OUT covered by "collect" lines, so a collect being written is never read
+// half-way. Each collect is decoded on its own, so an event split across two
+// collects fails the test, as it would break Fluent Bit.
+func (h *Host) Records(t testing.TB) []records.Record {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.collected == h.decodedTo {
+		return slices.Clone(h.decoded)
+	}
+	f, err := os.Open(h.outPath)
+	if err != nil {
+		t.Fatalf("open OUT: %v", err)
+	}
+	defer f.Close()
+	buf := make([]byte, h.collected-h.decodedTo)
+	if _, err := f.ReadAt(buf, int64(h.decodedTo)); err != nil {
+		t.Fatalf("read OUT bytes %d-%d: %v", h.decodedTo, h.collected, err)
+	}
+	recs, err := records.Decode(buf)
+	if err != nil {
+		t.Fatalf("decode OUT bytes %d-%d: %v", h.decodedTo, h.collected, err)
+	}
+	h.decoded = append(h.decoded, recs...)
+	h.decodedTo = h.collected
+	return slices.Clone(h.decoded)
+}
+
+// WaitRecords re-reads the records each time the host reports a collect,
+// until done returns true for them, and returns them. After timeout, or if
+// the host exits first, it marks the test failed and returns what it has, so
+// the caller's checks can tell what is missing.
+func (h *Host) WaitRecords(t testing.TB, done func([]records.Record) bool, timeout time.Duration) []records.Record {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		h.mu.Lock()
+		changed := h.changed
+		h.mu.Unlock()
+		recs := h.Records(t)
+		if done(recs) {
+			return recs
+		}
+		select {
+		case <-changed:
+		case <-h.exited:
+			if recs = h.Records(t); done(recs) {
+				return recs
+			}
+			t.Errorf("test host exited (code %d) with %d records, before they were as expected",
+				h.ExitCode(), len(recs))
+			return recs
+		case <-deadline.C:
+			t.Errorf("records still not as expected after %v: %d so far", timeout, len(recs))
+			return h.Records(t)
+		}
+	}
+}
+
+// stop ends a host the test left running: EOF on stdin is an exit command;
+// after commandTimeout it is killed. If the test failed, it logs the host's
+// stderr (so the failure messages need not repeat it).
+func (h *Host) stop() {
+	if h.ExitCode() == -1 {
+		h.stdin.Close()
+		if !h.waitExited(commandTimeout) {
+			h.t.Errorf("test host did not exit on EOF within %v: killing it", commandTimeout)
+			_ = h.cmd.Process.Kill()
+			<-h.exited
+		}
+	}
+	if h.t.Failed() {
+		h.t.Logf("test host stderr:\n%s", h.Stderr())
+	}
+}
