@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,9 @@ type Options struct {
 	QueueMaxSize int
 	// Include selects the containers to capture; nil captures all.
 	Include func(Container) bool
+	// Positions keeps what Fluent Bit has taken, across restarts when it
+	// has a file (OpenPositions); nil keeps them in memory.
+	Positions *Positions
 }
 
 // ErrStopTimeout: Stop gave up waiting for the goroutines to return.
@@ -44,16 +48,19 @@ type Capture struct {
 	// cancel stops the supervisor and its readers; set by Start, called by
 	// Stop.
 	cancel context.CancelFunc
-	// done is closed by the supervisor goroutine when it and every reader
-	// have returned; Stop waits on it.
+	// done is closed by the supervisor goroutine when it, every reader and
+	// the positions writer have returned; Stop waits on it.
 	done chan struct{}
 }
 
 // New makes a Capture; Start begins it.
 func New(src Source, opts Options, log *logrus.Entry) *Capture {
 	q := newQueue(opts.QueueMaxSize)
+	if opts.Positions == nil {
+		opts.Positions, _ = OpenPositions("", log) // cannot fail without a file
+	}
 	c := &Capture{opts: opts, q: q, done: make(chan struct{})}
-	c.sup = &supervisor{src: src, opts: &c.opts, q: q, log: log,
+	c.sup = &supervisor{src: src, opts: &c.opts, q: q, log: log, store: opts.Positions,
 		containers: make(map[string]*containerState), exited: make(chan *containerState)}
 	return c
 }
@@ -64,7 +71,14 @@ func (c *Capture) Start() {
 	c.cancel = cancel
 	go func() {
 		defer close(c.done)
+		var writer sync.WaitGroup // the positions writer; waited on here
+		writer.Add(1)
+		go func() {
+			defer writer.Done()
+			c.opts.Positions.run(ctx)
+		}()
 		c.sup.run(ctx)
+		writer.Wait()
 	}()
 }
 
@@ -127,12 +141,7 @@ func (c *Capture) Drain(maxBytes int) Batch {
 // containers advance, and its buffers are reused.
 func (c *Capture) Commit(b Batch) {
 	for _, ch := range b.chunks {
-		cs := ch.owner
-		cs.mu.Lock()
-		if ch.pos.after(cs.committed) {
-			cs.committed = ch.pos
-		}
-		cs.mu.Unlock()
+		c.opts.Positions.commit(ch.owner.id, ch.pos)
 		c.q.release(ch.data)
 	}
 }

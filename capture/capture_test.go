@@ -15,6 +15,9 @@ import (
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
 )
 
+// recordsT is short for the decoded record in helpers' signatures.
+type recordsT = records.Record
+
 // harness runs a Capture against a fakeDaemon and collects what it hands
 // over, as Fluent Bit's collect timer would.
 type harness struct {

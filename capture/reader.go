@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,11 +37,6 @@ type containerState struct {
 	excluded     bool // Include rejected it; a rename re-decides
 	unreadable   bool // the daemon answered 501: logged once, not retried
 	readerBuffer []byte
-
-	// committed is the position Fluent Bit has taken; written by Commit
-	// from the collect thread.
-	mu        sync.Mutex
-	committed position
 }
 
 func newContainerState(id string, fromNow bool) *containerState {

@@ -17,10 +17,11 @@ const (
 // supervisor discovers containers and owns one reader per running one. It
 // is the only goroutine that touches the containers map.
 type supervisor struct {
-	src  Source
-	opts *Options
-	q    *queue
-	log  *logrus.Entry
+	src   Source
+	opts  *Options
+	q     *queue
+	log   *logrus.Entry
+	store *store
 
 	containers map[string]*containerState
 	// exited carries a container whose reader returned; readers send, the
@@ -112,6 +113,18 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 	for _, c := range list {
 		present[c.ID] = true
 		cs := s.containers[c.ID]
+		if cs == nil && startup {
+			if pos, ok := s.store.get(c.ID); ok {
+				// Read before a restart of Fluent Bit: continue after the
+				// last line delivered, and read the rest of a container
+				// that stopped meanwhile once, without follow.
+				cs = newContainerState(c.ID, false)
+				cs.pos = pos
+				s.containers[c.ID] = cs
+				s.start(ctx, cs)
+				continue
+			}
+		}
 		if cs == nil {
 			if !c.Running {
 				continue
@@ -128,6 +141,11 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 	for id, cs := range s.containers {
 		if !present[id] {
 			s.remove(cs)
+		}
+	}
+	for _, id := range s.store.ids() {
+		if !present[id] {
+			s.store.forget(id) // its logs are gone with it
 		}
 	}
 }
@@ -203,6 +221,7 @@ func (s *supervisor) onExit(ctx context.Context, cs *containerState) {
 // reads to the end of the stream, finds the container gone and returns.
 func (s *supervisor) remove(cs *containerState) {
 	cs.removed = true
+	s.store.forget(cs.id)
 	if cs.cancel == nil {
 		delete(s.containers, cs.id)
 	}

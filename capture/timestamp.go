@@ -23,6 +23,9 @@ func (t Timestamp) String() string { return t.Time().Format(time.RFC3339Nano) }
 // seconds.nanoseconds, which the daemon treats as inclusive.
 func (t Timestamp) SinceParam() string {
 	sec, nsec := int64(t)/1e9, int64(t)%1e9
+	if nsec < 0 { // floor, so the fraction stays in 0..999999999
+		sec, nsec = sec-1, nsec+1e9
+	}
 	b := strconv.AppendInt(make([]byte, 0, 24), sec, 10)
 	b = append(b, '.')
 	var frac [9]byte

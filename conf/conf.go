@@ -29,13 +29,14 @@ const (
 	KeyMaxLineSize    = "Max_Line_Size"
 	KeyQueueMaxSize   = "Queue_Max_Size"
 	KeyPluginLogLevel = "Plugin_Log_Level"
+	KeyDB             = "DB"
 )
 
 // Keys lists every key the plugin reads.
 var Keys = []string{
 	KeyDockerHost, KeyIncludeNames, KeyExcludeNames, KeyIncludeLabels, KeyExcludeLabels,
 	KeyStdout, KeyStderr, KeyReadFromHead, KeyStreamRefresh, KeyMaxLineSize, KeyQueueMaxSize,
-	KeyPluginLogLevel,
+	KeyPluginLogLevel, KeyDB,
 }
 
 // Defaults.
@@ -69,6 +70,8 @@ type Config struct {
 	MaxLineSize   int
 	QueueMaxSize  int
 	LogLevel      logrus.Level
+	// DB is the positions file; empty keeps positions in memory only.
+	DB string
 }
 
 // LabelMatch is `key` (the label is set) or `key=value`.
@@ -108,6 +111,7 @@ func Parse(get Getter) (Config, error) {
 	p.size(KeyMaxLineSize, minMaxLineSize, &c.MaxLineSize)
 	p.size(KeyQueueMaxSize, minQueueMaxSize, &c.QueueMaxSize)
 	p.level(KeyPluginLogLevel, &c.LogLevel)
+	c.DB = p.value(KeyDB)
 	if !c.Stdout && !c.Stderr {
 		p.fail(KeyStdout, "and %s are both off: nothing would be read", strings.ToLower(KeyStderr))
 	}

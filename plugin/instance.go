@@ -73,13 +73,19 @@ func (p *instance) start(get conf.Getter) error {
 		return err
 	}
 	p.log.Logger.SetLevel(cfg.LogLevel)
+	positions, err := capture.OpenPositions(cfg.DB, p.log)
+	if err != nil {
+		return fmt.Errorf("%s: %w", strings.ToLower(conf.KeyDB), err)
+	}
 	src, err := docker.New(cfg.DockerHost, p.log)
 	if err != nil {
 		return fmt.Errorf("docker client: %w", err)
 	}
 	p.cfg, p.src = cfg, src
 	p.inFlight = make(map[unsafe.Pointer]capture.Batch)
-	p.capture = capture.New(src, cfg.Options(), p.log)
+	opts := cfg.Options()
+	opts.Positions = positions
+	p.capture = capture.New(src, opts, p.log)
 	p.capture.Start()
 	p.log.WithField("stream_refresh", cfg.StreamRefresh.String()).Info("started")
 	return nil
