@@ -514,3 +514,66 @@ func TestRemovedContainerIsForgottenAndGoroutinesReturn(t *testing.T) {
 		t.Errorf("%d goroutines after stop, %d before:\n%s", n, baseline, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+func TestDaemonRestartIsReconciledWithoutEvents(t *testing.T) {
+	d := newFakeDaemon()
+	const (
+		keeps   = "a000000000000000000000000000000000000000000000000000000000000000"
+		dies    = "b000000000000000000000000000000000000000000000000000000000000000"
+		appears = "c000000000000000000000000000000000000000000000000000000000000000"
+	)
+	d.add(runningContainer(keeps))
+	d.add(runningContainer(dies))
+	wk, wd := newLineWriter(d, keeps, 30), newLineWriter(d, dies, 31)
+	h := newHarness(t, d, testOptions())
+	wk.lines(50)
+	wd.lines(50)
+	h.waitFor("lines before the restart", 10*time.Second, func(recs []recordsT) bool {
+		return countFor(keeps, 50)(recs) && countFor(dies, 50)(recs)
+	})
+
+	d.setDown(true)
+	// While the daemon is away: lines are still written to the logs, one
+	// container dies and another is created and started, all unseen.
+	wk.lines(50)
+	wd.lines(50)
+	d.setRunningQuietly(dies, false)
+	d.add(runningContainer(appears))
+	wa := newLineWriter(d, appears, 32)
+	wa.lines(50)
+	d.setDown(false)
+
+	wk.lines(50)
+	h.waitFor("every line", 20*time.Second, func(recs []recordsT) bool {
+		return countFor(keeps, 150)(recs) && countFor(dies, 100)(recs) && countFor(appears, 50)(recs)
+	})
+	recs := h.records()
+	checkExactlyOnce(t, recs, keeps, wk.want)
+	checkExactlyOnce(t, recs, dies, wd.want)
+	checkExactlyOnce(t, recs, appears, wa.want)
+}
+
+func TestUnreachableDaemonAtStartIsRetried(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	w := newLineWriter(d, testID, 33)
+	w.lines(20)
+	d.setDown(true)
+	h := newHarness(t, d, testOptions())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d.mu.Lock()
+		refused := d.refused
+		d.mu.Unlock()
+		if refused > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the capture never called the daemon")
+		}
+		runtime.Gosched()
+	}
+	d.setDown(false)
+	h.waitFor("the lines", 10*time.Second, countFor(testID, 20))
+	checkExactlyOnce(t, h.records(), testID, w.want)
+}

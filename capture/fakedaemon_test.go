@@ -33,7 +33,29 @@ type fakeDaemon struct {
 	// onCut, when set, runs (without the lock) when a stream is cut.
 	onCut    func()
 	requests []LogsRequest
-	open     int // streams open now
+	open     int  // streams open now
+	down     bool // every call fails and open streams break, as while dockerd restarts
+	refused  int  // calls that failed because the daemon was down
+}
+
+var errFakeDown = fmt.Errorf("fake daemon is down: %w", ErrUnavailable)
+
+// setDown stops or starts the daemon. Stopping ends every stream and
+// events subscription; events of the downtime are never delivered.
+func (d *fakeDaemon) setDown(down bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.down = down
+	d.notifyLocked()
+}
+
+// setRunningQuietly changes a container's state without an event, as when
+// it dies while the daemon is down.
+func (d *fakeDaemon) setRunningQuietly(id string, running bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.containers[id].Running = running
+	d.notifyLocked()
 }
 
 type fakeContainer struct {
@@ -102,6 +124,10 @@ func (d *fakeDaemon) openStreams() int {
 func (d *fakeDaemon) List(ctx context.Context) ([]Container, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.down {
+		d.refused++
+		return nil, errFakeDown
+	}
 	var out []Container
 	for _, c := range d.containers {
 		out = append(out, c.Container)
@@ -112,6 +138,9 @@ func (d *fakeDaemon) List(ctx context.Context) ([]Container, error) {
 func (d *fakeDaemon) Inspect(ctx context.Context, id string) (Container, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.down {
+		return Container{}, errFakeDown
+	}
 	c, ok := d.containers[id]
 	if !ok {
 		return Container{}, fmt.Errorf("inspect %s: %w", id, ErrNotFound)
@@ -123,11 +152,25 @@ func (d *fakeDaemon) Events(ctx context.Context) (<-chan Event, <-chan error) {
 	out, errs := make(chan Event), make(chan error, 1)
 	d.mu.Lock()
 	next := len(d.events) // only events from now on, as the daemon does
+	down := d.down
 	d.mu.Unlock()
+	if down {
+		d.mu.Lock()
+		d.refused++
+		d.mu.Unlock()
+		errs <- errFakeDown
+		close(out)
+		return out, errs
+	}
 	go func() {
 		defer close(out)
 		for {
 			d.mu.Lock()
+			if d.down {
+				d.mu.Unlock()
+				errs <- errFakeDown
+				return
+			}
 			pending := append([]Event(nil), d.events[next:]...)
 			next = len(d.events)
 			changed := d.changed
@@ -156,6 +199,9 @@ func (d *fakeDaemon) Close() error { return nil }
 func (d *fakeDaemon) Logs(ctx context.Context, id string, req LogsRequest) (io.ReadCloser, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.down {
+		return nil, errFakeDown
+	}
 	c, ok := d.containers[id]
 	if !ok {
 		return nil, fmt.Errorf("logs %s: %w", id, ErrNotFound)
@@ -232,6 +278,10 @@ func (s *fakeStream) produce() error {
 		default:
 		}
 		s.d.mu.Lock()
+		if s.d.down {
+			s.d.mu.Unlock()
+			return io.ErrUnexpectedEOF // the connection breaks mid-stream
+		}
 		var batch []entry
 		batch, s.window = s.window, nil
 		if s.req.Follow {
