@@ -36,6 +36,9 @@ type fakeDaemon struct {
 	open     int  // streams open now
 	down     bool // every call fails and open streams break, as while dockerd restarts
 	refused  int  // calls that failed because the daemon was down
+	// epoch counts the times the daemon went down: a stream or
+	// subscription of an older epoch is broken even if the daemon is back.
+	epoch int
 }
 
 var errFakeDown = fmt.Errorf("fake daemon is down: %w", ErrUnavailable)
@@ -46,6 +49,9 @@ func (d *fakeDaemon) setDown(down bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.down = down
+	if down {
+		d.epoch++
+	}
 	d.notifyLocked()
 }
 
@@ -152,7 +158,7 @@ func (d *fakeDaemon) Events(ctx context.Context) (<-chan Event, <-chan error) {
 	out, errs := make(chan Event), make(chan error, 1)
 	d.mu.Lock()
 	next := len(d.events) // only events from now on, as the daemon does
-	down := d.down
+	down, epoch := d.down, d.epoch
 	d.mu.Unlock()
 	if down {
 		d.mu.Lock()
@@ -166,7 +172,7 @@ func (d *fakeDaemon) Events(ctx context.Context) (<-chan Event, <-chan error) {
 		defer close(out)
 		for {
 			d.mu.Lock()
-			if d.down {
+			if d.down || d.epoch != epoch {
 				d.mu.Unlock()
 				errs <- errFakeDown
 				return
@@ -223,13 +229,14 @@ func (d *fakeDaemon) Logs(ctx context.Context, id string, req LogsRequest) (io.R
 		limit = d.cutAfter()
 	}
 	d.open++
-	return &fakeStream{d: d, ctx: ctx, c: c, req: req, window: window, next: len(c.log),
+	return &fakeStream{d: d, epoch: d.epoch, ctx: ctx, c: c, req: req, window: window, next: len(c.log),
 		limit: limit, closed: make(chan struct{})}, nil
 }
 
 // fakeStream serves one logs request.
 type fakeStream struct {
 	d      *fakeDaemon
+	epoch  int
 	ctx    context.Context
 	c      *fakeContainer
 	req    LogsRequest
@@ -278,7 +285,7 @@ func (s *fakeStream) produce() error {
 		default:
 		}
 		s.d.mu.Lock()
-		if s.d.down {
+		if s.d.down || s.d.epoch != s.epoch {
 			s.d.mu.Unlock()
 			return io.ErrUnexpectedEOF // the connection breaks mid-stream
 		}
