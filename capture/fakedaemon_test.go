@@ -31,7 +31,10 @@ type fakeDaemon struct {
 	// previous n entries again (Docker 20.10 around a rotation).
 	repeat func() int
 	// onCut, when set, runs (without the lock) when a stream is cut.
-	onCut    func()
+	onCut func()
+	// cutBreaks makes a cut a broken connection (a truncated chunked body)
+	// instead of a clean end of the stream.
+	cutBreaks bool
 	requests []LogsRequest
 	open     int  // streams open now
 	down     bool // every call fails and open streams break, as while dockerd restarts
@@ -245,6 +248,7 @@ type fakeStream struct {
 	limit  int     // entries left before a cut; negative: no cut
 	buf    []byte
 	done   bool
+	broken bool // end with io.ErrUnexpectedEOF instead of io.EOF
 	once   sync.Once
 	closed chan struct{} // closed by Close
 	sent   []entry
@@ -262,6 +266,9 @@ func (s *fakeStream) Close() error {
 
 func (s *fakeStream) Read(p []byte) (int, error) {
 	for len(s.buf) == 0 {
+		if s.done && s.broken {
+			return 0, io.ErrUnexpectedEOF
+		}
 		if s.done {
 			return 0, io.EOF
 		}
@@ -323,6 +330,9 @@ func (s *fakeStream) produce() error {
 				s.done = true
 				if onCut != nil {
 					onCut()
+				}
+				if s.d.cutBreaks {
+					s.broken = true
 				}
 				return nil
 			}

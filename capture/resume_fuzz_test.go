@@ -1,0 +1,89 @@
+package capture
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// FuzzResume drives the reader through a stopped container's log whose
+// streams the daemon breaks, corrupts and repeats at places chosen by the
+// input, with stamps that interleave across stdout and stderr. Whatever
+// happens, every line must arrive exactly once, in order per stream.
+//
+// Input bytes, consumed in order: the number of lines, then per line a
+// byte whose low bit picks the stream and the rest the stamp step (stderr
+// may be stamped up to 1 ms before the stdout line ahead of it, never out
+// of order within its own stream); then per stream the daemon opens, a
+// byte for where it is cut, a byte for corruption and one for repeats.
+func FuzzResume(f *testing.F) {
+	f.Add([]byte{40, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 3, 0, 0, 5, 1, 0, 9, 0, 2})
+	f.Add([]byte{200, 0xff, 0xfe, 0x01, 0x80, 0x81, 7, 0, 3, 1, 2, 0, 0, 0})
+	f.Add([]byte{3, 1, 1, 1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := &fuzzInput{data: data}
+		d := newFakeDaemon()
+		d.add(Container{ID: testID, Name: "fuzz", Image: "fuzz:1", Running: true})
+		d.cutBreaks = true
+		d.cutAfter = func() int {
+			if v := in.next(); v%4 != 0 {
+				return 1 + int(v)%64
+			}
+			return -1
+		}
+		d.corrupt = func() bool { return in.next()%29 == 1 }
+		d.repeat = func() int { return int(in.next() % 3) }
+
+		n := int(in.next())
+		want := map[StreamKind][]string{}
+		last := map[StreamKind]Timestamp{}
+		ts := Timestamp(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+		for i := 0; i < n; i++ {
+			b := in.next()
+			s := Stdout
+			if b&1 == 1 {
+				s = Stderr
+			}
+			ts += Timestamp(b>>1) * 997
+			stamp := ts
+			if s == Stderr && b&2 == 2 {
+				stamp -= Timestamp(int(b>>2)) * 4000 // under a millisecond early
+			}
+			if stamp <= last[s] {
+				stamp = last[s] + 1
+			}
+			last[s] = stamp
+			line := fmt.Sprintf("%s %d", s, i)
+			d.write(testID, s, stamp, line+"\n")
+			want[s] = append(want[s], line)
+		}
+		opts := testOptions()
+		h := newHarness(t, d, opts)
+		// It stops once the reader has asked for its log: the reader
+		// follows, or reads without follow after a break, and must read the
+		// whole log once either way.
+		for len(d.logRequests()) == 0 {
+			runtime.Gosched()
+		}
+		d.setRunningQuietly(testID, false)
+		h.waitFor("every line", 30*time.Second, countFor(testID, n))
+		h.stop()
+		checkExactlyOnce(t, h.records(), testID, want)
+	})
+}
+
+// fuzzInput hands out the fuzzer's bytes; past the end it gives zeros,
+// which mean no fault.
+type fuzzInput struct {
+	data []byte
+	pos  int
+}
+
+func (in *fuzzInput) next() byte {
+	if in.pos >= len(in.data) {
+		return 0
+	}
+	in.pos++
+	return in.data[in.pos-1]
+}
