@@ -53,3 +53,25 @@ run: docker-ready $(PLUGIN)
 
 clean:
 	rm -rf $(BUILD)
+
+# Benchmarks against the performance goals; they never fail on a timing.
+# `make bench` runs every suite (capture's BenchmarkPipeline, history
+# throughput against a raw read, refresh cost against log size, scale and
+# latency) and writes build/bench/results.md and results.json; `make soak`
+# churns containers for SOAK_DURATION and writes build/bench/soak.{md,json,
+# csv,svg}. BENCH_FLAGS passes flags to the bench program, e.g.
+# BENCH_FLAGS='-suites history,refresh -scale 100x10' (see go run ./bench -h).
+BENCH_FLAGS   ?=
+SOAK_DURATION ?= 30m
+BENCH_BIN     := $(BUILD)/bench-runner
+
+.PHONY: soak
+$(BENCH_BIN): $(GOFILES) $(wildcard bench/*.go) $(wildcard internal/*/*.go)
+	@mkdir -p $(BUILD)
+	$(GO) build -o $@ ./bench
+
+bench: docker-ready $(PLUGIN) $(TESTHOST) $(BENCH_BIN)
+	$(BENCH_BIN) -out $(BUILD)/bench $(BENCH_FLAGS)
+
+soak: docker-ready $(PLUGIN) $(TESTHOST) $(BENCH_BIN)
+	$(BENCH_BIN) -soak -soak-duration $(SOAK_DURATION) -out $(BUILD)/bench $(BENCH_FLAGS)

@@ -35,10 +35,10 @@ type fakeDaemon struct {
 	// cutBreaks makes a cut a broken connection (a truncated chunked body)
 	// instead of a clean end of the stream.
 	cutBreaks bool
-	requests []LogsRequest
-	open     int  // streams open now
-	down     bool // every call fails and open streams break, as while dockerd restarts
-	refused  int  // calls that failed because the daemon was down
+	requests  []LogsRequest
+	open      int  // streams open now
+	down      bool // every call fails and open streams break, as while dockerd restarts
+	refused   int  // calls that failed because the daemon was down
 	// epoch counts the times the daemon went down: a stream or
 	// subscription of an older epoch is broken even if the daemon is back.
 	epoch int
