@@ -577,3 +577,32 @@ func TestUnreachableDaemonAtStartIsRetried(t *testing.T) {
 	h.waitFor("the lines", 10*time.Second, countFor(testID, 20))
 	checkExactlyOnce(t, h.records(), testID, w.want)
 }
+
+func TestUnwantedStreamIsReadButNotDelivered(t *testing.T) {
+	d := newFakeDaemon()
+	rnd := rand.New(rand.NewPCG(40, 41))
+	var mu sync.Mutex
+	d.cutAfter = func() int { mu.Lock(); defer mu.Unlock(); return 300 + rnd.IntN(100) }
+	d.add(runningContainer(testID))
+	w := newLineWriter(d, testID, 42)
+	// Before start-up, not delivered with Read_From_Head off: the log ends
+	// in more stderr lines than the first read looks at.
+	w.lines(30)
+	for i := 0; i < 2*seedTail; i++ {
+		w.line(Stderr)
+	}
+	opts := testOptions()
+	opts.Stderr = false
+	opts.ReadFromHead = false
+	h := newHarness(t, d, opts)
+	for len(d.logRequests()) < 2 {
+		runtime.Gosched() // the seed read is done and the reader follows
+	}
+	w.want = map[StreamKind][]string{}
+	for i := 0; i < 10; i++ {
+		w.lines(40)
+		h.waitFor("the stdout lines so far", 10*time.Second, countFor(testID, len(w.want[Stdout])))
+	}
+	w.want[Stderr] = nil
+	checkExactlyOnce(t, h.records(), testID, w.want)
+}

@@ -56,6 +56,10 @@ func (p position) after(q position) bool {
 const inversionMargin = Timestamp(time.Second)
 
 const (
+	// seedTail is how many entries from the end the first read of a
+	// container that is read from now on takes, only to learn where the
+	// log ends.
+	seedTail = 64
 	// firstTail is the tail window of a resume: a quiet container's whole
 	// gap fits, and the daemon reads that much from the end in about a
 	// millisecond.

@@ -214,11 +214,16 @@ type plan struct {
 }
 
 func (r *reader) plan(running bool) plan {
-	stdout, stderr := r.opts.Stdout, r.opts.Stderr && !r.cs.tty
+	// Both streams are always asked for, even when one is not wanted:
+	// tail counts the entries of both, and the last line read must be in
+	// the stream for a resume to find it. Unwanted lines are dropped here.
+	stdout, stderr := true, !r.cs.tty
 	req := LogsRequest{Stdout: stdout, Stderr: stderr, Follow: running, Tail: -1}
 	pos := &r.cs.pos
 	if r.cs.fromNow && !pos.last.valid {
-		req.Follow, req.Tail = false, 1
+		// The last entries give both streams a position, if both have
+		// lines there.
+		req.Follow, req.Tail = false, seedTail
 		return plan{req: req, seed: true}
 	}
 	if !pos.last.valid {
@@ -311,6 +316,10 @@ func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
 		} else if r.cs.pos.seen(&e) {
 			continue
 		}
+		if !r.wanted(e.stream) {
+			r.cs.pos.advance(e.stream, e.ts) // read, not delivered
+			continue
+		}
 		r.add(&e)
 		if len(r.chunk) >= chunkTarget {
 			if err := r.flush(ctx); err != nil {
@@ -323,6 +332,10 @@ func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
 // linesRead counts lines read since the reader started, for backoff
 // decisions.
 func (r *reader) linesRead() int { return r.lines }
+
+func (r *reader) wanted(s StreamKind) bool {
+	return (s == Stdout && r.opts.Stdout) || (s == Stderr && r.opts.Stderr)
+}
 
 // add takes one entry that was not read before: a whole line, or a piece of
 // a long one.
