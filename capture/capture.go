@@ -32,6 +32,11 @@ type Options struct {
 	// Positions keeps what Fluent Bit has taken, across restarts when it
 	// has a file (OpenPositions); nil keeps them in memory.
 	Positions *Positions
+	// Metadata selects the container labels that records carry.
+	Metadata Metadata
+	// ContainerStats keeps lines and bytes per container for Stats, whose
+	// snapshot then grows with the containers.
+	ContainerStats bool
 }
 
 // ErrStopTimeout: Stop gave up waiting for the goroutines to return.
@@ -44,6 +49,7 @@ type Capture struct {
 	q      *queue
 	sup    *supervisor
 	paused atomic.Bool
+	stats  Stats
 
 	// cancel stops the supervisor and its readers; set by Start, called by
 	// Stop.
@@ -60,7 +66,9 @@ func New(src Source, opts Options, log *logrus.Entry) *Capture {
 		opts.Positions, _ = OpenPositions("", log) // cannot fail without a file
 	}
 	c := &Capture{opts: opts, q: q, done: make(chan struct{})}
-	c.sup = &supervisor{src: src, opts: &c.opts, q: q, log: log, store: opts.Positions,
+	c.stats.perContainer = opts.ContainerStats
+	opts.Positions.stats = &c.stats
+	c.sup = &supervisor{src: src, opts: &c.opts, q: q, log: log, store: opts.Positions, stats: &c.stats,
 		containers: make(map[string]*containerState), exited: make(chan *containerState)}
 	return c
 }
@@ -152,6 +160,16 @@ func (c *Capture) Pause() { c.paused.Store(true) }
 
 // Resume restarts the draining.
 func (c *Capture) Resume() { c.paused.Store(false) }
+
+// Stats returns the counters as they are now; cheap enough for every
+// scrape (with ContainerStats, it walks the containers).
+func (c *Capture) Stats() StatsSnapshot {
+	s := c.stats.snapshot()
+	s.QueueBytes = int64(c.q.size())
+	s.QueueCapacity = int64(c.q.max)
+	s.Paused = c.paused.Load()
+	return s
+}
 
 // Queued reports the encoded bytes waiting.
 func (c *Capture) Queued() int { return c.q.size() }

@@ -22,6 +22,12 @@ type containerState struct {
 	// fields; the supervisor replaces it on a rename while the reader
 	// encodes with it.
 	meta atomic.Pointer[containerMeta]
+	// md selects the labels its records carry: set by the supervisor
+	// before its first reader starts, read-only after.
+	md *Metadata
+	// counts are its lines and bytes, kept with Options.ContainerStats:
+	// readers add, snapshots read.
+	counts containerCounts
 
 	// Supervisor's fields.
 	cancel     context.CancelFunc // stops the running reader; nil when none runs
@@ -50,11 +56,11 @@ func newContainerState(id string, fromNow bool) *containerState {
 // containerMeta is immutable once stored.
 type containerMeta struct {
 	info  Container
-	fixed []byte
+	fixed fixedFields
 }
 
 func (cs *containerState) setMeta(c Container) {
-	cs.meta.Store(&containerMeta{info: c, fixed: containerFields(c)})
+	cs.meta.Store(&containerMeta{info: c, fixed: containerFields(c, cs.md)})
 }
 
 // pendingLine gathers the pieces of a line longer than one piece.
@@ -72,9 +78,12 @@ type reader struct {
 	opts *Options
 	q    *queue
 	log  *logrus.Entry
+	// stats may be nil (benchmarks build readers without one).
+	stats *Stats
 
 	chunk   []byte
 	lines   int
+	counts  lineCounts // what chunk holds, added to stats when it is queued
 	pending [2]pendingLine
 	tail    int
 }
@@ -126,6 +135,7 @@ func (r *reader) run(ctx context.Context) {
 				r.log.Debug("container is gone")
 				return
 			case err != nil:
+				r.stats.countError(ReasonInspect)
 				r.log.WithError(err).Warn("cannot inspect container, retrying")
 				if !again(0) {
 					return
@@ -156,6 +166,7 @@ func (r *reader) run(ctx context.Context) {
 		case endFailed:
 			switch {
 			case errors.Is(err, ErrLogsUnreadable):
+				r.stats.countError(ReasonUnreadable)
 				r.log.WithError(err).Warn("the daemon cannot serve this container's logs; skipping it")
 				r.cs.unreadable = true
 				return
@@ -186,6 +197,7 @@ func (r *reader) run(ctx context.Context) {
 					}
 					continue
 				case err != nil && !errors.Is(err, ErrNotFound):
+					r.stats.countError(ReasonInspect)
 					known = false
 					if !again(0) {
 						return
@@ -247,8 +259,13 @@ func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
 		if ctx.Err() != nil {
 			return endStopped, 0, nil
 		}
+		if !errors.Is(err, ErrLogsUnreadable) && !errors.Is(err, ErrNotFound) {
+			r.stats.countError(ReasonOpen) // those two are not failures to open
+		}
 		return endFailed, 0, fmt.Errorf("open logs stream: %w", err)
 	}
+	r.stats.add(gaugeStreams, 1)
+	defer r.stats.add(gaugeStreams, -1)
 	defer rc.Close()
 	r.discardPending()
 
@@ -263,6 +280,7 @@ func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
 			if ctx.Err() != nil {
 				return endStopped, r.linesRead() - before, nil
 			}
+			r.stats.countError(ReasonMalformed)
 			return endFailed, r.linesRead() - before, fmt.Errorf("malformed logs stream: %w", err)
 		}
 		if !ok {
@@ -280,6 +298,7 @@ func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
 				return endStopped, read, nil
 			case streamCtx.Err() != nil:
 				// Decided by our own deadline, not by the error's text.
+				r.stats.add(countRefreshes, 1)
 				return endRefresh, read, nil
 			case errors.Is(err, io.EOF) && seeking && !p.full:
 				// Without L, nothing proves the window reached back far
@@ -288,6 +307,7 @@ func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
 			case errors.Is(err, io.EOF):
 				return endEOF, read, nil
 			default:
+				r.stats.countError(ReasonRead)
 				return endFailed, read, fmt.Errorf("read logs stream: %w", err)
 			}
 		}
@@ -392,6 +412,7 @@ func (r *reader) emit(s StreamKind, ts Timestamp, line []byte, truncated bool) {
 	r.chunk = appendRecord(r.chunk, ts, line, s, truncated, r.cs.meta.Load().fixed)
 	r.cs.pos.advance(s, ts)
 	r.lines++
+	r.counts.add(s, len(line), truncated)
 }
 
 // flush hands the encoded chunk to the queue, waiting for room.
@@ -400,6 +421,9 @@ func (r *reader) flush(ctx context.Context) error {
 		return nil
 	}
 	c := chunk{data: r.chunk, owner: r.cs, pos: r.cs.pos}
+	// Counted before the push, so a record that reaches Fluent Bit is
+	// always in the counts (a chunk given up at exit is counted too).
+	r.stats.addLines(r.cs, &r.counts)
 	if err := r.q.push(ctx, c); err != nil {
 		return err
 	}

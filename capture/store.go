@@ -30,6 +30,9 @@ type Positions = store
 type store struct {
 	path string
 	log  *logrus.Entry
+	// stats counts the writes; set by New before the writer runs (nil
+	// until then: OpenPositions' own write is not counted).
+	stats *Stats
 
 	mu        sync.Mutex
 	positions map[string]position
@@ -219,8 +222,10 @@ func (s *store) write() error {
 		s.mu.Lock()
 		s.dirty = true
 		s.mu.Unlock()
+		s.stats.countError(ReasonPositions)
 		return fmt.Errorf("%w: %w", ErrPositionsDB, err)
 	}
+	s.stats.add(countPositionWrites, 1)
 	return nil
 }
 

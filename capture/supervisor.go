@@ -22,6 +22,7 @@ type supervisor struct {
 	q     *queue
 	log   *logrus.Entry
 	store *store
+	stats *Stats
 
 	containers map[string]*containerState
 	// exited carries a container whose reader returned; readers send, the
@@ -45,6 +46,7 @@ func (s *supervisor) run(ctx context.Context) {
 		if err != nil {
 			evCancel()
 			if ctx.Err() == nil {
+				s.stats.countError(ReasonList)
 				s.log.WithError(err).WithField("retry_in", backoff.String()).Warn("cannot list containers")
 			}
 			s.wait(ctx, backoff)
@@ -53,6 +55,7 @@ func (s *supervisor) run(ctx context.Context) {
 		}
 		s.reconcile(ctx, list, startup)
 		if !startup {
+			s.stats.add(countReconnects, 1)
 			s.log.WithField("containers", len(list)).Info("reconnected to the docker daemon")
 		}
 		startup, backoff = false, minReconnect
@@ -61,6 +64,7 @@ func (s *supervisor) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		s.stats.countError(ReasonEvents)
 		s.log.WithError(err).WithField("retry_in", backoff.String()).Warn("events stream ended, reconnecting")
 		s.wait(ctx, backoff)
 		backoff = min(2*backoff, maxReconnect)
@@ -190,14 +194,20 @@ func (s *supervisor) start(ctx context.Context, cs *containerState) {
 	if cs.cancel != nil || cs.excluded || cs.unreadable || cs.removed {
 		return
 	}
+	if cs.md == nil {
+		cs.md = &s.opts.Metadata // before the reader encodes with it
+	}
+	s.stats.track(cs)
 	rctx, cancel := context.WithCancel(ctx)
 	cs.cancel, cs.startsSeen = cancel, cs.starts
 	r := &reader{cs: cs, src: s.src, opts: s.opts, q: s.q,
-		log: s.log.WithField("container_id", cs.short)}
+		log: s.log.WithField("container_id", cs.short), stats: s.stats}
 	s.readers.Add(1)
+	s.stats.add(gaugeContainers, 1)
 	go func() {
 		defer s.readers.Done()
 		r.run(rctx)
+		s.stats.add(gaugeContainers, -1)
 		select {
 		case s.exited <- cs:
 		case <-ctx.Done():
@@ -211,6 +221,7 @@ func (s *supervisor) onExit(ctx context.Context, cs *containerState) {
 	switch {
 	case cs.removed:
 		delete(s.containers, cs.id)
+		s.stats.untrack(cs)
 	case cs.starts != cs.startsSeen:
 		// It started again while the reader was finishing the last run.
 		s.start(ctx, cs)
@@ -224,5 +235,6 @@ func (s *supervisor) remove(cs *containerState) {
 	s.store.forget(cs.id)
 	if cs.cancel == nil {
 		delete(s.containers, cs.id)
+		s.stats.untrack(cs)
 	}
 }

@@ -5,6 +5,9 @@ package conf
 import (
 	"errors"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -30,6 +33,14 @@ const (
 	KeyQueueMaxSize   = "Queue_Max_Size"
 	KeyPluginLogLevel = "Plugin_Log_Level"
 	KeyDB             = "DB"
+
+	KeyLabels                 = "Labels"
+	KeyLabelKeys              = "Label_Keys"
+	KeyComposeFields          = "Compose_Fields"
+	KeyMetricsListen          = "Metrics_Listen"
+	KeyMetricsContainerLabels = "Metrics_Container_Labels"
+	KeyDockerCertPath         = "Docker_Cert_Path"
+	KeyDockerTLSVerify        = "Docker_TLS_Verify"
 )
 
 // Keys lists every key the plugin reads.
@@ -37,7 +48,12 @@ var Keys = []string{
 	KeyDockerHost, KeyIncludeNames, KeyExcludeNames, KeyIncludeLabels, KeyExcludeLabels,
 	KeyStdout, KeyStderr, KeyReadFromHead, KeyStreamRefresh, KeyMaxLineSize, KeyQueueMaxSize,
 	KeyPluginLogLevel, KeyDB,
+	KeyLabels, KeyLabelKeys, KeyComposeFields, KeyMetricsListen, KeyMetricsContainerLabels,
+	KeyDockerCertPath, KeyDockerTLSVerify,
 }
+
+// The files a certificate directory holds, as the Docker CLI names them.
+var certFiles = []string{"ca.pem", "cert.pem", "key.pem"}
 
 // Defaults.
 const (
@@ -72,6 +88,22 @@ type Config struct {
 	LogLevel      logrus.Level
 	// DB is the positions file; empty keeps positions in memory only.
 	DB string
+
+	// Labels puts every container label in the record's "labels" map;
+	// LabelKeys only those keys. ComposeFields adds compose_project and
+	// compose_service.
+	Labels        bool
+	LabelKeys     []string
+	ComposeFields bool
+	// MetricsListen is the host:port of the /metrics endpoint; empty
+	// serves none. MetricsContainerLabels adds series per container name.
+	MetricsListen          string
+	MetricsContainerLabels bool
+	// DockerCertPath holds ca.pem, cert.pem and key.pem for a tcp://
+	// daemon; empty means DOCKER_CERT_PATH. DockerTLSVerify checks the
+	// daemon's certificate against ca.pem.
+	DockerCertPath  string
+	DockerTLSVerify bool
 }
 
 // LabelMatch is `key` (the label is set) or `key=value`.
@@ -97,6 +129,9 @@ func Parse(get Getter) (Config, error) {
 		MaxLineSize:   DefaultMaxLineSize,
 		QueueMaxSize:  DefaultQueueMaxSize,
 		LogLevel:      DefaultLogLevel,
+		// On by default: the safe choice for TLS, and compose_* are two
+		// small fields that most users of Compose want.
+		ComposeFields: true, DockerTLSVerify: true,
 	}
 	p := parser{get: get}
 	c.DockerHost = p.host(KeyDockerHost)
@@ -112,6 +147,22 @@ func Parse(get Getter) (Config, error) {
 	p.size(KeyQueueMaxSize, minQueueMaxSize, &c.QueueMaxSize)
 	p.level(KeyPluginLogLevel, &c.LogLevel)
 	c.DB = p.value(KeyDB)
+	p.bool(KeyLabels, &c.Labels)
+	c.LabelKeys = p.list(KeyLabelKeys)
+	p.bool(KeyComposeFields, &c.ComposeFields)
+	c.MetricsListen = p.listen(KeyMetricsListen)
+	p.bool(KeyMetricsContainerLabels, &c.MetricsContainerLabels)
+	c.DockerCertPath = p.certDir(KeyDockerCertPath)
+	p.bool(KeyDockerTLSVerify, &c.DockerTLSVerify)
+	if c.Labels && len(c.LabelKeys) > 0 {
+		p.fail(KeyLabelKeys, "is set and %s is on: choose one (on takes every label)", strings.ToLower(KeyLabels))
+	}
+	if c.MetricsContainerLabels && c.MetricsListen == "" {
+		p.fail(KeyMetricsContainerLabels, "is on but %s is not set: there would be no metrics", strings.ToLower(KeyMetricsListen))
+	}
+	if c.DockerCertPath != "" && strings.HasPrefix(c.DockerHost, "unix://") {
+		p.fail(KeyDockerCertPath, "is set but %s is a unix socket: TLS applies to tcp:// hosts only", strings.ToLower(KeyDockerHost))
+	}
 	if !c.Stdout && !c.Stderr {
 		p.fail(KeyStdout, "and %s are both off: nothing would be read", strings.ToLower(KeyStderr))
 	}
@@ -130,6 +181,12 @@ func (c Config) Options() capture.Options {
 		MaxLineSize:   c.MaxLineSize,
 		QueueMaxSize:  c.QueueMaxSize,
 		Include:       c.Include,
+		Metadata: capture.Metadata{
+			Labels:        c.Labels,
+			LabelKeys:     c.LabelKeys,
+			ComposeFields: c.ComposeFields,
+		},
+		ContainerStats: c.MetricsContainerLabels,
 	}
 }
 
@@ -208,6 +265,62 @@ func (p *parser) labels(key string) []LabelMatch {
 		out = append(out, LabelMatch{Key: k, Value: strings.TrimSpace(val), AnyValue: !hasValue})
 	}
 	return out
+}
+
+// list takes comma-separated items, none of them empty.
+func (p *parser) list(key string) []string {
+	v := p.value(key)
+	if v == "" {
+		return nil
+	}
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			p.fail(key, "%q: an empty entry between commas", v)
+			return nil
+		}
+		out = append(out, item)
+	}
+	return out
+}
+
+// listen takes host:port with a numeric port; the host may be empty (every
+// interface). The address is bound at init, which reports a port in use.
+func (p *parser) listen(key string) string {
+	v := p.value(key)
+	if v == "" {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		p.fail(key, "%q: want host:port, e.g. 127.0.0.1:2021", v)
+		return ""
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		p.fail(key, "%q: port %q is not a number from 1 to 65535", v, port)
+		return ""
+	}
+	return v
+}
+
+// certDir takes a directory holding ca.pem, cert.pem and key.pem.
+func (p *parser) certDir(key string) string {
+	v := p.value(key)
+	if v == "" {
+		return ""
+	}
+	var missing []string
+	for _, f := range certFiles {
+		if _, err := os.Stat(filepath.Join(v, f)); err != nil {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) > 0 {
+		p.fail(key, "%q: cannot read %s there", v, strings.Join(missing, ", "))
+		return ""
+	}
+	return v
 }
 
 func (p *parser) bool(key string, dst *bool) {

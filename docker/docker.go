@@ -5,16 +5,20 @@ package docker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/go-connections/tlsconfig"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
@@ -35,12 +39,41 @@ type Client struct {
 
 var _ capture.Source = (*Client)(nil)
 
+// TLS configures the connection to a tcp:// daemon, after the Docker CLI's
+// conventions: a directory with ca.pem, cert.pem and key.pem.
+type TLS struct {
+	// CertPath is the directory; empty means DOCKER_CERT_PATH. Without
+	// either, a tcp:// daemon is spoken to in plain HTTP.
+	CertPath string
+	// SkipVerify accepts any server certificate. Off by default, and an
+	// unset DOCKER_TLS_VERIFY does not turn verification off (it does in
+	// the Docker CLI): skipping it must be asked for.
+	SkipVerify bool
+}
+
+// Option configures New.
+type Option func(*settings)
+
+type settings struct {
+	tls    TLS
+	tlsSet bool // WithTLS was given a CertPath: TLS was asked for, not found in the env
+}
+
+// WithTLS sets the TLS of a tcp:// daemon.
+func WithTLS(t TLS) Option {
+	return func(s *settings) { s.tls, s.tlsSet = t, t.CertPath != "" }
+}
+
 // New connects lazily to host, "unix:///path" or "tcp://host:port"; empty
-// means DOCKER_HOST, else DefaultHost. TLS is used when DOCKER_CERT_PATH is
-// set (ca.pem, cert.pem, key.pem), verifying the server when
-// DOCKER_TLS_VERIFY is non-empty. The API version is negotiated on the first
-// request (the SDK's default; down to 1.40).
-func New(host string, log logrus.FieldLogger) (*Client, error) {
+// means DOCKER_HOST, else DefaultHost. A tcp:// daemon is spoken to with TLS
+// when a certificate directory is given (WithTLS) or DOCKER_CERT_PATH is
+// set, verifying the server unless TLS.SkipVerify. The API version is
+// negotiated on the first request (the SDK's default; down to 1.40).
+func New(host string, log logrus.FieldLogger, options ...Option) (*Client, error) {
+	var set settings
+	for _, o := range options {
+		o(&set)
+	}
 	if host == "" {
 		host = os.Getenv("DOCKER_HOST")
 	}
@@ -54,14 +87,14 @@ func New(host string, log logrus.FieldLogger) (*Client, error) {
 		log = logrus.StandardLogger()
 	}
 	var opts []client.Opt
-	if os.Getenv("DOCKER_CERT_PATH") != "" {
-		// Before WithHost: this option replaces the transport that WithHost
+	tlsOpt, err := tlsOption(host, set)
+	if err != nil {
+		return nil, err
+	}
+	if tlsOpt != nil {
+		// Before WithHost: it replaces the transport that WithHost
 		// configures.
-		opts = append(opts, client.WithTLSClientConfigFromEnv())
-	} else if os.Getenv("DOCKER_TLS_VERIFY") != "" {
-		// Better to refuse than to talk plain HTTP to a daemon the user
-		// asked to verify.
-		return nil, errors.New("DOCKER_TLS_VERIFY is set but DOCKER_CERT_PATH is not")
+		opts = append(opts, tlsOpt)
 	}
 	// No client.WithTimeout: http.Client.Timeout would cut follow streams.
 	opts = append(opts, client.WithHost(host))
@@ -70,6 +103,47 @@ func New(host string, log logrus.FieldLogger) (*Client, error) {
 		return nil, fmt.Errorf("docker client for %q: %w", host, err)
 	}
 	return &Client{api: api, host: host, log: log.WithField("docker_host", host)}, nil
+}
+
+// tlsOption returns the client option for TLS, or nil for none. A unix
+// socket never uses TLS: certificates from the environment are ignored for
+// it, as the Docker CLI does, but certificates given to New are an error,
+// since the user asked for something that would not happen.
+func tlsOption(host string, set settings) (client.Opt, error) {
+	tcp := strings.HasPrefix(host, "tcp://")
+	certPath := set.tls.CertPath
+	switch {
+	case set.tlsSet && !tcp:
+		return nil, fmt.Errorf("TLS certificates %s given for %q: TLS applies to tcp:// hosts only", certPath, host)
+	case !tcp:
+		return nil, nil
+	case certPath == "":
+		certPath = os.Getenv("DOCKER_CERT_PATH")
+	}
+	if certPath == "" {
+		if os.Getenv("DOCKER_TLS_VERIFY") != "" {
+			// Better to refuse than to talk plain HTTP to a daemon the
+			// user asked to verify.
+			return nil, errors.New("DOCKER_TLS_VERIFY is set but DOCKER_CERT_PATH is not")
+		}
+		return nil, nil
+	}
+	cfg, err := tlsconfig.Client(tlsconfig.Options{
+		CAFile:   filepath.Join(certPath, "ca.pem"),
+		CertFile: filepath.Join(certPath, "cert.pem"),
+		KeyFile:  filepath.Join(certPath, "key.pem"),
+		// Only the given CA, not the system's too: the daemon's CA is
+		// what the user trusts for it.
+		ExclusiveRootPools: true,
+		InsecureSkipVerify: set.tls.SkipVerify,
+		MinVersion:         tls.VersionTLS12,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificates from %s: %w", certPath, err)
+	}
+	// The SDK's own transport settings, which this replaces, plus TLS.
+	tr := &http.Transport{TLSClientConfig: cfg, MaxIdleConns: 6, IdleConnTimeout: 30 * time.Second}
+	return client.WithHTTPClient(&http.Client{Transport: tr, CheckRedirect: client.CheckRedirect}), nil
 }
 
 func checkHost(host string) error {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -33,6 +35,9 @@ type instance struct {
 	cfg     conf.Config
 	src     *docker.Client
 	capture *capture.Capture
+	// metrics serves /metrics when Metrics_Listen is set; started by
+	// start, closed by exit.
+	metrics *metricsServer
 	// inFlight holds the batches handed to Fluent Bit by address until its
 	// cleanup callback returns them; the callback adds, cleanup removes.
 	inFlight map[unsafe.Pointer]capture.Batch
@@ -77,15 +82,32 @@ func (p *instance) start(get conf.Getter) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", strings.ToLower(conf.KeyDB), err)
 	}
-	src, err := docker.New(cfg.DockerHost, p.log)
+	// Bound first: a port in use fails init before anything runs.
+	var ln net.Listener
+	if cfg.MetricsListen != "" {
+		if ln, err = listenMetrics(cfg.MetricsListen); err != nil {
+			return err
+		}
+	}
+	src, err := docker.New(cfg.DockerHost, p.log,
+		docker.WithTLS(docker.TLS{CertPath: cfg.DockerCertPath, SkipVerify: !cfg.DockerTLSVerify}))
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return fmt.Errorf("docker client: %w", err)
 	}
-	p.cfg, p.src = cfg, src
-	p.inFlight = make(map[unsafe.Pointer]capture.Batch)
 	opts := cfg.Options()
 	opts.Positions = positions
-	p.capture = capture.New(src, opts, p.log)
+	c := capture.New(src, opts, p.log)
+	if ln != nil {
+		if p.metrics, err = serveMetrics(ln, c, cfg.MetricsContainerLabels, p.log); err != nil {
+			src.Close()
+			return err
+		}
+	}
+	p.cfg, p.src, p.capture = cfg, src, c
+	p.inFlight = make(map[unsafe.Pointer]capture.Batch)
 	p.capture.Start()
 	p.log.WithField("stream_refresh", cfg.StreamRefresh.String()).Info("started")
 	return nil
@@ -146,13 +168,19 @@ func (p *instance) current() *capture.Capture {
 // exit stops every goroutine and closes every stream.
 func (p *instance) exit() {
 	p.mu.Lock()
-	c, src := p.capture, p.src
-	p.capture, p.src = nil, nil
+	c, src, m := p.capture, p.src, p.metrics
+	p.capture, p.src, p.metrics = nil, nil, nil
 	p.mu.Unlock()
 	if c == nil {
 		return
 	}
-	if err := c.Stop(exitTimeout); err != nil {
+	deadline := time.Now().Add(exitTimeout)
+	if m != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), metricsShutdown)
+		m.close(ctx)
+		cancel()
+	}
+	if err := c.Stop(time.Until(deadline)); err != nil {
 		p.log.WithError(err).Error("stopping")
 	}
 	if err := src.Close(); err != nil {

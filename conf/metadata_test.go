@@ -1,0 +1,136 @@
+package conf
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// newKeysGetter looks keys up case-insensitively, as Fluent Bit does.
+func newKeysGetter(props map[string]string) Getter {
+	lower := make(map[string]string, len(props))
+	for k, v := range props {
+		lower[strings.ToLower(k)] = v
+	}
+	return func(key string) string { return lower[strings.ToLower(key)] }
+}
+
+// certDirFor makes a directory holding the named files.
+func certDirFor(t *testing.T, files ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("pem"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestNewKeysDefaults(t *testing.T) {
+	c, err := Parse(newKeysGetter(nil))
+	if err != nil {
+		t.Fatalf("Parse with no keys: %v", err)
+	}
+	if c.Labels || c.LabelKeys != nil || !c.ComposeFields {
+		t.Errorf("metadata defaults: labels %v, label_keys %v, compose_fields %v; want off, none, on",
+			c.Labels, c.LabelKeys, c.ComposeFields)
+	}
+	if c.MetricsListen != "" || c.MetricsContainerLabels {
+		t.Errorf("metrics defaults: listen %q, container labels %v; want off", c.MetricsListen, c.MetricsContainerLabels)
+	}
+	if c.DockerCertPath != "" || !c.DockerTLSVerify {
+		t.Errorf("TLS defaults: cert path %q, verify %v; want none and on", c.DockerCertPath, c.DockerTLSVerify)
+	}
+	o := c.Options()
+	if o.Metadata.Labels || o.Metadata.LabelKeys != nil || !o.Metadata.ComposeFields || o.ContainerStats {
+		t.Errorf("capture options: %+v, container stats %v", o.Metadata, o.ContainerStats)
+	}
+}
+
+func TestNewKeysAreParsedAndPassedOn(t *testing.T) {
+	certs := certDirFor(t, "ca.pem", "cert.pem", "key.pem")
+	c, err := Parse(newKeysGetter(map[string]string{
+		"label_keys":               " team , tier,team ",
+		"COMPOSE_FIELDS":           "off",
+		"Metrics_Listen":           "127.0.0.1:2021",
+		"metrics_container_labels": "on",
+		"Docker_Host":              "tcp://10.0.0.1:2376",
+		"docker_cert_path":         certs,
+		"docker_tls_verify":        "off",
+	}))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if !slices.Equal(c.LabelKeys, []string{"team", "tier", "team"}) || c.ComposeFields {
+		t.Errorf("label_keys %q, compose_fields %v", c.LabelKeys, c.ComposeFields)
+	}
+	if c.MetricsListen != "127.0.0.1:2021" || !c.MetricsContainerLabels {
+		t.Errorf("metrics_listen %q, metrics_container_labels %v", c.MetricsListen, c.MetricsContainerLabels)
+	}
+	if c.DockerCertPath != certs || c.DockerTLSVerify {
+		t.Errorf("docker_cert_path %q, docker_tls_verify %v", c.DockerCertPath, c.DockerTLSVerify)
+	}
+	o := c.Options()
+	if !slices.Equal(o.Metadata.LabelKeys, c.LabelKeys) || o.Metadata.ComposeFields || !o.ContainerStats {
+		t.Errorf("capture options: %+v, container stats %v", o.Metadata, o.ContainerStats)
+	}
+
+	c, err = Parse(newKeysGetter(map[string]string{"labels": "on", "metrics_listen": ":9100"}))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if o := c.Options(); !o.Metadata.Labels || c.MetricsListen != ":9100" {
+		t.Errorf("labels on: %+v; metrics_listen %q", o.Metadata, c.MetricsListen)
+	}
+}
+
+// Every bad value fails with an error that wraps ErrInvalid and names the
+// key (lower case, as the other keys' errors do).
+func TestNewKeysRejectBadValuesNamingTheKey(t *testing.T) {
+	certs := certDirFor(t, "ca.pem", "cert.pem", "key.pem")
+	for _, tc := range []struct {
+		name  string
+		props map[string]string
+		key   string
+	}{
+		{"labels not a bool", map[string]string{"labels": "all"}, "labels"},
+		{"compose_fields not a bool", map[string]string{"compose_fields": "maybe"}, "compose_fields"},
+		{"label_keys with an empty entry", map[string]string{"label_keys": "a,,b"}, "label_keys"},
+		{"label_keys with labels on", map[string]string{"labels": "on", "label_keys": "a"}, "label_keys"},
+		{"metrics_listen without a port", map[string]string{"metrics_listen": "127.0.0.1"}, "metrics_listen"},
+		{"metrics_listen with a named port", map[string]string{"metrics_listen": "banana:xx"}, "metrics_listen"},
+		{"metrics_listen port 0", map[string]string{"metrics_listen": "127.0.0.1:0"}, "metrics_listen"},
+		{"metrics_listen port too big", map[string]string{"metrics_listen": "127.0.0.1:65536"}, "metrics_listen"},
+		{"metrics_container_labels not a bool", map[string]string{"metrics_listen": ":2021", "metrics_container_labels": "yes please"}, "metrics_container_labels"},
+		{"metrics_container_labels without metrics_listen", map[string]string{"metrics_container_labels": "on"}, "metrics_container_labels"},
+		{"docker_cert_path missing", map[string]string{"docker_cert_path": filepath.Join(t.TempDir(), "nope")}, "docker_cert_path"},
+		{"docker_cert_path without key.pem", map[string]string{"docker_cert_path": certDirFor(t, "ca.pem", "cert.pem")}, "docker_cert_path"},
+		{"docker_cert_path for a unix socket", map[string]string{"docker_cert_path": certs, "docker_host": "unix:///var/run/docker.sock"}, "docker_cert_path"},
+		{"docker_tls_verify not a bool", map[string]string{"docker_tls_verify": "strict"}, "docker_tls_verify"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(newKeysGetter(tc.props))
+			if err == nil {
+				t.Fatalf("Parse(%v) accepted it", tc.props)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %v does not wrap ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), tc.key) {
+				t.Errorf("error %q does not name %s", err, tc.key)
+			}
+		})
+	}
+}
+
+func TestMissingCertFilesAreNamed(t *testing.T) {
+	dir := certDirFor(t, "ca.pem")
+	_, err := Parse(newKeysGetter(map[string]string{"docker_cert_path": dir}))
+	if err == nil || !strings.Contains(err.Error(), "cert.pem, key.pem") {
+		t.Errorf("Parse = %v, want an error naming cert.pem, key.pem", err)
+	}
+}

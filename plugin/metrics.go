@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
+	"github.com/dockerlogs/fluent-bit-docker-logs/conf"
+)
+
+// metricsShutdown bounds how long exit waits for scrapes in progress; it
+// is part of exitTimeout.
+const metricsShutdown = 500 * time.Millisecond
+
+// listenMetrics binds the metrics address at init, before anything starts,
+// so that a port in use fails init with an error naming the key.
+func listenMetrics(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", strings.ToLower(conf.KeyMetricsListen), addr, err)
+	}
+	return ln, nil
+}
+
+// metricsServer serves Prometheus' text format at /metrics from its own
+// registry: the Go and process collectors and the capture's counters.
+type metricsServer struct {
+	srv *http.Server
+	log *logrus.Entry
+	// done is closed by the serving goroutine when Serve has returned;
+	// close waits on it.
+	done chan struct{}
+}
+
+// serveMetrics starts serving on ln, which it then owns.
+func serveMetrics(ln net.Listener, c *capture.Capture, perContainer bool, log *logrus.Entry) (*metricsServer, error) {
+	reg := prometheus.NewRegistry()
+	for _, col := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newCaptureCollector(c.Stats, perContainer),
+	} {
+		if err := reg.Register(col); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:      log,
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+	m := &metricsServer{
+		// No write timeout: a scrape is small; a slow header cannot hold a
+		// connection open for long.
+		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		log:  log,
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(m.done)
+		if err := m.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.WithError(err).Error("metrics server stopped")
+		}
+	}()
+	log.WithField("metrics_listen", ln.Addr().String()).Info("serving metrics at /metrics")
+	return m, nil
+}
+
+// close stops the server: scrapes in progress get until ctx ends, then
+// their connections are cut. It returns once the serving goroutine has.
+func (m *metricsServer) close(ctx context.Context) {
+	if err := m.srv.Shutdown(ctx); err != nil {
+		m.log.WithError(err).Warn("metrics server did not stop in time, closing its connections")
+		m.srv.Close() //nolint:errcheck // the listener is closed already; the error is Shutdown's
+	}
+	<-m.done
+}
+
+// captureCollector reads the capture's counters at each scrape; nothing is
+// kept between scrapes, so the plugin's hot path never touches prometheus.
+type captureCollector struct {
+	stats        func() capture.StatsSnapshot
+	perContainer bool
+
+	containers, streams, refreshes, reconnects *prometheus.Desc
+	errors, lines, bytes, truncated            *prometheus.Desc
+	queueBytes, queueCapacity, paused          *prometheus.Desc
+	posWrites, posFailures                     *prometheus.Desc
+	containerLines, containerBytes             *prometheus.Desc
+}
+
+func newCaptureCollector(stats func() capture.StatsSnapshot, perContainer bool) *captureCollector {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(pluginName, "", name), help, labels, nil)
+	}
+	return &captureCollector{
+		stats:         stats,
+		perContainer:  perContainer,
+		containers:    desc("containers_watched", "Containers with a reader running."),
+		streams:       desc("streams_open", "Logs streams open to the daemon."),
+		refreshes:     desc("stream_refreshes_total", "Streams closed at Stream_Refresh and reopened."),
+		reconnects:    desc("reconnects_total", "Reconnections to the daemon after its events stream ended."),
+		errors:        desc("errors_total", "Errors, by what failed.", "reason"),
+		lines:         desc("lines_total", "Log lines read and queued for Fluent Bit, by stream.", "stream"),
+		bytes:         desc("bytes_total", "Bytes of those lines (without line ends), by stream.", "stream"),
+		truncated:     desc("lines_truncated_total", "Lines cut at Max_Line_Size."),
+		queueBytes:    desc("queue_bytes", "Encoded records waiting for Fluent Bit."),
+		queueCapacity: desc("queue_capacity_bytes", "Queue_Max_Size: the bound of queue_bytes."),
+		paused:        desc("paused", "1 while Fluent Bit has paused the input, else 0."),
+		posWrites:     desc("position_writes_total", "Writes of the DB positions file."),
+		posFailures:   desc("position_write_failures_total", "Writes of the DB positions file that failed (also errors_total{reason=\"positions\"})."),
+		containerLines: desc("container_lines_total",
+			"Log lines read and queued, by container name and stream (Metrics_Container_Labels).", "container", "stream"),
+		containerBytes: desc("container_bytes_total",
+			"Bytes of those lines, by container name and stream (Metrics_Container_Labels).", "container", "stream"),
+	}
+}
+
+func (c *captureCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.containers, c.streams, c.refreshes, c.reconnects, c.errors, c.lines, c.bytes,
+		c.truncated, c.queueBytes, c.queueCapacity, c.paused, c.posWrites, c.posFailures,
+	} {
+		ch <- d
+	}
+	if c.perContainer {
+		ch <- c.containerLines
+		ch <- c.containerBytes
+	}
+}
+
+func (c *captureCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- constMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- constMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge(c.containers, s.ContainersWatched)
+	gauge(c.streams, s.StreamsOpen)
+	counter(c.refreshes, s.Refreshes)
+	counter(c.reconnects, s.Reconnects)
+	for r := range capture.NumErrorReasons {
+		counter(c.errors, s.Errors[r], r.String())
+	}
+	counter(c.lines, s.StdoutLines, "stdout")
+	counter(c.lines, s.StderrLines, "stderr")
+	counter(c.bytes, s.StdoutBytes, "stdout")
+	counter(c.bytes, s.StderrBytes, "stderr")
+	counter(c.truncated, s.LinesTruncated)
+	gauge(c.queueBytes, s.QueueBytes)
+	gauge(c.queueCapacity, s.QueueCapacity)
+	paused := int64(0)
+	if s.Paused {
+		paused = 1
+	}
+	gauge(c.paused, paused)
+	counter(c.posWrites, s.PositionWrites)
+	counter(c.posFailures, s.PositionWriteFailures)
+	if !c.perContainer {
+		return
+	}
+	for _, ct := range s.Containers {
+		counter(c.containerLines, ct.StdoutLines, ct.Name, "stdout")
+		counter(c.containerLines, ct.StderrLines, ct.Name, "stderr")
+		counter(c.containerBytes, ct.StdoutBytes, ct.Name, "stdout")
+		counter(c.containerBytes, ct.StderrBytes, ct.Name, "stderr")
+	}
+}
+
+// constMetric reports a bad metric to the scrape instead of panicking, as
+// prometheus.MustNewConstMetric would.
+func constMetric(d *prometheus.Desc, t prometheus.ValueType, v int64, labels ...string) prometheus.Metric {
+	m, err := prometheus.NewConstMetric(d, t, float64(v), labels...)
+	if err != nil {
+		return prometheus.NewInvalidMetric(d, err)
+	}
+	return m
+}
