@@ -90,15 +90,18 @@ func (d *decoder) next() (e entry, ok bool, err error) {
 		return entry{}, false, nil
 	}
 	stream := StreamKind(avail[0])
-	size := int(binary.BigEndian.Uint32(avail[frameSizeIndex:frameHeaderLen]))
+	size32 := binary.BigEndian.Uint32(avail[frameSizeIndex:frameHeaderLen])
 	switch stream {
 	case Stdout, Stderr, SystemErr:
 	default:
 		return entry{}, false, fmt.Errorf("%w: %d", ErrBadStreamByte, avail[0])
 	}
-	if size > d.maxFrame {
-		return entry{}, false, fmt.Errorf("%w: %d bytes, bound %d", ErrFrameTooLarge, size, d.maxFrame)
+	// Compared before converting: on 32-bit platforms int(size32) can be
+	// negative.
+	if uint64(size32) > uint64(d.maxFrame) {
+		return entry{}, false, fmt.Errorf("%w: %d bytes, bound %d", ErrFrameTooLarge, size32, d.maxFrame)
 	}
+	size := int(size32)
 	if len(avail) < frameHeaderLen+size {
 		return entry{}, false, nil
 	}

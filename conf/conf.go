@@ -65,6 +65,7 @@ const (
 	minStreamRefresh = 100 * time.Millisecond
 	minMaxLineSize   = 1
 	minQueueMaxSize  = 64 << 10
+	maxSize          = 1 << 40
 )
 
 // ErrInvalid marks every configuration error.
@@ -384,8 +385,12 @@ func (p *parser) size(key string, least int, dst *int) {
 		p.fail(key, "%q is not a size (e.g. 1M)", v)
 		return
 	}
+	if n > maxSize/int64(mult) { // before multiplying, which could wrap
+		p.fail(key, "%q is out of range (at most 1T)", v)
+		return
+	}
 	total := n * int64(mult)
-	if total < int64(least) || total > 1<<40 {
+	if total < int64(least) {
 		p.fail(key, "%q is out of range (at least %d bytes)", v, least)
 		return
 	}
