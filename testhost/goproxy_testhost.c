@@ -687,7 +687,7 @@ static void *input_thread(void *arg)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: goproxy-testhost -o OUT.msgpack [-p key=value]... PLUGIN.so\n"
+            "usage: goproxy-testhost -o OUT.msgpack [-n INSTANCES] [-p key=value]... PLUGIN.so\n"
             "A test host that drives a Fluent Bit Go input plugin as Fluent Bit's\n"
             "Go proxy does (it is not Fluent Bit). Commands on stdin: pause,\n"
             "resume, exit.\n");
@@ -793,11 +793,15 @@ int main(int argc, char **argv)
     int64_t t0, took_ms;
     int baseline = -1, at_return = -1, settled = -1;
     int64_t settle_ms = 0;
+    int instances = 1;
 
-    while ((opt = getopt(argc, argv, "o:p:h")) != -1) {
+    while ((opt = getopt(argc, argv, "o:p:n:h")) != -1) {
         switch (opt) {
         case 'o':
             out_path = optarg;
+            break;
+        case 'n':
+            instances = atoi(optarg);
             break;
         case 'p':
             if (add_property(optarg) != 0) {
@@ -921,6 +925,19 @@ int main(int argc, char **argv)
         return EXIT_INIT_FAILED;
     }
     say("init ok");
+
+    /*
+     * -n N: more [INPUT] sections of the same plugin. Fluent Bit gives each
+     * instance its own flbgo_input_plugin and input thread but the same
+     * loaded .so, whose plain callbacks carry no instance; this host only
+     * initializes the others and reports what FLBPluginInit returned.
+     */
+    for (int i = 1; i < instances; i++) {
+        struct go_input_plugin other = plugin;
+        struct input_proxy_context other_ctx = proxy_ctx;
+        other.context = &other_ctx;
+        say("instance %d init returned %d", i + 1, other.cb_init(&other));
+    }
 
     command_loop(sig_fd);
 

@@ -133,6 +133,13 @@ type Host struct {
 // ends.
 func Start(t testing.TB, props map[string]string) *Host {
 	t.Helper()
+	return StartInstances(t, props, 1)
+}
+
+// StartInstances is Start with n [INPUT] sections of the plugin: after the
+// first init, the host initializes n-1 more and prints what each returned.
+func StartInstances(t testing.TB, props map[string]string, n int) *Host {
+	t.Helper()
 	so := BuildPlugin(t)
 	bin := BuildHost(t)
 
@@ -143,7 +150,7 @@ func Start(t testing.TB, props map[string]string) *Host {
 		changed:  make(chan struct{}),
 		exitCode: -1,
 	}
-	args := []string{"-o", h.outPath}
+	args := []string{"-o", h.outPath, "-n", strconv.Itoa(n)}
 	keys := make([]string, 0, len(props))
 	for k := range props {
 		keys = append(keys, k)
