@@ -203,10 +203,18 @@ func (r *reader) run(ctx context.Context) {
 						return
 					}
 					continue
+				case err == nil:
+					// Stopped. Docker 20.10's follow can end before the
+					// log does, and never sends a last piece without a
+					// newline: only a read without follow tells where the
+					// log ends.
+					running = false
+					continue
 				}
 			}
-			// The container stopped or is gone: its log is complete,
-			// including a last line that did not end in a newline.
+			// Read without follow to its end, or gone: the log is
+			// complete, including a last line that did not end in a
+			// newline.
 			r.flushPending()
 			if r.flush(ctx) != nil {
 				return

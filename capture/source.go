@@ -69,9 +69,10 @@ type Source interface {
 	// Read blocked on it.
 	Logs(ctx context.Context, id string, req LogsRequest) (io.ReadCloser, error)
 	// Events subscribes to start, die, destroy and rename events of
-	// containers. The events channel is closed by the Source when the
-	// subscription ends; the error that ended it (nil when ctx was
-	// cancelled) is then sent once on the error channel, which is buffered.
+	// containers. When the subscription ends, the error that ended it (nil
+	// when ctx was cancelled) is sent once on the error channel, which is
+	// buffered, and then the Source's goroutine closes the events channel
+	// as the last thing it does, so a closed channel means it has ended.
 	Events(ctx context.Context) (<-chan Event, <-chan error)
 	// Close releases idle connections.
 	Close() error

@@ -44,7 +44,7 @@ func (s *supervisor) run(ctx context.Context) {
 		events, errs := s.src.Events(evCtx)
 		list, err := s.src.List(ctx)
 		if err != nil {
-			evCancel()
+			stopEvents(evCancel, events)
 			if ctx.Err() == nil {
 				s.stats.countError(ReasonList)
 				s.log.WithError(err).WithField("retry_in", backoff.String()).Warn("cannot list containers")
@@ -60,7 +60,7 @@ func (s *supervisor) run(ctx context.Context) {
 		}
 		startup, backoff = false, minReconnect
 		err = s.follow(ctx, events, errs)
-		evCancel()
+		stopEvents(evCancel, events)
 		if ctx.Err() != nil {
 			return
 		}
@@ -68,6 +68,14 @@ func (s *supervisor) run(ctx context.Context) {
 		s.log.WithError(err).WithField("retry_in", backoff.String()).Warn("events stream ended, reconnecting")
 		s.wait(ctx, backoff)
 		backoff = min(2*backoff, maxReconnect)
+	}
+}
+
+// stopEvents cancels an events subscription and waits until the Source's
+// goroutine has ended, which closes the channel last.
+func stopEvents(cancel context.CancelFunc, events <-chan Event) {
+	cancel()
+	for range events {
 	}
 }
 

@@ -258,10 +258,10 @@ func (c *Client) Events(ctx context.Context) (<-chan capture.Event, <-chan error
 	// when Events returns: a List that follows misses nothing.
 	res := c.api.Events(sub, client.EventsListOptions{Filters: filters})
 	go func() {
-		defer cancel()
 		err := c.forward(sub, res, out)
-		close(out)
+		cancel()
 		errc <- err
+		close(out) // last: a closed channel tells the subscriber we are gone
 	}()
 	return out, errc
 }
@@ -284,6 +284,7 @@ func (c *Client) forward(ctx context.Context, res client.EventsResult, out chan<
 			}
 		case <-ctx.Done():
 		case err := <-res.Err:
+			drain(res.Err)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -294,9 +295,17 @@ func (c *Client) forward(ctx context.Context, res client.EventsResult, out chan<
 			}
 			return wrap(err, "events")
 		}
-		// ctx is done: the SDK's goroutine sees it too and sends its error.
-		<-res.Err
+		// ctx is done: the SDK's goroutine sees it too, sends its error and
+		// closes the channel as it returns.
+		drain(res.Err)
 		return nil
+	}
+}
+
+// drain waits until the SDK's events goroutine has closed its error
+// channel, which it does last.
+func drain(errs <-chan error) {
+	for range errs {
 	}
 }
 
