@@ -78,8 +78,9 @@ func logs(t *testing.T, c *Client, id string, req capture.LogsRequest) []byte {
 func TestDaemonInspectListAndTimestampedFramesOfPlainContainer(t *testing.T) {
 	c := newClient(t, "")
 	name := "dockerlogs-plain-" + dockertest.RunID()
-	// The interval keeps the file order of the two streams deterministic.
-	id := dockertest.Run(t, dockertest.RunOptions{Name: name, Args: []string{"-lines", "4", "-stream", "both", "-interval", "20ms"}})
+	// The interval keeps the file order of the two streams deterministic,
+	// even on a loaded machine where the daemon's copiers lag.
+	id := dockertest.Run(t, dockertest.RunOptions{Name: name, Args: []string{"-lines", "4", "-stream", "both", "-interval", "250ms"}})
 	dockertest.WaitExited(t, id, time.Minute)
 
 	got, err := c.Inspect(context.Background(), id)

@@ -27,6 +27,11 @@ import (
 	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
 )
 
+// callTimeout bounds a call that is not a stream (list, inspect, the
+// answer to an events subscription), so a daemon that hangs cannot hold a
+// reader or the supervisor; streams are bounded by capture's refresh.
+const callTimeout = 30 * time.Second
+
 // DefaultHost is used when neither the host argument nor DOCKER_HOST is set.
 const DefaultHost = "unix:///var/run/docker.sock"
 
@@ -166,6 +171,8 @@ func (c *Client) Close() error { return c.api.Close() }
 // List returns all containers. TTY is not in the list answer: it is false
 // here, and capture inspects a container before reading it.
 func (c *Client) List(ctx context.Context) ([]capture.Container, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	res, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
 		return nil, wrap(err, "list containers")
@@ -201,6 +208,8 @@ func primaryName(names []string) string {
 // Inspect returns one container; the error wraps capture.ErrNotFound when
 // it does not exist.
 func (c *Client) Inspect(ctx context.Context, id string) (capture.Container, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	res, err := c.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
 		return capture.Container{}, wrap(err, "inspect container %s", id)
@@ -256,7 +265,12 @@ func (c *Client) Events(ctx context.Context) (<-chan capture.Event, <-chan error
 			string(capture.ActionDestroy), string(capture.ActionRename))
 	// Blocks until the daemon has answered, so the subscription is in place
 	// when Events returns: a List that follows misses nothing.
+	// A daemon that accepts the request but never answers would hold the
+	// caller here: give up on it after callTimeout (the subscription is
+	// retried), but never cut a subscription that was answered.
+	unanswered := time.AfterFunc(callTimeout, cancel)
 	res := c.api.Events(sub, client.EventsListOptions{Filters: filters})
+	unanswered.Stop()
 	go func() {
 		err := c.forward(sub, res, out)
 		cancel()

@@ -1,0 +1,504 @@
+// Package integration runs capture with the docker package against the real
+// daemon. Every test names the behaviour it protects and fails if a line is
+// lost, repeated or reordered; records are awaited with the collect event and
+// containers with docker wait or a followed log, never with a sleep. Only
+// goroutine exits, which signal nothing, are polled against a deadline.
+//
+// Tests that count goroutines are not parallel: they run first, alone in
+// this process; the others run in parallel after them.
+package integration
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
+)
+
+// Goroutines allowed besides the baseline: the capture's own (supervisor,
+// events, collector, connections) and 3 per container read (its reader and
+// the read and write loops of its stream's connection).
+const (
+	goroutineSlack        = 16
+	goroutinesPerReadable = 3
+)
+
+// --- Sequential tests: they count goroutines. ---
+
+func TestShortStreamRefreshLosesNothingAndLeaksNothing(t *testing.T) {
+	baseline := goroutineBaseline(t)
+	opts := defaultOptions()
+	opts.StreamRefresh = time.Second
+	h := startCaptureTapped(t, opts, true)
+	// 40 lines 100 ms apart: about 4 s, so at least 3 refreshes.
+	id, name := run(t, "refresh", dockertest.RunOptions{Args: []string{"-lines", "40", "-interval", "100ms"}})
+	dockertest.WaitExited(t, id, time.Minute)
+	h.waitFor("every line", id, atLeast(40))
+	h.stop()
+
+	recs := h.of(id)
+	checkExactlyOnce(t, recs, loggenLines(40, "stdout", 0, 1))
+	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
+	checkFields(t, recs, id, name)
+
+	// Each refresh resumed where the last stream stopped, and the new
+	// stream went on carrying new lines: count, per stream, the lines no
+	// earlier stream had carried.
+	seen := map[string]bool{}
+	var follows, carrying int
+	var counts []int
+	for i, st := range h.src.streams(id) {
+		if i > 0 && (st.req.Since == 0 || st.req.Tail < 0) {
+			t.Errorf("stream %d reopened without since and a tail window: %+v", i, st.req)
+		}
+		fresh := 0
+		for _, e := range st.carried() {
+			if !seen[e] {
+				seen[e] = true
+				fresh++
+			}
+		}
+		counts = append(counts, fresh)
+		if st.req.Follow {
+			follows++
+			if fresh > 0 {
+				carrying++
+			}
+		}
+	}
+	t.Logf("%d follow streams; new lines per stream: %v; goroutines: baseline %d, max %d", follows, counts, baseline, h.maxGoroutines)
+	if carrying < 3 {
+		t.Errorf("%d follow streams carried new lines (per stream: %v); want at least 3: the first and 2 after a refresh", carrying, counts)
+	}
+	if len(seen) != 40 {
+		t.Errorf("the streams carried %d distinct lines, want 40", len(seen))
+	}
+	if n := h.src.maxOpen(id); n != 1 {
+		t.Errorf("%d streams of the container open at once, want 1: a refresh must close the old stream", n)
+	}
+	if bound := baseline + goroutineSlack + goroutinesPerReadable; h.maxGoroutines > bound {
+		t.Errorf("%d goroutines while reading 1 container, bound %d", h.maxGoroutines, bound)
+	}
+	dockertest.Docker(t, "rm", "-f", id)
+	checkGoroutinesBack(t, baseline)
+}
+
+func TestRemovedWhileLoggingDeliversAGapFreePrefixAndReaderReturns(t *testing.T) {
+	baseline := goroutineBaseline(t)
+	h := startCapture(t, defaultOptions())
+	id, name := run(t, "removed", dockertest.RunOptions{Args: []string{"-lines", "2000", "-interval", "1ms", "-stream", "both"}})
+	h.waitFor("500 lines", id, atLeast(500))
+	dockertest.Docker(t, "rm", "-f", id)
+	// The reader sees its stream end and the container gone, and returns
+	// by itself, before Stop. No event says when: poll its goroutine.
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	for readerGoroutines() > 0 {
+		if time.Now().After(deadline) {
+			t.Errorf("a reader still runs 30 s after its container was removed:\n%s", stacks())
+			break
+		}
+		<-tick.C
+	}
+	tick.Stop()
+	h.stop()
+
+	recs := h.of(id)
+	checkFields(t, recs, id, name)
+	all := loggenLines(2000, "both", 0, 1)
+	got := byStream(recs)
+	want := map[string][]string{}
+	for _, s := range []string{"stdout", "stderr"} {
+		want[s] = all[s][:min(len(got[s]), len(all[s]))]
+	}
+	checkExactlyOnce(t, recs, want) // a prefix of each stream: no gap, no repeat
+	t.Logf("delivered %d stdout and %d stderr lines before and after the removal", len(got["stdout"]), len(got["stderr"]))
+	if len(recs) >= 2000 {
+		t.Logf("the container had written all its lines before it was removed: the removal was not mid-log this time")
+	}
+	checkGoroutinesBack(t, baseline)
+}
+
+// readerGoroutines counts the capture's reader goroutines in this process.
+func readerGoroutines() int {
+	return strings.Count(stacks(), "capture.(*reader).run(")
+}
+
+func TestManyContainersKeepGoroutinesBoundedAndReturnToBaseline(t *testing.T) {
+	const n, lines = 6, 400
+	baseline := goroutineBaseline(t)
+	h := startCapture(t, defaultOptions())
+	ids := make([]string, n)
+	names := make([]string, n)
+	for i := range ids {
+		// -hold keeps them all running, so all n are read at once.
+		ids[i], names[i] = run(t, fmt.Sprint("many", i), dockertest.RunOptions{
+			Args: []string{"-lines", fmt.Sprint(lines), "-interval", "5ms", "-stream", "both", "-hold"}})
+	}
+	for _, id := range ids {
+		h.waitFor("every line", id, atLeast(lines))
+	}
+	now := runtime.NumGoroutine()
+	bound := baseline + goroutineSlack + goroutinesPerReadable*n
+	t.Logf("goroutines: baseline %d, while reading %d containers max %d (now %d), bound %d", baseline, n, h.maxGoroutines, now, bound)
+	if h.maxGoroutines > bound || now > bound {
+		t.Errorf("%d goroutines (now %d) while reading %d containers, bound %d:\n%s", h.maxGoroutines, now, n, bound, stacks())
+	}
+	dockertest.Docker(t, append([]string{"stop", "-t", "10"}, ids...)...)
+	h.stop()
+	for i, id := range ids {
+		recs := h.of(id)
+		checkExactlyOnce(t, recs, loggenLines(lines, "both", 0, 1))
+		checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
+		checkFields(t, recs, id, names[i])
+	}
+	dockertest.Docker(t, append([]string{"rm", "-f"}, ids...)...)
+	checkGoroutinesBack(t, baseline)
+}
+
+// --- Parallel tests. ---
+
+func TestRunningAtStartupWithReadFromHeadDeliversEveryLineFromTheFirst(t *testing.T) {
+	t.Parallel()
+	// Still writing when capture starts: the read from the head runs into
+	// the follow of new lines.
+	id, name := run(t, "head", dockertest.RunOptions{Args: []string{"-lines", "1000", "-interval", "2ms", "-stream", "both", "-hold"}})
+	dockertest.WaitForLog(t, id, "seq=50 ", time.Minute)
+	h := startCapture(t, defaultOptions())
+	h.waitFor("every line", id, atLeast(1000))
+	dockertest.Docker(t, "stop", id)
+	h.stop()
+	recs := h.of(id)
+	checkExactlyOnce(t, recs, loggenLines(1000, "both", 0, 1))
+	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
+	checkFields(t, recs, id, name)
+}
+
+func TestRunningAtStartupWithoutReadFromHeadDeliversOnlyLaterLinesOnce(t *testing.T) {
+	t.Parallel()
+	// 50 ms apart, so the file order of the two streams is the seq order.
+	id, name := run(t, "tail", dockertest.RunOptions{Args: []string{"-lines", "100000", "-interval", "50ms", "-stream", "both", "-hold"}})
+	dockertest.WaitForLog(t, id, "seq=5 ", time.Minute)
+	before := lastSeq(t, id)
+	opts := defaultOptions()
+	opts.ReadFromHead = false
+	h := startCapture(t, opts)
+	h.waitFor("a first line", id, atLeast(1))
+	first, _, ok := parseSeq(h.of(id)[0].Log)
+	if !ok {
+		t.Fatalf("first record %q is not a loggen line", h.of(id)[0].Log)
+	}
+	if first <= before {
+		t.Errorf("first record is seq=%d, but docker logs held up to seq=%d before capture started", first, before)
+	}
+	// A second of lines after the first, then the end of the log.
+	h.waitFor("20 more lines", id, seqAtLeast("stdout", first+20))
+	dockertest.Docker(t, "stop", id)
+	last := lastSeq(t, id)
+	h.waitFor("the last line", id, func(recs []received) bool {
+		return seqAtLeast("stdout", last)(recs) || seqAtLeast("stderr", last)(recs)
+	})
+	h.stop()
+
+	// Every line from the first delivered one on, once, in order.
+	want := map[string][]string{}
+	for seq := first; seq <= last; seq++ {
+		s := map[bool]string{true: "stdout", false: "stderr"}[seq%2 == 1]
+		want[s] = append(want[s], numbered(seq, s, 0))
+	}
+	recs := h.of(id)
+	checkExactlyOnce(t, recs, want)
+	logs := dockerLogs(t, id)
+	for s, lines := range logs {
+		for i, l := range lines {
+			if seq, _, _ := parseSeq(l.text); seq >= first {
+				logs[s] = lines[i:]
+				break
+			}
+		}
+	}
+	checkAgainstDockerLogs(t, recs, logs)
+	checkFields(t, recs, id, name)
+	t.Logf("docker logs held seq 1..%d before Start; delivered %d..%d", before, first, last)
+}
+
+// lastSeq is the highest seq in the container's log so far.
+func lastSeq(t *testing.T, id string) int {
+	t.Helper()
+	last := 0
+	stdout, stderr := dockertest.Logs(t, id)
+	for _, out := range []string{stdout, stderr} {
+		if out == "" {
+			continue
+		}
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		if seq, _, ok := parseSeq(lines[len(lines)-1]); ok {
+			last = max(last, seq)
+		}
+	}
+	if last == 0 {
+		t.Fatalf("docker logs %s holds no numbered line", id)
+	}
+	return last
+}
+
+func TestContainerStartedAfterStartupIsReadFromItsFirstLine(t *testing.T) {
+	t.Parallel()
+	// Without ReadFromHead, a container seen at start-up is read from then
+	// on; one started later must be read from its first line. The probe's
+	// first record proves start-up is over: records flow only after the
+	// supervisor has listed the containers.
+	probe, _ := run(t, "probe", dockertest.RunOptions{Args: []string{"-lines", "100000", "-interval", "50ms", "-hold"}})
+	dockertest.WaitForLog(t, probe, "seq=1 ", time.Minute)
+	opts := defaultOptions()
+	opts.ReadFromHead = false
+	h := startCapture(t, opts)
+	h.waitFor("a line of the probe", probe, atLeast(1))
+	id, name := run(t, "late", dockertest.RunOptions{Args: []string{"-lines", "1000", "-stream", "both"}})
+	dockertest.WaitExited(t, id, time.Minute)
+	h.waitFor("every line", id, atLeast(1000))
+	h.stop()
+	recs := h.of(id)
+	checkExactlyOnce(t, recs, loggenLines(1000, "both", 0, 1))
+	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
+	checkFields(t, recs, id, name)
+}
+
+func TestStdoutAndStderrInterleavedArriveOnceInOrderWithDockerTimestamps(t *testing.T) {
+	t.Parallel()
+	h := startCapture(t, defaultOptions())
+	id, name := run(t, "both", dockertest.RunOptions{Args: []string{"-lines", "2000", "-stream", "both"}})
+	dockertest.WaitExited(t, id, time.Minute)
+	h.waitFor("every line", id, atLeast(2000))
+	h.stop()
+	recs := h.of(id)
+	checkExactlyOnce(t, recs, loggenLines(2000, "both", 0, 1))
+	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
+	checkFields(t, recs, id, name)
+}
+
+func TestBurstOf20000LinesArrivesOnceInOrderWithDockerTimestamps(t *testing.T) {
+	t.Parallel()
+	h := startCapture(t, defaultOptions())
+	// A second capture refreshes its stream every second and has a small
+	// queue: the history is read in several streams, each resuming after
+	// the last line read.
+	opts := defaultOptions()
+	opts.StreamRefresh = time.Second
+	opts.QueueMaxSize = 64 << 10
+	refreshing := startCapture(t, opts)
+	id, name := run(t, "burst", dockertest.RunOptions{Args: []string{"-lines", "20000", "-size", "100"}})
+	dockertest.WaitExited(t, id, 2*time.Minute)
+	logs := dockerLogs(t, id)
+	want := loggenLines(20000, "stdout", 100, 1)
+	for _, c := range []*harness{h, refreshing} {
+		c.waitFor("every line", id, atLeast(20000))
+		c.stop()
+		recs := c.of(id)
+		checkExactlyOnce(t, recs, want)
+		checkAgainstDockerLogs(t, recs, logs)
+		checkFields(t, recs, id, name)
+	}
+	t.Logf("streams opened: %d, and %d with the 1 s refresh", len(h.src.streams(id)), len(refreshing.src.streams(id)))
+}
+
+func TestLongLineIsOneRecordAndABoundedOneIsTruncatedBeforeAnIntactNextLine(t *testing.T) {
+	t.Parallel()
+	const long, bound = 40000, 10000
+	whole := startCapture(t, defaultOptions())
+	opts := defaultOptions()
+	opts.MaxLineSize = bound
+	bounded := startCapture(t, opts)
+	// Two runs, so a numbered line follows the long one in the same log.
+	id, name := run(t, "long", dockertest.RunOptions{Args: []string{"-lines", "2", "-long", fmt.Sprint(long)}})
+	// And one that exits in the middle of its long line: the last piece
+	// has no newline, and the line is complete once the container stops.
+	// Its first lines, 300 ms apart, leave the capture time to follow its
+	// log before the exit: the follow stream of Docker 20.10 does not carry
+	// a last piece without newline (moby/moby#43860).
+	partial, partialName := run(t, "partial", dockertest.RunOptions{Args: []string{"-lines", "3", "-interval", "300ms", "-long", fmt.Sprint(long), "-partial"}})
+	dockertest.WaitExited(t, id, time.Minute)
+	dockertest.Docker(t, "start", id)
+	dockertest.WaitExited(t, id, time.Minute)
+	dockertest.WaitExited(t, partial, time.Minute)
+	whole.waitFor("both runs", id, atLeast(6))
+	bounded.waitFor("both runs", id, atLeast(6))
+	whole.waitFor("the unterminated line", partial, atLeast(4))
+	bounded.waitFor("the unterminated line", partial, atLeast(4))
+	whole.stop()
+	bounded.stop()
+
+	payload := dockertest.LongPayload(long)
+	logs := dockerLogs(t, id)["stdout"]
+	if len(logs) != 6 {
+		t.Fatalf("docker logs -t has %d stdout lines, want 6", len(logs))
+	}
+	image := dockertest.LoggenImage(t)
+	for _, tc := range []struct {
+		h         *harness
+		line      string
+		truncated bool
+	}{
+		{whole, payload, false},
+		{bounded, payload[:bound], true},
+	} {
+		recs := tc.h.of(id)
+		want := []string{numbered(1, "stdout", 0), numbered(2, "stdout", 0), tc.line}
+		want = append(want, want...)
+		if len(recs) != len(want) {
+			t.Errorf("truncating=%v: %d records, want %d", tc.truncated, len(recs), len(want))
+		}
+		for i := 0; i < min(len(recs), len(want)); i++ {
+			r := recs[i]
+			isLong := i%3 == 2
+			if r.Log != want[i] || r.Truncated != (isLong && tc.truncated) || r.Stream != "stdout" {
+				t.Errorf("truncating=%v record %d: %q (%d bytes) truncated=%v stream=%s, want %q (%d bytes) truncated=%v",
+					tc.truncated, i, short(r.Log), len(r.Log), r.Truncated, r.Stream, short(want[i]), len(want[i]), isLong && tc.truncated)
+			}
+			// A long line's pieces all carry its first piece's stamp,
+			// which starts its line in docker logs -t.
+			if r.Time.UnixNano() != logs[i].ts.UnixNano() {
+				t.Errorf("truncating=%v record %d at %s, docker logs -t has %s", tc.truncated, i,
+					r.Time.Format(time.RFC3339Nano), logs[i].ts.Format(time.RFC3339Nano))
+			}
+			if r.ContainerID != id || r.ContainerName != name || r.ContainerImage != image {
+				t.Errorf("record %d fields %q %q %q", i, r.ContainerID, r.ContainerName, r.ContainerImage)
+			}
+		}
+		checkBoundedLong(t, tc.h.of(partial), partial, partialName, 3, tc.line, tc.truncated)
+	}
+}
+
+// checkBoundedLong checks the records of loggen -lines n -long m: the n
+// numbered lines, then the long one as given, marked truncated or not.
+func checkBoundedLong(t *testing.T, recs []received, id, name string, n int, long string, truncated bool) {
+	t.Helper()
+	var want []string
+	for i := 1; i <= n; i++ {
+		want = append(want, numbered(i, "stdout", 0))
+	}
+	want = append(want, long)
+	if len(recs) != len(want) {
+		t.Errorf("container %s: %d records, want %d", name, len(recs), len(want))
+	}
+	for i := 0; i < min(len(recs), len(want)); i++ {
+		r := recs[i]
+		isLong := i == n
+		if r.Log != want[i] || r.Truncated != (isLong && truncated) || r.Stream != "stdout" {
+			t.Errorf("container %s record %d: %q (%d bytes) truncated=%v stream=%s, want %q (%d bytes) truncated=%v",
+				name, i, short(r.Log), len(r.Log), r.Truncated, r.Stream, short(want[i]), len(want[i]), isLong && truncated)
+		}
+		if r.ContainerID != id || r.ContainerName != name || r.ContainerImage != dockertest.LoggenImage(t) {
+			t.Errorf("container %s record %d fields %q %q %q", name, i, r.ContainerID, r.ContainerName, r.ContainerImage)
+		}
+	}
+}
+
+func TestTTYContainerLinesHaveNoCarriageReturnAndAreStdout(t *testing.T) {
+	t.Parallel()
+	const long, bound = 40000, 10000
+	h := startCapture(t, defaultOptions())
+	opts := defaultOptions()
+	opts.MaxLineSize = bound
+	bounded := startCapture(t, opts)
+	id, name := run(t, "tty", dockertest.RunOptions{TTY: true, Args: []string{"-lines", "500", "-stream", "both"}})
+	longID, longName := run(t, "ttylong", dockertest.RunOptions{TTY: true, Args: []string{"-lines", "1", "-long", fmt.Sprint(long)}})
+	// Followed before it exits mid-line (see the non-TTY test).
+	partID, partName := run(t, "ttypartial", dockertest.RunOptions{TTY: true, Args: []string{"-lines", "3", "-interval", "300ms", "-long", fmt.Sprint(long), "-partial"}})
+	for _, c := range []string{id, longID, partID} {
+		dockertest.WaitExited(t, c, time.Minute)
+	}
+	for _, c := range []*harness{h, bounded} {
+		c.waitFor("every line", id, atLeast(500))
+		c.waitFor("the long line", longID, atLeast(2))
+		c.waitFor("the unterminated line", partID, atLeast(4))
+		c.stop()
+	}
+
+	// A TTY merges both streams into stdout, in the order written.
+	var want []string
+	for i := 1; i <= 500; i++ {
+		want = append(want, numbered(i, map[bool]string{true: "stdout", false: "stderr"}[i%2 == 1], 0))
+	}
+	recs := h.of(id)
+	checkExactlyOnce(t, recs, map[string][]string{"stdout": want})
+	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
+	checkFields(t, recs, id, name)
+	for i, r := range recs {
+		if strings.ContainsRune(r.Log, '\r') {
+			t.Errorf("record %d %q holds a carriage return", i, r.Log)
+			break
+		}
+	}
+	payload := dockertest.LongPayload(long)
+	checkBoundedLong(t, h.of(longID), longID, longName, 1, payload, false)
+	checkBoundedLong(t, h.of(partID), partID, partName, 3, payload, false)
+	checkBoundedLong(t, bounded.of(longID), longID, longName, 1, payload[:bound], true)
+	checkBoundedLong(t, bounded.of(partID), partID, partName, 3, payload[:bound], true)
+}
+
+func TestRestartedContainerIsReadRunByRunExactlyOnce(t *testing.T) {
+	t.Parallel()
+	const lines, runs = 300, 4
+	h := startCapture(t, defaultOptions())
+	id, name := run(t, "restart", dockertest.RunOptions{Args: []string{"-lines", fmt.Sprint(lines), "-stream", "both"}})
+	dockertest.WaitExited(t, id, time.Minute)
+	// Restarted at once: the reader may still be finishing the last run.
+	for range runs - 1 {
+		dockertest.Docker(t, "start", id)
+		dockertest.WaitExited(t, id, time.Minute)
+	}
+	h.waitFor("every run", id, atLeast(runs*lines))
+	h.stop()
+	recs := h.of(id)
+	checkExactlyOnce(t, recs, appendRuns(loggenLines(lines, "both", 0, 1), runs))
+	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
+	checkFields(t, recs, id, name)
+}
+
+func TestContainerRestartedWhileFollowedIsReadRunByRunExactlyOnce(t *testing.T) {
+	t.Parallel()
+	const lines, runs = 200, 4
+	h := startCapture(t, defaultOptions())
+	// -hold: each run writes its lines and waits; docker restart stops it
+	// (SIGTERM, exit 0) while its stream is followed and starts it again.
+	id, name := run(t, "restart", dockertest.RunOptions{Args: []string{"-lines", fmt.Sprint(lines), "-stream", "both", "-hold"}})
+	for r := 1; r < runs; r++ {
+		h.waitFor(fmt.Sprintf("run %d", r), id, atLeast(r*lines))
+		dockertest.Docker(t, "restart", "-t", "10", id)
+	}
+	h.waitFor("every run", id, atLeast(runs*lines))
+	dockertest.Docker(t, "stop", "-t", "10", id)
+	h.stop()
+	recs := h.of(id)
+	checkExactlyOnce(t, recs, appendRuns(loggenLines(lines, "both", 0, 1), runs))
+	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
+	checkFields(t, recs, id, name)
+}
+
+func TestFrequentRefreshesWhileBothStreamsLogLoseAndRepeatNothing(t *testing.T) {
+	t.Parallel()
+	const lines = 6000
+	opts := defaultOptions()
+	opts.StreamRefresh = 250 * time.Millisecond
+	opts.QueueMaxSize = 64 << 10 // readers also wait for room
+	h := startCapture(t, opts)
+	// About 1,000 lines/s for 6 s or more: every refresh resumes a live
+	// log whose two streams' stamps interleave out of order.
+	id, name := run(t, "refresh", dockertest.RunOptions{Args: []string{"-lines", fmt.Sprint(lines), "-interval", "1ms", "-stream", "both"}})
+	dockertest.WaitExited(t, id, 2*time.Minute)
+	h.waitFor("every line", id, atLeast(lines))
+	h.stop()
+	recs := h.of(id)
+	checkExactlyOnce(t, recs, loggenLines(lines, "both", 0, 1))
+	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
+	checkFields(t, recs, id, name)
+	reqs := h.src.streams(id)
+	if len(reqs) < 8 {
+		t.Errorf("%d logs streams opened in 6 s with a 250 ms refresh, want at least 8", len(reqs))
+	}
+	t.Logf("%d logs streams opened", len(reqs))
+}
