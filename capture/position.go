@@ -108,7 +108,8 @@ func (p *position) seen(e *entry) bool {
 }
 
 // since is the since parameter of a resume: the earliest stream position,
-// less the inversion margin when an enabled stream has no position yet.
+// less the inversion margin when an enabled stream has no position yet, but
+// never more than the margin before L.
 func (p *position) since(stdout, stderr bool) Timestamp {
 	var since Timestamp
 	first, unknown := true, false
@@ -131,5 +132,9 @@ func (p *position) since(stdout, stderr bool) Timestamp {
 	if unknown {
 		since -= inversionMargin
 	}
+	// Whatever a stream's own position, what it has not read comes after
+	// L in the file, so it is stamped at most the margin before L: a quiet
+	// stream must not make the resume send everything since its last line.
+	since = max(since, p.last.ts-inversionMargin)
 	return max(since, 1)
 }

@@ -119,7 +119,7 @@ func (q *queue) buffer() []byte {
 
 // release returns a chunk buffer that Fluent Bit no longer needs.
 func (q *queue) release(b []byte) {
-	if cap(b) > 4*chunkTarget {
+	if cap(b) > 4*chunkTarget || cap(b) < chunkTarget {
 		return // an outsized one (a long line) is left to the collector
 	}
 	q.pool.Put(&b)

@@ -225,6 +225,9 @@ func (r *reader) run(ctx context.Context) {
 	}
 }
 
+// seekBound bounds the open of a stream and its skip up to L.
+const seekBound = time.Minute
+
 // plan is one stream's request and how to read it.
 type plan struct {
 	req  LogsRequest
@@ -260,8 +263,20 @@ func (r *reader) plan(running bool) plan {
 // stream opens one logs stream and reads it until it ends. It reports how
 // many lines it read.
 func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
-	streamCtx, cancel := context.WithTimeout(ctx, r.opts.StreamRefresh)
+	// The stream's age counts from when it has passed L; the open and the
+	// skip up to L have their own, longer bound, so a resume that takes
+	// longer than StreamRefresh still progresses.
+	streamCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	age := time.AfterFunc(max(r.opts.StreamRefresh, seekBound), cancel)
+	defer func() { age.Stop() }()
+	startAge := func() {
+		age.Stop()
+		age = time.AfterFunc(r.opts.StreamRefresh, cancel)
+	}
+	if !p.seek {
+		startAge()
+	}
 	rc, err := r.src.Logs(streamCtx, r.cs.id, p.req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -333,12 +348,14 @@ func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
 				continue
 			case seekFound:
 				seeking, r.tail = false, firstTail
+				startAge()
 				continue
 			case seekMissed:
 				if !p.full {
 					return endIncomplete, r.linesRead() - before, nil
 				}
 				seeking = false
+				startAge()
 				r.log.Warn("last position is no longer in the log, continuing after it by time")
 			}
 		} else if r.cs.pos.seen(&e) {
@@ -432,6 +449,16 @@ func (r *reader) flush(ctx context.Context) error {
 	// Counted before the push, so a record that reaches Fluent Bit is
 	// always in the counts (a chunk given up at exit is counted too).
 	r.stats.addLines(r.cs, &r.counts)
+	if len(r.chunk) < chunkTarget/4 {
+		// Flushed early, before a Read that may block: queue a copy of its
+		// own size, so a queued chunk never pins a whole buffer.
+		c.data = append(make([]byte, 0, len(r.chunk)), r.chunk...)
+		if err := r.q.push(ctx, c); err != nil {
+			return err
+		}
+		r.chunk = r.chunk[:0]
+		return nil
+	}
 	if err := r.q.push(ctx, c); err != nil {
 		return err
 	}

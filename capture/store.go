@@ -177,16 +177,22 @@ func (s *store) run(ctx context.Context) {
 			return
 		case <-s.changed:
 		case <-retry.C:
+			s.mu.Lock()
+			dirty := s.dirty
+			s.mu.Unlock()
+			if !dirty {
+				continue // nothing to retry; last stays the last write
+			}
 		}
 		if wait := dbWriteInterval - time.Since(last); wait > 0 {
 			if !sleepCtx(ctx, wait) {
 				continue // the ctx case writes
 			}
 		}
+		last = time.Now()
 		if err := s.flush(); err != nil {
 			s.log.WithError(err).Warn("writing positions failed, retrying")
 		}
-		last = time.Now()
 	}
 }
 
