@@ -12,6 +12,7 @@ import (
 
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/faultproxy"
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/linecheck"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
 )
 
@@ -227,7 +228,7 @@ func runsOf(t *testing.T, what, stream string, recs []records.Record) []int {
 		seq, st, ok := parseSeq(r.Log)
 		switch {
 		case !ok || st != stream:
-			t.Errorf("%s: record %d %q is no loggen line of %s", what, i, short(r.Log), stream)
+			t.Errorf("%s: record %d %q is no loggen line of %s", what, i, linecheck.Short(r.Log), stream)
 			return runs
 		case seq == first:
 			runs = append(runs, 1)

@@ -25,6 +25,7 @@ import (
 	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
 	"github.com/dockerlogs/fluent-bit-docker-logs/docker"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/linecheck"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
 )
 
@@ -404,51 +405,7 @@ func checkExactlyOnce(t *testing.T, recs []records.Record, want map[string][]str
 	for _, r := range recs {
 		got[r.Stream] = append(got[r.Stream], r.Log)
 	}
-	for s := range got {
-		if s != "stdout" && s != "stderr" {
-			t.Errorf("%d records of stream %q", len(got[s]), s)
-		}
-	}
-	for _, s := range []string{"stdout", "stderr"} {
-		g, w := got[s], want[s]
-		for i := range max(len(g), len(w)) {
-			var gl, wl string
-			if i < len(g) {
-				gl = g[i]
-			}
-			if i < len(w) {
-				wl = w[i]
-			}
-			if gl != wl {
-				t.Errorf("%s: %d records, want %d; first difference at %d: got %s, want %q (lost, repeated or reordered)",
-					s, len(g), len(w), i, around(g, i), short(wl))
-				break
-			}
-		}
-	}
-}
-
-// around shows lines i-2..i+2.
-func around(lines []string, i int) string {
-	var b strings.Builder
-	for j := max(0, i-2); j < min(len(lines), i+3); j++ {
-		mark := ""
-		if j == i {
-			mark = ">"
-		}
-		fmt.Fprintf(&b, " %s[%d]%q", mark, j, short(lines[j]))
-	}
-	if i >= len(lines) {
-		b.WriteString(" >[end]")
-	}
-	return b.String()
-}
-
-func short(s string) string {
-	if len(s) > 60 {
-		return fmt.Sprintf("%s...(%d bytes)", s[:40], len(s))
-	}
-	return s
+	linecheck.ExactlyOnce(t, got, want)
 }
 
 // splitLines splits text into lines without their newlines.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/linecheck"
 )
 
 // Goroutines allowed besides the baseline: the capture's own (supervisor,
@@ -356,7 +357,7 @@ func TestLongLineIsOneRecordAndABoundedOneIsTruncatedBeforeAnIntactNextLine(t *t
 			isLong := i%3 == 2
 			if r.Log != want[i] || r.Truncated != (isLong && tc.truncated) || r.Stream != "stdout" {
 				t.Errorf("truncating=%v record %d: %q (%d bytes) truncated=%v stream=%s, want %q (%d bytes) truncated=%v",
-					tc.truncated, i, short(r.Log), len(r.Log), r.Truncated, r.Stream, short(want[i]), len(want[i]), isLong && tc.truncated)
+					tc.truncated, i, linecheck.Short(r.Log), len(r.Log), r.Truncated, r.Stream, linecheck.Short(want[i]), len(want[i]), isLong && tc.truncated)
 			}
 			// A long line's pieces all carry its first piece's stamp,
 			// which starts its line in docker logs -t.
@@ -389,7 +390,7 @@ func checkBoundedLong(t *testing.T, recs []received, id, name string, n int, lon
 		isLong := i == n
 		if r.Log != want[i] || r.Truncated != (isLong && truncated) || r.Stream != "stdout" {
 			t.Errorf("container %s record %d: %q (%d bytes) truncated=%v stream=%s, want %q (%d bytes) truncated=%v",
-				name, i, short(r.Log), len(r.Log), r.Truncated, r.Stream, short(want[i]), len(want[i]), isLong && truncated)
+				name, i, linecheck.Short(r.Log), len(r.Log), r.Truncated, r.Stream, linecheck.Short(want[i]), len(want[i]), isLong && truncated)
 		}
 		if r.ContainerID != id || r.ContainerName != name || r.ContainerImage != dockertest.LoggenImage(t) {
 			t.Errorf("container %s record %d fields %q %q %q", name, i, r.ContainerID, r.ContainerName, r.ContainerImage)

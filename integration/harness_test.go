@@ -21,6 +21,7 @@ import (
 	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
 	"github.com/dockerlogs/fluent-bit-docker-logs/docker"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/linecheck"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
 )
 
@@ -411,52 +412,11 @@ func byStream(recs []received) map[string][]received {
 // once, in order per stream, and nothing else.
 func checkExactlyOnce(t *testing.T, recs []received, want map[string][]string) {
 	t.Helper()
-	got := byStream(recs)
-	for s := range got {
-		if s != "stdout" && s != "stderr" {
-			t.Errorf("%d records of stream %q", len(got[s]), s)
-		}
+	got := map[string][]string{}
+	for _, r := range recs {
+		got[r.Stream] = append(got[r.Stream], r.Log)
 	}
-	for _, s := range []string{"stdout", "stderr"} {
-		g, w := got[s], want[s]
-		for i := 0; i < max(len(g), len(w)); i++ {
-			var gl, wl string
-			if i < len(g) {
-				gl = g[i].Log
-			}
-			if i < len(w) {
-				wl = w[i]
-			}
-			if gl != wl {
-				t.Errorf("%s: %d records, want %d; first difference at %d: got %s, want %q (lost, repeated or reordered)",
-					s, len(g), len(w), i, around(g, i), short(wl))
-				break
-			}
-		}
-	}
-}
-
-// around shows records i-2..i+2 of recs.
-func around(recs []received, i int) string {
-	var b strings.Builder
-	for j := max(0, i-2); j < min(len(recs), i+3); j++ {
-		mark := ""
-		if j == i {
-			mark = ">"
-		}
-		fmt.Fprintf(&b, " %s[%d]%q", mark, j, short(recs[j].Log))
-	}
-	if i >= len(recs) {
-		b.WriteString(" >[end]")
-	}
-	return b.String()
-}
-
-func short(s string) string {
-	if len(s) > 60 {
-		return fmt.Sprintf("%s...(%d bytes)", s[:40], len(s))
-	}
-	return s
+	linecheck.ExactlyOnce(t, got, want)
 }
 
 // checkFields fails t unless every record carries the container's fields as
@@ -504,7 +464,7 @@ func dockerLogs(t *testing.T, id string) map[string][]stamped {
 			stamp, rest, ok := strings.Cut(l, " ")
 			ts, err := time.Parse(time.RFC3339Nano, stamp)
 			if !ok || err != nil {
-				t.Fatalf("docker logs -t %s: line %q has no timestamp (%v)", id, short(l), err)
+				t.Fatalf("docker logs -t %s: line %q has no timestamp (%v)", id, linecheck.Short(l), err)
 			}
 			out[s] = append(out[s], stamped{ts, strings.TrimSuffix(rest, "\r")})
 		}
@@ -525,7 +485,7 @@ func checkAgainstDockerLogs(t *testing.T, recs []received, logs map[string][]sta
 		for i := 0; i < min(len(g), len(w)); i++ {
 			if g[i].Log != w[i].text || g[i].Time.UnixNano() != w[i].ts.UnixNano() {
 				t.Errorf("%s record %d: %q at %s, docker logs -t has %q at %s",
-					s, i, short(g[i].Log), g[i].Time.Format(time.RFC3339Nano), short(w[i].text), w[i].ts.Format(time.RFC3339Nano))
+					s, i, linecheck.Short(g[i].Log), g[i].Time.Format(time.RFC3339Nano), linecheck.Short(w[i].text), w[i].ts.Format(time.RFC3339Nano))
 				break
 			}
 		}
