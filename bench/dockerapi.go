@@ -1,0 +1,449 @@
+package main
+
+// A small client of the Docker Engine API over its unix socket, written
+// against the HTTP API rather than the SDK: the raw reads are the daemon's
+// ceiling, so they must not carry any of the plugin's code, and container
+// churn needs nothing more than a few POSTs.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
+)
+
+const apiVersion = "v1.41" // Docker 20.10; newer daemons still serve it
+
+// engine talks to one daemon.
+type engine struct {
+	sock string
+	hc   *http.Client // control requests: create, start, stop, remove
+}
+
+func newEngine(sock string) *engine {
+	return &engine{sock: sock, hc: &http.Client{Transport: unixTransport(sock, 64)}}
+}
+
+// unixTransport dials the socket for every host name. No Timeout on the
+// client: logs streams can be long.
+func unixTransport(sock string, idle int) *http.Transport {
+	return &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+		MaxIdleConns:        idle,
+		MaxIdleConnsPerHost: idle,
+		DisableCompression:  true,
+	}
+}
+
+func (e *engine) url(path string, q url.Values) string {
+	u := "http://docker/" + apiVersion + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	return u
+}
+
+// do sends a request and decodes a JSON answer into out (if not nil); a
+// status >= 300 is an error with the daemon's message.
+func (e *engine) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, e.url(path, q), rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := e.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode >= 300 {
+		msg, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+		return &apiError{status: res.StatusCode, msg: fmt.Sprintf("%s %s: %d %s", method, path, res.StatusCode, bytes.TrimSpace(msg))}
+	}
+	if out != nil {
+		return json.NewDecoder(res.Body).Decode(out)
+	}
+	_, err = io.Copy(io.Discard, res.Body)
+	return err
+}
+
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func isStatus(err error, status int) bool {
+	var ae *apiError
+	return errors.As(err, &ae) && ae.status == status
+}
+
+// spec is one loggen container.
+type spec struct {
+	image  string
+	args   []string
+	labels map[string]string // besides the dockertest labels
+	// logOpts replace the daemon's default json-file options (this
+	// machine's daemon rotates at 10 MB x 3 files, which keeps only ~180k
+	// lines of 100 bytes).
+	logOpts map[string]string
+}
+
+// unrotated keeps a whole big log in one json-file.
+var unrotated = map[string]string{"max-size": "100g", "max-file": "1"}
+
+// run creates and starts a container labelled as dockertest labels its own,
+// so dockertest.CleanupAll removes it, and returns its id.
+func (e *engine) run(ctx context.Context, s spec) (string, error) {
+	labels := map[string]string{dockertest.LabelTest: "1", dockertest.LabelRun: dockertest.RunID()}
+	for k, v := range s.labels {
+		labels[k] = v
+	}
+	hostConfig := map[string]any{"NetworkMode": "none"}
+	if s.logOpts != nil {
+		hostConfig["LogConfig"] = map[string]any{"Type": "json-file", "Config": s.logOpts}
+	}
+	body := map[string]any{
+		"Image":      s.image,
+		"Cmd":        s.args,
+		"Labels":     labels,
+		"HostConfig": hostConfig,
+	}
+	var created struct{ ID string }
+	if err := e.do(ctx, http.MethodPost, "/containers/create", nil, body, &created); err != nil {
+		return "", err
+	}
+	if err := e.do(ctx, http.MethodPost, "/containers/"+created.ID+"/start", nil, nil, nil); err != nil {
+		return created.ID, err
+	}
+	return created.ID, nil
+}
+
+// runMany starts n containers with `workers` requests at a time; spec i is
+// made by mk(i). It reports progress every 10 s and returns the ids in
+// order.
+func (e *engine) runMany(ctx context.Context, n, workers int, mk func(i int) spec, logf func(string, ...any)) ([]string, error) {
+	ids := make([]string, n)
+	errs := make([]error, n)
+	next := make(chan int)
+	var done sync.WaitGroup
+	var mu sync.Mutex
+	started := 0
+	for range workers {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			for i := range next {
+				ids[i], errs[i] = e.run(ctx, mk(i))
+				mu.Lock()
+				started++
+				mu.Unlock()
+			}
+		}()
+	}
+	t0 := time.Now()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+feed:
+	for i := range n {
+		for {
+			select {
+			case next <- i:
+				continue feed
+			case <-tick.C:
+				mu.Lock()
+				logf("  started %d/%d containers in %s", started, n, time.Since(t0).Round(time.Second))
+				mu.Unlock()
+			case <-ctx.Done():
+				break feed
+			}
+		}
+	}
+	close(next)
+	done.Wait()
+	if err := ctx.Err(); err != nil {
+		return ids, fmt.Errorf("started %d of %d containers: %w", started, n, err)
+	}
+	return ids, errors.Join(errs...)
+}
+
+// each runs f on every id, `workers` at a time.
+func each(ids []string, workers int, f func(id string) error) error {
+	sem := make(chan struct{}, workers)
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := f(id); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (e *engine) stop(ctx context.Context, id string) error {
+	err := e.do(ctx, http.MethodPost, "/containers/"+id+"/stop", url.Values{"t": {"10"}}, nil, nil)
+	if isStatus(err, http.StatusNotModified) {
+		return nil
+	}
+	return err
+}
+
+func (e *engine) remove(ctx context.Context, id string) error {
+	err := e.do(ctx, http.MethodDelete, "/containers/"+id, url.Values{"force": {"1"}, "v": {"1"}}, nil, nil)
+	if isStatus(err, http.StatusNotFound) {
+		return nil
+	}
+	return err
+}
+
+// wait blocks until the container has exited.
+func (e *engine) wait(ctx context.Context, id string) error {
+	return e.do(ctx, http.MethodPost, "/containers/"+id+"/wait", nil, nil, nil)
+}
+
+type inspectResult struct {
+	ID      string
+	Name    string
+	LogPath string
+	State   struct{ Running bool }
+}
+
+func (e *engine) inspect(ctx context.Context, id string) (inspectResult, error) {
+	var r inspectResult
+	err := e.do(ctx, http.MethodGet, "/containers/"+id+"/json", nil, nil, &r)
+	return r, err
+}
+
+// logSize is the size of the container's json-file log (the bench runs as
+// root beside the daemon); -1 if unknown.
+func (e *engine) logSize(ctx context.Context, id string) int64 {
+	r, err := e.inspect(ctx, id)
+	if err != nil || r.LogPath == "" {
+		return -1
+	}
+	fi, err := os.Stat(r.LogPath)
+	if err != nil {
+		return -1
+	}
+	return fi.Size()
+}
+
+// logsQuery is GET /containers/{id}/logs with timestamps.
+type logsQuery struct {
+	follow bool
+	since  string // "" = none
+	tail   int    // < 0 = all
+}
+
+func (q logsQuery) values() url.Values {
+	v := url.Values{"stdout": {"1"}, "stderr": {"1"}, "timestamps": {"1"}}
+	if q.follow {
+		v.Set("follow", "1")
+	}
+	if q.since != "" {
+		v.Set("since", q.since)
+	}
+	if q.tail >= 0 {
+		v.Set("tail", strconv.Itoa(q.tail))
+	}
+	return v
+}
+
+// openLogs opens a logs stream with its own connection (a fresh transport:
+// nothing pooled, as the reader's streams are).
+func (e *engine) openLogs(ctx context.Context, id string, q logsQuery) (io.ReadCloser, func(), error) {
+	tr := unixTransport(e.sock, 1)
+	hc := &http.Client{Transport: tr}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/containers/"+id+"/logs", q.values()), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := hc.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	if res.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+		res.Body.Close()
+		return nil, nil, fmt.Errorf("logs %s: %d %s", id[:12], res.StatusCode, bytes.TrimSpace(msg))
+	}
+	return res.Body, tr.CloseIdleConnections, nil
+}
+
+// frameScanner walks the multiplexed frames of a logs stream.
+type frameScanner struct {
+	r   *bufio.Reader
+	hdr [8]byte
+	buf []byte
+}
+
+func newFrameScanner(r io.Reader) *frameScanner {
+	return &frameScanner{r: bufio.NewReaderSize(r, 256<<10)}
+}
+
+// next returns the next frame's stream and payload (valid until the next
+// call).
+func (f *frameScanner) next() (byte, []byte, error) {
+	if _, err := io.ReadFull(f.r, f.hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(binary.BigEndian.Uint32(f.hdr[4:]))
+	if cap(f.buf) < n {
+		f.buf = make([]byte, n)
+	}
+	f.buf = f.buf[:n]
+	if _, err := io.ReadFull(f.r, f.buf); err != nil {
+		return 0, nil, err
+	}
+	return f.hdr[0], f.buf, nil
+}
+
+// frameCounter counts the frames of a multiplexed stream written to it,
+// without copying them.
+type frameCounter struct {
+	hdr    [8]byte
+	nhdr   int // header bytes gathered
+	skip   int // payload bytes still to pass
+	frames int
+	bytes  int64
+}
+
+func (f *frameCounter) Write(p []byte) (int, error) {
+	n := len(p)
+	f.bytes += int64(n)
+	for len(p) > 0 {
+		if f.skip > 0 {
+			k := min(f.skip, len(p))
+			f.skip -= k
+			p = p[k:]
+			continue
+		}
+		k := copy(f.hdr[f.nhdr:], p)
+		f.nhdr += k
+		p = p[k:]
+		if f.nhdr == 8 {
+			f.nhdr = 0
+			f.skip = int(binary.BigEndian.Uint32(f.hdr[4:]))
+			f.frames++
+		}
+	}
+	return n, nil
+}
+
+// lastEntry returns the stamp and text of the container's last log entry
+// (tail=1, no follow).
+func (e *engine) lastEntry(ctx context.Context, id string) (stamp, text string, err error) {
+	rc, closeIdle, err := e.openLogs(ctx, id, logsQuery{tail: 1})
+	if err != nil {
+		return "", "", err
+	}
+	defer closeIdle()
+	defer rc.Close()
+	fs := newFrameScanner(rc)
+	for {
+		_, p, err := fs.next()
+		if errors.Is(err, io.EOF) {
+			return stamp, text, nil
+		}
+		if err != nil {
+			return "", "", err
+		}
+		s, t, _ := strings.Cut(string(p), " ")
+		stamp, text = s, t
+	}
+}
+
+// lastSeq is the seq of the container's last loggen line, 0 if none.
+func (e *engine) lastSeq(ctx context.Context, id string) (int, error) {
+	_, text, err := e.lastEntry(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	seq, _ := parseSeq([]byte(text))
+	return seq, nil
+}
+
+// waitLastSeq polls until the container's last line has seq >= n,
+// logging the log's size every 10 s.
+func (e *engine) waitLastSeq(ctx context.Context, id string, n int, logf func(string, ...any)) error {
+	t0 := time.Now()
+	lastLog := t0
+	for {
+		seq, err := e.lastSeq(ctx, id)
+		if err != nil {
+			return err
+		}
+		if seq >= n {
+			return nil
+		}
+		if time.Since(lastLog) >= 10*time.Second {
+			lastLog = time.Now()
+			logf("  %s: line %d of %d, log %s, %s", id[:12], seq, n, mb(e.logSize(ctx, id)), time.Since(t0).Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// parseSeq reads n from a loggen line "seq=<n> stream=...".
+func parseSeq(b []byte) (int, bool) {
+	if len(b) < 5 || string(b[:4]) != "seq=" {
+		return 0, false
+	}
+	n, i := 0, 4
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		n = n*10 + int(b[i]-'0')
+	}
+	return n, i > 4
+}
+
+func mb(n int64) string {
+	if n < 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+}

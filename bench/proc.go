@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// clockTick is USER_HZ, the unit of utime and stime in /proc/<pid>/stat.
+// Linux has exported 100 to user space on every architecture for decades.
+const clockTick = 10 * time.Millisecond
+
+// procCPU is a process's utime+stime from /proc/<pid>/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name is in parentheses and may hold spaces: fields
+	// count from the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); utime is field 14, stime 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", pid)
+	}
+	return time.Duration(ut+st) * clockTick, nil
+}
+
+// procMem holds the memory figures of /proc/<pid>/status.
+type procMem struct {
+	RSS, HWM int64 // bytes
+	Threads  int
+}
+
+func procStatus(pid int) (procMem, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return procMem{}, err
+	}
+	var m procMem
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "VmRSS", "VmHWM":
+			n, _ := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64)
+			if k == "VmRSS" {
+				m.RSS = n << 10
+			} else {
+				m.HWM = n << 10
+			}
+		case "Threads":
+			m.Threads, _ = strconv.Atoi(v)
+		}
+	}
+	return m, nil
+}
+
+// procFDs counts the open file descriptors of a process.
+func procFDs(pid int) int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}
+
+// selfCPU is this process's CPU time (all threads).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// dockerdPID finds the daemon serving the socket: the pid file of a default
+// install, checked against /proc/<pid>/comm.
+func dockerdPID(pidFile string) (int, error) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", pidFile, err)
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return 0, err
+	}
+	if strings.TrimSpace(string(comm)) != "dockerd" {
+		return 0, fmt.Errorf("pid %d from %s is %q, not dockerd", pid, pidFile, bytes.TrimSpace(comm))
+	}
+	return pid, nil
+}
+
+// cpuMeter measures the CPU a process spends between start and stop.
+type cpuMeter struct {
+	pid   int
+	start time.Duration
+	t0    time.Time
+}
+
+func startCPU(pid int) cpuMeter {
+	c, _ := procCPU(pid)
+	return cpuMeter{pid: pid, start: c, t0: time.Now()}
+}
+
+// stop returns the CPU spent and the wall time elapsed.
+func (m cpuMeter) stop() (cpu, wall time.Duration) {
+	c, _ := procCPU(m.pid)
+	return c - m.start, time.Since(m.t0)
+}
+
+// loadAvg is /proc/loadavg's first three fields.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
