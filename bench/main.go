@@ -55,6 +55,7 @@ type config struct {
 	benchCount       int
 	soak             bool
 	appendRun        bool
+	removeTmp        bool
 	soakDuration     time.Duration
 	soakRefresh      string
 	soakWave         time.Duration
@@ -132,6 +133,9 @@ func run() int {
 		return 2
 	}
 
+	if c.removeTmp {
+		defer os.RemoveAll(c.tmp)
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	defer func() {
@@ -169,6 +173,7 @@ func (c *config) prepare() error {
 		if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 			c.tmp = filepath.Join("/dev/shm", fmt.Sprintf("docker-logs-bench-%d", os.Getpid()))
 		}
+		c.removeTmp = true
 	}
 	if err := os.MkdirAll(c.tmp, 0o755); err != nil {
 		return err

@@ -64,6 +64,20 @@ func (r *report) section(s section) {
 	r.Sections = append(r.Sections, s)
 }
 
+// upsert adds s, or replaces the section of the same suite and title.
+func (r *report) upsert(s section) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s.Suite = r.suite
+	for i := range r.Sections {
+		if r.Sections[i].Suite == s.Suite && r.Sections[i].Title == s.Title {
+			r.Sections[i] = s
+			return
+		}
+	}
+	r.Sections = append(r.Sections, s)
+}
+
 // setSuite tags what follows with a suite's name.
 func (r *report) setSuite(name string) {
 	r.mu.Lock()

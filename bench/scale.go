@@ -298,8 +298,14 @@ func (b *bench) runScale() error {
 			fmt.Sprintf("%.2f us, %.2f cores / %s", r.HostUSPerLine, r.HostCores, mb(r.HostRSSMax)), "(report)", nil)
 		b.rep.goal("5-"+r.Name, r.Name+": latency p50 / p99 (write -> leaving collect)",
 			fmt.Sprintf("%.0f / %.0f ms", r.P50, r.P99), "p99 <= 1200 ms", boolp(r.P99 <= 1200 && r.LatencyN > 0))
+		// Written after each phase: a later one may not finish.
+		b.rep.upsert(s)
+		b.rep.raw("scale", results)
+		if err := b.rep.write(); err != nil {
+			logf("write results: %v", err)
+		}
 	}
-	b.rep.section(s)
+	b.rep.upsert(s)
 	b.rep.raw("scale", results)
 	return lastErr
 }
