@@ -68,6 +68,7 @@ type account struct {
 	latencyOn    bool      // record collect time - record time
 	latencyMS    []float32 // one per record while latencyOn
 	windowFrom   time.Time // latency is kept only for collects after this
+	windowTo     time.Time // ... and before this (zero: no end)
 }
 
 func newAccount() *account { return &account{perContainer: map[string]*seqSet{}} }
@@ -265,7 +266,7 @@ func (r *runner) parse() {
 		off += int64(ev.bytes)
 		r.mu.Lock()
 		a := r.acct
-		keepLatency := a.latencyOn && !ev.at.Before(a.windowFrom)
+		keepLatency := a.latencyOn && !ev.at.Before(a.windowFrom) && (a.windowTo.IsZero() || ev.at.Before(a.windowTo))
 		atNS := ev.at.UnixNano()
 		n, err := walkEvents(buf, func(e *event) {
 			s := a.perContainer[string(e.container)]
@@ -439,6 +440,13 @@ func (r *runner) stop() string {
 func (r *runner) startWindow() {
 	r.mu.Lock()
 	r.acct.windowFrom = time.Now()
+	r.mu.Unlock()
+}
+
+// endWindow stops keeping latency samples.
+func (r *runner) endWindow() {
+	r.mu.Lock()
+	r.acct.windowTo = time.Now()
 	r.mu.Unlock()
 }
 

@@ -149,6 +149,7 @@ window:
 		}
 	}
 	tick.Stop()
+	h.endWindow()
 	rawStop()
 	rawWG.Wait()
 	slices.Sort(rawLat)

@@ -302,11 +302,17 @@ loop:
 	}
 	hostRSS := col(func(r soakRow) float64 { return float64(r.HostRSS) / 1e6 })
 	hostFDs := col(func(r soakRow) float64 { return float64(r.HostFDs) })
-	twinGor := col(func(r soakRow) float64 { return float64(r.TwinGor) })
+	// The twin reports goroutines from its first collect tick on.
+	var gx, twinGor []float64
+	for i, r := range rows {
+		if r.TwinGor >= 0 {
+			gx, twinGor = append(gx, xs[i]), append(twinGor, float64(r.TwinGor))
+		}
+	}
 	twinRSS := col(func(r soakRow) float64 { return float64(r.TwinRSS) / 1e6 })
 	twinFDs := col(func(r soakRow) float64 { return float64(r.TwinFDs) })
 	panels := []panel{
-		{title: "goroutines (twin: the capture in-process)", unit: "goroutines", lines: []series{{name: "twin", color: "#1f77b4", x: xs, y: twinGor}}},
+		{title: "goroutines (twin: the capture in-process)", unit: "goroutines", lines: []series{{name: "twin", color: "#1f77b4", x: gx, y: twinGor}}},
 		{title: "open file descriptors", unit: "fds", lines: []series{{name: "host (.so)", color: "#d62728", x: xs, y: hostFDs}, {name: "twin", color: "#1f77b4", x: xs, y: twinFDs}}},
 		{title: "resident memory", unit: "MB", lines: []series{{name: "host (.so)", color: "#d62728", x: xs, y: hostRSS}, {name: "twin", color: "#1f77b4", x: xs, y: twinRSS}}},
 	}
@@ -327,26 +333,29 @@ loop:
 		ExclWarm float64 `json:"per_minute_after_first_minute"`
 	}
 	var slopes []slopeRow
-	addSlope := func(n, unit string, y []float64) {
-		m, _ := slope(xs, y)
+	addSlope := func(n, unit string, x, y []float64) {
+		if len(y) == 0 {
+			return
+		}
+		m, _ := slope(x, y)
 		var mw float64
 		var wx, wy []float64
-		for i := range xs {
-			if xs[i] >= 1 {
-				wx, wy = append(wx, xs[i]), append(wy, y[i])
+		for i := range x {
+			if x[i] >= 1 {
+				wx, wy = append(wx, x[i]), append(wy, y[i])
 			}
 		}
 		mw, _ = slope(wx, wy)
 		slopes = append(slopes, slopeRow{Name: n, PerMin: m, ExclWarm: mw, First: y[0], Last: y[len(y)-1], Unit: unit})
 	}
 	if tw != nil {
-		addSlope("twin goroutines", "goroutines", twinGor)
+		addSlope("twin goroutines", "goroutines", gx, twinGor)
 	}
-	addSlope("host fds", "fds", hostFDs)
-	addSlope("host RSS", "MB", hostRSS)
+	addSlope("host fds", "fds", xs, hostFDs)
+	addSlope("host RSS", "MB", xs, hostRSS)
 	if tw != nil {
-		addSlope("twin fds", "fds", twinFDs)
-		addSlope("twin RSS", "MB", twinRSS)
+		addSlope("twin fds", "fds", xs, twinFDs)
+		addSlope("twin RSS", "MB", xs, twinRSS)
 	}
 
 	s := section{Title: "Soak: growth per minute (least squares over the 10 s samples)",
