@@ -37,6 +37,9 @@ type Options struct {
 	// ContainerStats keeps lines and bytes per container for Stats, whose
 	// snapshot then grows with the containers.
 	ContainerStats bool
+
+	// seekBound replaces the package's seekBound in tests; 0 keeps it.
+	seekBound time.Duration
 }
 
 // ErrStopTimeout: Stop gave up waiting for the goroutines to return.

@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"runtime"
 	"strings"
@@ -58,12 +59,19 @@ func testOptions() Options {
 
 func newHarness(t *testing.T, d *fakeDaemon, opts Options) *harness {
 	t.Helper()
+	return newHarnessOf(t, d, d, opts)
+}
+
+// newHarnessOf runs the capture against src, a fakeDaemon d or a wrapper of
+// it.
+func newHarnessOf(t *testing.T, src Source, d *fakeDaemon, opts Options) *harness {
+	t.Helper()
 	l := logrus.New()
 	w := &testLogWriter{t: t}
 	l.SetOutput(w)
 	l.SetLevel(logrus.DebugLevel)
 	h := &harness{t: t, d: d, collected: make(chan struct{}), collectorDone: make(chan struct{})}
-	h.c = New(d, opts, logrus.NewEntry(l))
+	h.c = New(src, opts, logrus.NewEntry(l))
 	h.c.Start()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stopCollector = cancel
@@ -611,4 +619,134 @@ func TestUnwantedStreamIsReadButNotDelivered(t *testing.T) {
 	}
 	w.want[Stderr] = nil
 	checkExactlyOnce(t, h.records(), testID, w.want)
+}
+
+func TestHistoryStreamIsNotCutWhileItDelivers(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	w := newLineWriter(d, testID, 8) // stamped hours ago: all history
+	w.lines(1000)
+	d.pace = func() { time.Sleep(100 * time.Microsecond) }
+	opts := testOptions()
+	opts.StreamRefresh = 50 * time.Millisecond
+	start := time.Now()
+	h := newHarness(t, d, opts)
+	h.waitFor("the history", 30*time.Second, countFor(testID, w.total()))
+	took := time.Since(start)
+	if took < 4*opts.StreamRefresh {
+		t.Fatalf("the history took %s, not several refresh periods of %s: the test proves nothing", took, opts.StreamRefresh)
+	}
+	checkExactlyOnce(t, h.records(), testID, w.want)
+	if reqs := d.logRequests(); len(reqs) != 1 {
+		t.Errorf("%d logs requests while the history was delivered in %s, want 1 (a cut history read is re-read): %+v", len(reqs), took, reqs)
+	}
+}
+
+func TestLiveStreamIsRefreshedAtItsAge(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	opts := testOptions()
+	opts.StreamRefresh = 50 * time.Millisecond
+	h := newHarness(t, d, opts)
+	var want []string
+	deadline := time.Now().Add(10 * time.Second)
+	for len(d.logRequests()) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d logs requests in 10 s with StreamRefresh %s: a live stream is not refreshed", len(d.logRequests()), opts.StreamRefresh)
+		}
+		line := fmt.Sprintf("live %d", len(want))
+		d.write(testID, Stdout, Timestamp(time.Now().UnixNano()), line+"\n")
+		want = append(want, line)
+		h.waitFor(line, 10*time.Second, countFor(testID, len(want)))
+	}
+	checkExactlyOnce(t, h.records(), testID, map[StreamKind][]string{Stdout: want})
+}
+
+func TestSilentResumeIsGivenLongerEachTime(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	w := newLineWriter(d, testID, 9)
+	w.lines(10)
+	first := true
+	d.cutAfter = func() int {
+		if first {
+			first = false
+			return 10
+		}
+		return -1
+	}
+	d.onCut = func() { w.lines(5) }
+	// Every resume is silent longer than the first bound: only a bound
+	// that grows lets one through.
+	d.silence = func(r LogsRequest) time.Duration {
+		if r.Since != 0 {
+			return 100 * time.Millisecond
+		}
+		return 0
+	}
+	opts := testOptions()
+	opts.StreamRefresh = 20 * time.Millisecond
+	opts.seekBound = 20 * time.Millisecond
+	h := newHarness(t, d, opts)
+	h.waitFor("the lines written after the cut", 10*time.Second, countFor(testID, 15))
+	checkExactlyOnce(t, h.records(), testID, w.want)
+}
+
+// slowInspectSource answers Inspect late: after the container's logs stream
+// was opened, or after 200 ms. By then the container is gone, as one
+// removed as soon as it exits (docker run --rm) is.
+type slowInspectSource struct {
+	*fakeDaemon
+	opened     chan struct{} // closed by the first Logs that opens
+	once       sync.Once
+	subscribed chan struct{} // closed by the first Events
+	subOnce    sync.Once
+}
+
+func (s *slowInspectSource) Events(ctx context.Context) (<-chan Event, <-chan error) {
+	evs, errs := s.fakeDaemon.Events(ctx)
+	s.subOnce.Do(func() { close(s.subscribed) })
+	return evs, errs
+}
+
+func (s *slowInspectSource) Inspect(ctx context.Context, id string) (Container, error) {
+	c, err := s.fakeDaemon.Inspect(ctx, id)
+	t := time.NewTimer(200 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-s.opened:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	if err == nil {
+		s.destroy(id)
+	}
+	return c, err
+}
+
+func (s *slowInspectSource) Logs(ctx context.Context, id string, req LogsRequest) (io.ReadCloser, error) {
+	rc, err := s.fakeDaemon.Logs(ctx, id, req)
+	if err == nil {
+		s.once.Do(func() { close(s.opened) })
+	}
+	return rc, err
+}
+
+func TestContainerRemovedWhileInspectedIsReadWhole(t *testing.T) {
+	d := newFakeDaemon()
+	src := &slowInspectSource{fakeDaemon: d, opened: make(chan struct{}), subscribed: make(chan struct{})}
+	h := newHarnessOf(t, src, d, testOptions())
+	<-src.subscribed // a container stopped before capture starts is not read
+	d.add(Container{ID: testID, Name: "job", Image: "x"})
+	w := newLineWriter(d, testID, 10)
+	w.lines(20)
+	d.setRunning(testID, true)
+	d.setRunningQuietly(testID, false) // it exits at once; inspect removes it
+	h.waitFor("the job's lines", 10*time.Second, countFor(testID, w.total()))
+	checkExactlyOnce(t, h.records(), testID, w.want)
+	for _, r := range h.records() {
+		if r.ContainerName != "job" {
+			t.Fatalf("record without the container's name: %+v", r)
+		}
+	}
 }

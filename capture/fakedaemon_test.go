@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // fakeDaemon is a Source that keeps each container's log in memory and
@@ -32,6 +33,12 @@ type fakeDaemon struct {
 	repeat func() int
 	// onCut, when set, runs (without the lock) when a stream is cut.
 	onCut func()
+	// pace, when set, runs (without the lock) before each entry is sent,
+	// as a daemon slower than its reader.
+	pace func()
+	// silence, when set, tells how long a stream sends nothing after it
+	// opens, as a daemon scanning its log for since.
+	silence func(LogsRequest) time.Duration
 	// cutBreaks makes a cut a broken connection (a truncated chunked body)
 	// instead of a clean end of the stream.
 	cutBreaks bool
@@ -252,6 +259,7 @@ type fakeStream struct {
 	once   sync.Once
 	closed chan struct{} // closed by Close
 	sent   []entry
+	waited bool // the silence after the open is over
 }
 
 func (s *fakeStream) Close() error {
@@ -283,6 +291,23 @@ func (s *fakeStream) Read(p []byte) (int, error) {
 
 // produce encodes the next entries, blocking for new ones in follow mode.
 func (s *fakeStream) produce() error {
+	if !s.waited {
+		s.waited = true
+		s.d.mu.Lock()
+		silence := s.d.silence
+		s.d.mu.Unlock()
+		if silence != nil {
+			t := time.NewTimer(silence(s.req))
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-s.ctx.Done():
+				return s.ctx.Err()
+			case <-s.closed:
+				return io.ErrClosedPipe
+			}
+		}
+	}
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -307,11 +332,14 @@ func (s *fakeStream) produce() error {
 			stopped = true
 		}
 		changed := s.d.changed
-		corrupt, repeat, onCut := s.d.corrupt, s.d.repeat, s.d.onCut
+		corrupt, repeat, onCut, pace := s.d.corrupt, s.d.repeat, s.d.onCut, s.d.pace
 		s.d.mu.Unlock()
-		for _, e := range batch {
+		for i, e := range batch {
 			if !s.wanted(e) {
 				continue
+			}
+			if pace != nil {
+				pace()
 			}
 			if corrupt != nil && corrupt() {
 				s.buf = append(s.buf, 9, 0, 0, 0, 0, 0, 0, 1, 'x')
@@ -334,6 +362,11 @@ func (s *fakeStream) produce() error {
 				if s.d.cutBreaks {
 					s.broken = true
 				}
+				return nil
+			}
+			if pace != nil {
+				// One entry per Read: the rest waits its turn.
+				s.window = batch[i+1:]
 				return nil
 			}
 		}

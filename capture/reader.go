@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -86,17 +87,22 @@ type reader struct {
 	counts  lineCounts // what chunk holds, added to stats when it is queued
 	pending [2]pendingLine
 	tail    int
+	// seekWait is how long a resume may stay silent; see seekBound.
+	seekWait time.Duration
+	running  bool // as inspect last found it
 }
 
 // streamEnd says why a stream ended.
 type streamEnd int
 
 const (
-	endEOF        streamEnd = iota // the daemon ended it
-	endRefresh                     // it reached its age and was closed
-	endIncomplete                  // the tail window did not reach L
-	endStopped                     // capture is stopping
-	endFailed                      // a read error or malformed input
+	endEOF           streamEnd = iota // the daemon ended it
+	endRefresh                        // it reached its age and was closed
+	endIncomplete                     // the tail window did not reach L
+	endStopped                        // capture is stopping
+	endFailed                         // a read error or malformed input
+	endSkipped                        // inspect found it gone or not selected
+	endInspectFailed                  // inspect failed (logged): retry
 )
 
 // retry backoff for a reader whose streams fail.
@@ -109,6 +115,7 @@ const (
 // way out is logged; the supervisor learns of the exit when run returns.
 func (r *reader) run(ctx context.Context) {
 	r.tail = firstTail
+	r.seekWait = cmp.Or(r.opts.seekBound, seekBound)
 	r.chunk = r.q.buffer()
 	defer func() { r.q.release(r.chunk) }()
 	backoff := minBackoff
@@ -126,38 +133,42 @@ func (r *reader) run(ctx context.Context) {
 	}
 	known, running := false, false
 	for ctx.Err() == nil {
-		if !known {
-			c, err := r.src.Inspect(ctx, r.cs.id)
+		var p plan
+		switch {
+		case !known && r.opensBeforeInspect():
+			// A new container: its stream is opened first, so lines of a
+			// container removed as soon as it exits are not lost to the
+			// time an inspect takes. It is followed until inspect says
+			// otherwise.
+			p = r.plan(true)
+			p.inspect = true
+		case !known:
+			ok, err := r.inspect(ctx)
 			switch {
-			case ctx.Err() != nil:
-				return
-			case errors.Is(err, ErrNotFound):
-				r.log.Debug("container is gone")
-				return
 			case err != nil:
-				r.stats.countError(ReasonInspect)
-				r.log.WithError(err).Warn("cannot inspect container, retrying")
 				if !again(0) {
 					return
 				}
 				continue
-			}
-			if r.opts.Include != nil && !r.opts.Include(c) {
-				r.cs.excluded = true
-				r.log.WithField("container_name", c.Name).Debug("container not selected")
+			case !ok:
 				return
 			}
-			r.cs.setMeta(c)
-			r.cs.tty, running, known = c.TTY, c.Running, true
-			if !r.opts.Stdout && (c.TTY || !r.opts.Stderr) {
-				return // no stream of it is selected
-			}
+			running, known = r.running, true
+			p = r.plan(running)
+		default:
+			p = r.plan(running)
 		}
-		p := r.plan(running)
 		end, read, err := r.stream(ctx, p)
+		if p.inspect && end != endFailed && end != endSkipped && end != endInspectFailed {
+			running, known = r.running, true
+		}
 		switch end {
-		case endStopped:
+		case endStopped, endSkipped:
 			return
+		case endInspectFailed:
+			if !again(0) {
+				return
+			}
 		case endRefresh:
 			r.log.Trace("stream refreshed")
 		case endIncomplete:
@@ -225,15 +236,54 @@ func (r *reader) run(ctx context.Context) {
 	}
 }
 
-// seekBound bounds the open of a stream and its skip up to L.
-const seekBound = time.Minute
+// opensBeforeInspect reports whether the next stream reads the log from its
+// head, which needs nothing of inspect before its first bytes.
+func (r *reader) opensBeforeInspect() bool {
+	return !r.cs.pos.last.valid && !r.cs.fromNow
+}
+
+// inspect learns the container's details. It reports whether to read it;
+// an error is the daemon's, logged and counted here, to retry.
+func (r *reader) inspect(ctx context.Context) (bool, error) {
+	c, err := r.src.Inspect(ctx, r.cs.id)
+	switch {
+	case ctx.Err() != nil:
+		return false, nil
+	case errors.Is(err, ErrNotFound):
+		r.log.Debug("container is gone")
+		return false, nil
+	case err != nil:
+		r.stats.countError(ReasonInspect)
+		r.log.WithError(err).Warn("cannot inspect container, retrying")
+		return false, err
+	}
+	if r.opts.Include != nil && !r.opts.Include(c) {
+		r.cs.excluded = true
+		r.log.WithField("container_name", c.Name).Debug("container not selected")
+		return false, nil
+	}
+	r.cs.setMeta(c)
+	r.cs.tty, r.running = c.TTY, c.Running
+	// Only stdout exists with a TTY.
+	return r.opts.Stdout || (!c.TTY && r.opts.Stderr), nil
+}
+
+// A resume that has read nothing yet may be the daemon scanning its log
+// for since before it sends a byte (about a minute for 1.7 GB): it is
+// given seekBound, doubled after each such resume cut while still silent,
+// up to maxSeekBound, so a scan of any size ends once.
+const (
+	seekBound    = time.Minute
+	maxSeekBound = 8 * time.Minute
+)
 
 // plan is one stream's request and how to read it.
 type plan struct {
-	req  LogsRequest
-	seed bool // read the last entry only, to start after it
-	seek bool // skip entries until L
-	full bool // no tail window: the whole log from since
+	req     LogsRequest
+	seed    bool // read the last entry only, to start after it
+	seek    bool // skip entries until L
+	full    bool // no tail window: the whole log from since
+	inspect bool // inspect once the stream is open, before reading it
 }
 
 func (r *reader) plan(running bool) plan {
@@ -263,24 +313,65 @@ func (r *reader) plan(running bool) plan {
 // stream opens one logs stream and reads it until it ends. It reports how
 // many lines it read.
 func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
-	// The stream's age counts from when it has passed L; the open and the
-	// skip up to L have their own, longer bound, so a resume that takes
-	// longer than StreamRefresh still progresses.
+	// The stream's age counts from when it has passed L; a resume has
+	// longer to find L, as the daemon may scan the log before it answers.
 	streamCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	age := time.AfterFunc(max(r.opts.StreamRefresh, seekBound), cancel)
-	defer func() { age.Stop() }()
-	startAge := func() {
-		age.Stop()
-		age = time.AfterFunc(r.opts.StreamRefresh, cancel)
+	first := r.opts.StreamRefresh
+	if p.seek {
+		first = max(first, r.seekWait)
 	}
-	if !p.seek {
-		startAge()
+	w := startWatch(cancel, first, r.opts.StreamRefresh, time.Now)
+	defer w.stop()
+	end, read, err := r.read(ctx, streamCtx, w, p)
+	switch {
+	case !w.silent():
+		r.seekWait = cmp.Or(r.opts.seekBound, seekBound)
+	case p.seek && end == endRefresh:
+		r.seekWait = min(2*r.seekWait, maxSeekBound)
+		r.log.WithField("wait", r.seekWait).Debug("the daemon sent nothing before the refresh, waiting longer")
 	}
+	return end, read, err
+}
+
+// read is stream's body: it opens the stream and reads it until it ends.
+func (r *reader) read(ctx, streamCtx context.Context, w *streamWatch, p plan) (streamEnd, int, error) {
+	if p.inspect {
+		// Inspect runs alongside the open: a container removed as soon as
+		// it exits is then gone for neither or for both.
+		result := make(chan error, 1) // the inspecting goroutine's, never blocks
+		var ok bool
+		go func() {
+			var err error
+			ok, err = r.inspect(ctx)
+			result <- err
+		}()
+		// Waited for on every way out, so it never outlives the stream.
+		waited, err := false, error(nil)
+		inspected := func() (bool, error) {
+			if !waited {
+				waited, err = true, <-result
+			}
+			return ok, err
+		}
+		defer inspected() //nolint:errcheck // waited for only
+		return r.readOpened(ctx, streamCtx, w, p, inspected)
+	}
+	return r.readOpened(ctx, streamCtx, w, p, nil)
+}
+
+// readOpened is read's body; inspected waits for the inspect that runs
+// alongside the open (p.inspect).
+func (r *reader) readOpened(ctx, streamCtx context.Context, w *streamWatch, p plan, inspected func() (bool, error)) (streamEnd, int, error) {
 	rc, err := r.src.Logs(streamCtx, r.cs.id, p.req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return endStopped, 0, nil
+		}
+		if inspected != nil {
+			if ok, err := inspected(); err == nil && !ok {
+				return endSkipped, 0, nil // not an error of a container not read
+			}
 		}
 		if !errors.Is(err, ErrLogsUnreadable) && !errors.Is(err, ErrNotFound) {
 			r.stats.countError(ReasonOpen) // those two are not failures to open
@@ -290,12 +381,21 @@ func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
 	r.stats.add(gaugeStreams, 1)
 	defer r.stats.add(gaugeStreams, -1)
 	defer rc.Close()
+	if p.inspect {
+		// The decoder needs the TTY flag, and records the name.
+		if ok, err := inspected(); err != nil {
+			return endInspectFailed, 0, err
+		} else if !ok {
+			return endSkipped, 0, nil
+		}
+	}
 	r.discardPending()
 
 	d := newDecoder(rc, r.cs.tty, maxFrameSize(r.opts.MaxLineSize), r.cs.readerBuffer)
 	defer func() { r.cs.readerBuffer = d.buffer() }()
 	seeking := p.seek
 	before := r.linesRead()
+	var lastTS Timestamp // of the last entry decoded, for the watch
 	for {
 		e, ok, err := d.next()
 		if err != nil {
@@ -313,6 +413,7 @@ func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
 			}
 			err := d.fill()
 			if err == nil {
+				w.read(lastTS)
 				continue
 			}
 			read := r.linesRead() - before
@@ -334,6 +435,7 @@ func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
 				return endFailed, read, fmt.Errorf("read logs stream: %w", err)
 			}
 		}
+		lastTS = e.ts
 		if e.stream == SystemErr {
 			r.log.WithField("stream", e.stream.String()).Warnf("daemon error in logs stream: %s", trimEOL(e.data, false))
 			continue
@@ -348,14 +450,14 @@ func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
 				continue
 			case seekFound:
 				seeking, r.tail = false, firstTail
-				startAge()
+				w.restart()
 				continue
 			case seekMissed:
 				if !p.full {
 					return endIncomplete, r.linesRead() - before, nil
 				}
 				seeking = false
-				startAge()
+				w.restart()
 				r.log.Warn("last position is no longer in the log, continuing after it by time")
 			}
 		} else if r.cs.pos.seen(&e) {
