@@ -111,10 +111,17 @@ func TestSlowStreamsBehindAreKeptAndDeliverEveryLineOnce(t *testing.T) {
 	}
 	// The stream delivers lines written long before, and progresses: a
 	// refresh would only make the daemon send part of it again. One more
-	// request is allowed for the read without follow after the exit, and
-	// one for a refresh before the stream fell behind.
-	if len(reqs) > 3 {
-		t.Errorf("%d logs requests in %s with StreamRefresh %s: a stream delivering history was cut", len(reqs), took, opts.StreamRefresh)
+	// follow request is allowed, for a refresh before the stream fell
+	// behind. (Docker 20.10's follow may end when the container exits,
+	// long before the log does: reads without follow then take the rest.)
+	follows := 0
+	for _, r := range reqs {
+		if r.Follow {
+			follows++
+		}
+	}
+	if follows > 2 {
+		t.Errorf("%d follow requests in %s with StreamRefresh %s: a stream delivering history was cut", follows, took, opts.StreamRefresh)
 	}
 	p.Heal()
 	h.stop()
