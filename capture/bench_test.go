@@ -200,33 +200,16 @@ func BenchmarkPipeline(b *testing.B) {
 		q := newQueue(1 << 62)
 		r := pipeReaderFor(src, q)
 		r.chunk = make([]byte, 0, chunkTarget+minReadBuf)
-		rd := &pipeReader{max: pipeReadSize}
-		rd.r.Reset(data)
-		d := newDecoder(rd, false, maxFrameSize(r.opts.MaxLineSize), nil)
+		c := newCyclingDecoder(data, maxFrameSize(r.opts.MaxLineSize))
 		b.SetBytes(int64(len(data) / pipeLines))
 		b.ReportAllocs()
 		before := pipeMeasure()
 		b.ResetTimer()
 		for range b.N {
-			for {
-				e, ok, err := d.next()
-				if err != nil {
-					b.Fatal(err)
-				}
-				if ok {
-					if !r.cs.pos.seen(&e) {
-						r.add(&e)
-					}
-					break
-				}
-				if err := d.fill(); err == io.EOF {
-					// Wrap around: the same stream again, positions reset.
-					rd.r.Reset(data)
-					d = newDecoder(rd, false, d.maxFrame, d.buffer())
-					r.cs.pos = position{}
-				} else if err != nil {
-					b.Fatal(err)
-				}
+			// At the wrap, the same stamps again: positions reset.
+			e := c.next(b, func() { r.cs.pos = position{} })
+			if !r.cs.pos.seen(&e) {
+				r.add(&e)
 			}
 			if len(r.chunk) >= chunkTarget {
 				r.chunk = r.chunk[:0] // flush, minus the queue
@@ -237,34 +220,52 @@ func BenchmarkPipeline(b *testing.B) {
 	})
 
 	b.Run("decode", func(b *testing.B) {
-		rd := &pipeReader{max: pipeReadSize}
-		rd.r.Reset(data)
-		d := newDecoder(rd, false, maxFrameSize(1<<20), nil)
+		c := newCyclingDecoder(data, maxFrameSize(1<<20))
 		var sink int
 		b.SetBytes(int64(len(data) / pipeLines))
 		b.ReportAllocs()
 		before := pipeMeasure()
 		b.ResetTimer()
 		for range b.N {
-			for {
-				e, ok, err := d.next()
-				if err != nil {
-					b.Fatal(err)
-				}
-				if ok {
-					sink += len(e.data)
-					break
-				}
-				if err := d.fill(); err == io.EOF {
-					rd.r.Reset(data)
-					d = newDecoder(rd, false, d.maxFrame, d.buffer())
-				} else if err != nil {
-					b.Fatal(err)
-				}
-			}
+			e := c.next(b, func() {})
+			sink += len(e.data)
 		}
 		b.StopTimer()
 		reportPerLine(b, b.N, before)
 		_ = sink
 	})
+}
+
+// cyclingDecoder decodes a recorded stream over and over.
+type cyclingDecoder struct {
+	data []byte
+	rd   *pipeReader
+	d    *decoder
+}
+
+func newCyclingDecoder(data []byte, maxFrame int) *cyclingDecoder {
+	rd := &pipeReader{max: pipeReadSize}
+	rd.r.Reset(data)
+	return &cyclingDecoder{data: data, rd: rd, d: newDecoder(rd, false, maxFrame, nil)}
+}
+
+// next returns the next entry; at the end of the stream it starts over,
+// calling wrapped first.
+func (c *cyclingDecoder) next(b *testing.B, wrapped func()) entry {
+	for {
+		e, ok, err := c.d.next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ok {
+			return e
+		}
+		if err := c.d.fill(); err == io.EOF {
+			c.rd.r.Reset(c.data)
+			c.d = newDecoder(c.rd, false, c.d.maxFrame, c.d.buffer())
+			wrapped()
+		} else if err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/capturetest"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/faultproxy"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/linecheck"
@@ -27,7 +28,7 @@ func TestStalledStreamsResumeWithEveryLineOnceAndNoGoroutineGrowth(t *testing.T)
 	h := startCapture(t, p.Host(), opts)
 	const lines = 1000 // 20 s at one line every 20 ms
 	id := runLoggen(t, "-lines", strconv.Itoa(lines), "-interval", "20ms", "-stream", "both")
-	h.waitFor("the first lines", id, atLeast(25))
+	h.waitFor("the first lines", id, capturetest.AtLeast(25))
 	flowing := settledGoroutines()
 	counts := []int{flowing}
 	for i := range 2 {
@@ -36,25 +37,25 @@ func TestStalledStreamsResumeWithEveryLineOnceAndNoGoroutineGrowth(t *testing.T)
 		// What was in flight when the stall began lands in the first
 		// second; after it nothing may arrive.
 		time.Sleep(time.Second)
-		held := len(h.of(id))
+		held := len(h.Of(id))
 		time.Sleep(4 * time.Second)
-		if n := len(h.of(id)); n != held {
+		if n := len(h.Of(id)); n != held {
 			t.Errorf("stall %d: %d records arrived while stalled", i, n-held)
 		}
 		t.Logf("stall %d: %d logs requests while stalled", i, p.Stats().LogsRequests-reqs)
 		p.Heal()
-		h.waitFor("lines after the stall", id, atLeast(held+25))
+		h.waitFor("lines after the stall", id, capturetest.AtLeast(held+25))
 		counts = append(counts, settledGoroutines())
 	}
 	t.Logf("goroutines while flowing, after stall 1, after stall 2: %v", counts)
 	if counts[2] > counts[0]+2 || counts[2] > counts[1]+2 {
-		t.Errorf("goroutines grew across stalls: %v\n%s", counts, stacks())
+		t.Errorf("goroutines grew across stalls: %v\n%s", counts, capturetest.Stacks())
 	}
 	dockertest.WaitExited(t, id, collectTimeout)
 	want := loggenLines(lines, "both", 0)
-	h.waitFor("every line", id, allOf(want))
-	h.stop()
-	checkExactlyOnce(t, h.of(id), want)
+	h.waitFor("every line", id, capturetest.AllOf(want))
+	h.Stop()
+	capturetest.CheckExactlyOnce(t, h.Of(id), want)
 }
 
 func TestStreamsCutMidFrameResumeWithEveryLineOnce(t *testing.T) {
@@ -64,7 +65,7 @@ func TestStreamsCutMidFrameResumeWithEveryLineOnce(t *testing.T) {
 	h := startCapture(t, p.Host(), defaultOptions())
 	const lines = 3000 // 15 s at one line every 5 ms
 	id := runLoggen(t, "-lines", strconv.Itoa(lines), "-interval", "5ms", "-stream", "both")
-	h.waitFor("the first lines", id, atLeast(20))
+	h.waitFor("the first lines", id, capturetest.AtLeast(20))
 	const cuts = 6
 	for i := range cuts {
 		select {
@@ -73,16 +74,16 @@ func TestStreamsCutMidFrameResumeWithEveryLineOnce(t *testing.T) {
 			t.Fatalf("cut %d was never made", i)
 		}
 		// The reader resumes: lines beyond those already seen arrive.
-		h.waitFor("lines after the cut", id, atLeast(len(h.of(id))+20))
+		h.waitFor("lines after the cut", id, capturetest.AtLeast(len(h.Of(id))+20))
 	}
 	if s := p.Stats(); s.HeaderCuts+s.PayloadCuts != cuts || s.HeaderCuts == 0 || s.PayloadCuts == 0 {
 		t.Errorf("proxy stats %+v, want %d cuts of both kinds", s, cuts)
 	}
 	dockertest.WaitExited(t, id, collectTimeout)
 	want := loggenLines(lines, "both", 0)
-	h.waitFor("every line", id, allOf(want))
-	h.stop()
-	checkExactlyOnce(t, h.of(id), want)
+	h.waitFor("every line", id, capturetest.AllOf(want))
+	h.Stop()
+	capturetest.CheckExactlyOnce(t, h.Of(id), want)
 }
 
 func TestSlowStreamsBehindAreKeptAndDeliverEveryLineOnce(t *testing.T) {
@@ -100,11 +101,11 @@ func TestSlowStreamsBehindAreKeptAndDeliverEveryLineOnce(t *testing.T) {
 	want := loggenLines(lines, "both", size)
 	// At this rate a refresh period passes about 900 lines: 30 s without
 	// one is a reader that no longer progresses.
-	h.waitProgressing("every line", id, allOf(want), 30*time.Second, 5*time.Minute)
+	h.WaitProgressing("every line", id, capturetest.AllOf(want), 30*time.Second, 5*time.Minute)
 	took := time.Since(start)
 	// Each line is a frame of 8 + 31 (stamp) + size bytes.
 	minimum := time.Duration(lines*(8+31+size)) * time.Second / rate
-	reqs := h.src.requests(id)
+	reqs := h.src.Requests(id)
 	t.Logf("%d lines in %s through %d B/s (at least %s); logs requests %+v", lines, took.Round(time.Millisecond), rate, minimum, reqs)
 	if took < minimum*8/10 {
 		t.Errorf("took %s, less than the %s the rate allows: the proxy did not slow the stream", took, minimum)
@@ -124,8 +125,8 @@ func TestSlowStreamsBehindAreKeptAndDeliverEveryLineOnce(t *testing.T) {
 		t.Errorf("%d follow requests in %s with StreamRefresh %s: a stream delivering history was cut", follows, took, opts.StreamRefresh)
 	}
 	p.Heal()
-	h.stop()
-	checkExactlyOnce(t, h.of(id), want)
+	h.Stop()
+	capturetest.CheckExactlyOnce(t, h.Of(id), want)
 }
 
 func TestInterleavedStreamsAtHighRateWithFrequentRefreshesDeliverEveryLineOnce(t *testing.T) {
@@ -139,16 +140,16 @@ func TestInterleavedStreamsAtHighRateWithFrequentRefreshesDeliverEveryLineOnce(t
 	const lines = 15000
 	id := runLoggen(t, "-lines", strconv.Itoa(lines), "-interval", "100us", "-stream", "both")
 	want := loggenLines(lines, "both", 0)
-	h.waitProgressing("every line", id, allOf(want), time.Minute, collectTimeout)
+	h.WaitProgressing("every line", id, capturetest.AllOf(want), time.Minute, collectTimeout)
 	dockertest.WaitExited(t, id, collectTimeout)
-	h.stop()
-	reqs := h.src.requests(id)
+	h.Stop()
+	reqs := h.src.Requests(id)
 	t.Logf("%d logs requests", len(reqs))
 	if len(reqs) < 3 {
 		t.Errorf("%d logs requests: the refresh of %s was not forced while reading", len(reqs), opts.StreamRefresh)
 	}
-	recs := h.of(id)
-	checkExactlyOnce(t, recs, want)
+	recs := h.Of(id)
+	capturetest.CheckExactlyOnce(t, recs, want)
 	// The case this protects: stamps out of order across the streams.
 	inversions := 0
 	for i := 1; i < len(recs); i++ {
@@ -169,7 +170,7 @@ func TestPausedCaptureStaysBoundedAndDeliversEveryLineAfterResume(t *testing.T) 
 	opts := defaultOptions()
 	opts.QueueMaxSize = 4 << 20
 	h := startCapture(t, mainDaemon, opts)
-	h.c.Pause()
+	h.C.Pause()
 	memBefore := memory(t)
 	const containers, perContainer = 4, 25000 // 100,000 lines over about 100 s
 	var ids []string
@@ -186,7 +187,7 @@ sampling:
 	for {
 		select {
 		case <-sample.C:
-			q := h.c.Queued()
+			q := h.C.Queued()
 			if q > bound && maxQueued <= bound {
 				t.Errorf("queue holds %d bytes while paused, bound %d + 1 MiB", q, opts.QueueMaxSize)
 			}
@@ -202,7 +203,7 @@ sampling:
 		t.Errorf("Go heap %d MiB after 2 min paused with a %d MiB queue (bound %d MiB for the whole process): queued chunks hold far more memory than the bytes the queue counts",
 			heapPaused>>20, opts.QueueMaxSize>>20, maxPausedHeap>>20)
 	}
-	if n := len(h.of(ids[0])); n != 0 {
+	if n := len(h.Of(ids[0])); n != 0 {
 		t.Errorf("%d records delivered while paused", n)
 	}
 	if maxQueued < opts.QueueMaxSize {
@@ -211,16 +212,16 @@ sampling:
 	for _, id := range ids {
 		dockertest.WaitExited(t, id, collectTimeout)
 	}
-	h.c.Resume()
+	h.C.Resume()
 	want := loggenLines(perContainer, "both", 0)
 	for _, id := range ids {
-		h.waitFor("every line", id, allOf(want))
+		h.waitFor("every line", id, capturetest.AllOf(want))
 	}
-	h.stop()
+	h.Stop()
 	t.Logf("queue at most %d bytes (bound %d); before the pause: %s; after 2 min paused: %s; after resume and drain: %s",
 		maxQueued, opts.QueueMaxSize, memBefore, memPaused, memory(t))
 	for _, id := range ids {
-		checkExactlyOnce(t, h.of(id), want)
+		capturetest.CheckExactlyOnce(t, h.Of(id), want)
 	}
 }
 
@@ -229,13 +230,13 @@ sampling:
 // stderr, and starts again from seq=1 in every run. It returns the lines
 // per run and fails t unless every run is whole from its start, without
 // gap or repeat.
-func runsOf(t *testing.T, what, stream string, recs []records.Record) []int {
+func runsOf(t *testing.T, what, stream string, recs []received) []int {
 	t.Helper()
 	first := map[string]int{"stdout": 1, "stderr": 2}[stream]
 	var runs []int
 	last := 0
 	for i, r := range recs {
-		seq, st, ok := parseSeq(r.Log)
+		seq, st, ok := capturetest.ParseSeq(r.Log)
 		switch {
 		case !ok || st != stream:
 			t.Errorf("%s: record %d %q is no loggen line of %s", what, i, linecheck.Short(r.Log), stream)
@@ -254,8 +255,8 @@ func runsOf(t *testing.T, what, stream string, recs []records.Record) []int {
 }
 
 // byStream splits records per stream.
-func byStream(recs []records.Record) map[string][]records.Record {
-	out := map[string][]records.Record{}
+func byStream(recs []received) map[string][]received {
+	out := map[string][]received{}
 	for _, r := range recs {
 		out[r.Stream] = append(out[r.Stream], r)
 	}
@@ -267,7 +268,7 @@ func TestDaemonRestartDeliversEveryLineOfEveryRunOnce(t *testing.T) {
 	image := dockertest.LoggenImage(t)
 	d := startDaemon(t)
 	d.load(t, image)
-	lbl := []string{"--label", dockertest.LabelRun + "=" + dockertest.RunID(), "--label", labelTest + "=" + tagOf(t)}
+	lbl := []string{"--label", dockertest.LabelRun + "=" + dockertest.RunID(), "--label", labelTest + "=" + capturetest.TagOf(t)}
 	runArgs := func(extra ...string) []string {
 		args := append([]string{"run", "-d", "--network", "none"}, lbl...)
 		args = append(args, extra...)
@@ -276,38 +277,38 @@ func TestDaemonRestartDeliversEveryLineOfEveryRunOnce(t *testing.T) {
 	always := strings.TrimSpace(dockerCLI(t, d.host, runArgs("--restart", "always")...))
 	dies := strings.TrimSpace(dockerCLI(t, d.host, runArgs()...))
 	h := startCapture(t, d.host, defaultOptions())
-	h.waitFor("lines before the restart", always, atLeast(100))
-	h.waitFor("lines before the restart", dies, atLeast(100))
+	h.waitFor("lines before the restart", always, capturetest.AtLeast(100))
+	h.waitFor("lines before the restart", dies, capturetest.AtLeast(100))
 
 	d.restart(t)
 
 	// The container without a restart policy was stopped with the daemon:
 	// its reader reads it to the end and returns.
-	h.waitLog("container stopped, its log is read", dies[:12], collectTimeout)
-	if n := h.src.openStreams(dies); n != 0 {
+	h.WaitLog("container stopped, its log is read", dies[:12], collectTimeout)
+	if n := h.src.OpenNow(dies); n != 0 {
 		t.Errorf("%d logs streams of the stopped container still open after its reader ended", n)
 	}
 	// The other came back by itself and wrote from seq=1 again.
-	h.waitFor("the second run's first line", always, func(recs []records.Record) bool {
+	h.waitFor("the second run's first line", always, func(recs []received) bool {
 		n := 0
 		for _, r := range recs {
-			if r.Log == numbered(1, "stdout", 0) {
+			if r.Log == capturetest.Numbered(1, "stdout", 0) {
 				n++
 			}
 		}
 		return n >= 2
 	})
-	h.waitFor("lines of the second run", always, atLeast(len(h.of(always))+100))
+	h.waitFor("lines of the second run", always, capturetest.AtLeast(len(h.Of(always))+100))
 	dockerCLI(t, d.host, "stop", always)
 	wantAlways, wantDies := logsOf(t, d.host, always), logsOf(t, d.host, dies)
-	h.waitFor("every line of docker logs", always, allOf(wantAlways))
-	h.waitFor("every line of docker logs", dies, allOf(wantDies))
-	h.stop()
+	h.waitFor("every line of docker logs", always, capturetest.AllOf(wantAlways))
+	h.waitFor("every line of docker logs", dies, capturetest.AllOf(wantDies))
+	h.Stop()
 
 	for name, id := range map[string]string{"restarted": always, "stopped": dies} {
-		recs := h.of(id)
+		recs := h.Of(id)
 		want := logsOf(t, d.host, id)
-		checkExactlyOnce(t, recs, want)
+		capturetest.CheckExactlyOnce(t, recs, want)
 		for s, rs := range byStream(recs) {
 			runs := runsOf(t, name+" "+s, s, rs)
 			t.Logf("%s container, %s: runs of %v lines", name, s, runs)
@@ -334,7 +335,7 @@ func TestCrashRepeatsAtMostTheBatchWrittenButNotCommitted(t *testing.T) {
 	const lines = 24000 // about 26 s at one line every ms
 	id := runLoggen(t, "-lines", strconv.Itoa(lines), "-interval", "1ms", "-stream", "both")
 	args := func(run int) []string {
-		return []string{"-db", db, "-out", out, "-run-id", dockertest.RunID(), "-test", tagOf(t),
+		return []string{"-db", db, "-out", out, "-run-id", dockertest.RunID(), "-test", capturetest.TagOf(t),
 			"-run", strconv.Itoa(run), "-collect", crashCollect.String()}
 	}
 	const crashes, killAfter = 3, 3
@@ -361,7 +362,7 @@ func TestCrashRepeatsAtMostTheBatchWrittenButNotCommitted(t *testing.T) {
 			}
 		}
 		return len(got["stdout"]) >= len(want["stdout"]) && len(got["stderr"]) >= len(want["stderr"]) &&
-			allOf(want)(asRecords(got))
+			capturetest.AllOf(want)(asRecords(got))
 	})
 	if st := final.signal(syscall.SIGTERM); !st.Success() {
 		t.Errorf("crashcap after SIGTERM: %v", st)
@@ -400,7 +401,7 @@ func TestCrashRepeatsAtMostTheBatchWrittenButNotCommitted(t *testing.T) {
 			if o.run != run {
 				continue
 			}
-			seq, st, ok := parseSeq(o.log)
+			seq, st, ok := capturetest.ParseSeq(o.log)
 			if !ok || st != o.stream {
 				t.Fatalf("run %d: %s line %q is no loggen line of that stream", run, o.stream, o.log)
 			}
@@ -462,11 +463,11 @@ func TestCrashRepeatsAtMostTheBatchWrittenButNotCommitted(t *testing.T) {
 const crashCollect = time.Second
 
 // asRecords turns lines per stream into records for the waitFor conditions.
-func asRecords(got map[string][]string) []records.Record {
-	var out []records.Record
+func asRecords(got map[string][]string) []received {
+	var out []received
 	for s, ls := range got {
 		for _, l := range ls {
-			out = append(out, records.Record{Stream: s, Log: l})
+			out = append(out, received{Record: records.Record{Stream: s, Log: l}})
 		}
 	}
 	return out

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/capturetest"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/linecheck"
 )
@@ -37,11 +38,11 @@ func TestShortStreamRefreshLosesNothingAndLeaksNothing(t *testing.T) {
 	// 40 lines 100 ms apart: about 4 s, so at least 3 refreshes.
 	id, name := run(t, "refresh", dockertest.RunOptions{Args: []string{"-lines", "40", "-interval", "100ms"}})
 	dockertest.WaitExited(t, id, time.Minute)
-	h.waitFor("every line", id, atLeast(40))
-	h.stop()
+	h.waitFor("every line", id, capturetest.AtLeast(40))
+	h.Stop()
 
-	recs := h.of(id)
-	checkExactlyOnce(t, recs, loggenLines(40, "stdout", 0, 1))
+	recs := h.Of(id)
+	capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(40, "stdout", 0, 1))
 	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
 	checkFields(t, recs, id, name)
 
@@ -51,37 +52,37 @@ func TestShortStreamRefreshLosesNothingAndLeaksNothing(t *testing.T) {
 	seen := map[string]bool{}
 	var follows, carrying int
 	var counts []int
-	for i, st := range h.src.streams(id) {
-		if i > 0 && (st.req.Since == 0 || st.req.Tail < 0) {
-			t.Errorf("stream %d reopened without since and a tail window: %+v", i, st.req)
+	for i, st := range h.src.Streams(id) {
+		if i > 0 && (st.Req.Since == 0 || st.Req.Tail < 0) {
+			t.Errorf("stream %d reopened without since and a tail window: %+v", i, st.Req)
 		}
 		fresh := 0
-		for _, e := range st.carried() {
+		for _, e := range st.Carried() {
 			if !seen[e] {
 				seen[e] = true
 				fresh++
 			}
 		}
 		counts = append(counts, fresh)
-		if st.req.Follow {
+		if st.Req.Follow {
 			follows++
 			if fresh > 0 {
 				carrying++
 			}
 		}
 	}
-	t.Logf("%d follow streams; new lines per stream: %v; goroutines: baseline %d, max %d", follows, counts, baseline, h.maxGoroutines)
+	t.Logf("%d follow streams; new lines per stream: %v; goroutines: baseline %d, max %d", follows, counts, baseline, h.MaxGoroutines())
 	if carrying < 3 {
 		t.Errorf("%d follow streams carried new lines (per stream: %v); want at least 3: the first and 2 after a refresh", carrying, counts)
 	}
 	if len(seen) != 40 {
 		t.Errorf("the streams carried %d distinct lines, want 40", len(seen))
 	}
-	if n := h.src.maxOpen(id); n != 1 {
+	if n := h.src.MaxOpen(id); n != 1 {
 		t.Errorf("%d streams of the container open at once, want 1: a refresh must close the old stream", n)
 	}
-	if bound := baseline + goroutineSlack + goroutinesPerReadable; h.maxGoroutines > bound {
-		t.Errorf("%d goroutines while reading 1 container, bound %d", h.maxGoroutines, bound)
+	if bound := baseline + goroutineSlack + goroutinesPerReadable; h.MaxGoroutines() > bound {
+		t.Errorf("%d goroutines while reading 1 container, bound %d", h.MaxGoroutines(), bound)
 	}
 	dockertest.Docker(t, "rm", "-f", id)
 	checkGoroutinesBack(t, baseline)
@@ -91,7 +92,7 @@ func TestRemovedWhileLoggingDeliversAGapFreePrefixAndReaderReturns(t *testing.T)
 	baseline := goroutineBaseline(t)
 	h := startCapture(t, defaultOptions())
 	id, name := run(t, "removed", dockertest.RunOptions{Args: []string{"-lines", "2000", "-interval", "1ms", "-stream", "both"}})
-	h.waitFor("500 lines", id, atLeast(500))
+	h.waitFor("500 lines", id, capturetest.AtLeast(500))
 	dockertest.Docker(t, "rm", "-f", id)
 	// The reader sees its stream end and the container gone, and returns
 	// by itself, before Stop. No event says when: poll its goroutine.
@@ -99,23 +100,23 @@ func TestRemovedWhileLoggingDeliversAGapFreePrefixAndReaderReturns(t *testing.T)
 	tick := time.NewTicker(5 * time.Millisecond)
 	for readerGoroutines() > 0 {
 		if time.Now().After(deadline) {
-			t.Errorf("a reader still runs 30 s after its container was removed:\n%s", stacks())
+			t.Errorf("a reader still runs 30 s after its container was removed:\n%s", capturetest.Stacks())
 			break
 		}
 		<-tick.C
 	}
 	tick.Stop()
-	h.stop()
+	h.Stop()
 
-	recs := h.of(id)
+	recs := h.Of(id)
 	checkFields(t, recs, id, name)
-	all := loggenLines(2000, "both", 0, 1)
+	all := capturetest.LoggenLines(2000, "both", 0, 1)
 	got := byStream(recs)
 	want := map[string][]string{}
 	for _, s := range []string{"stdout", "stderr"} {
 		want[s] = all[s][:min(len(got[s]), len(all[s]))]
 	}
-	checkExactlyOnce(t, recs, want) // a prefix of each stream: no gap, no repeat
+	capturetest.CheckExactlyOnce(t, recs, want) // a prefix of each stream: no gap, no repeat
 	t.Logf("delivered %d stdout and %d stderr lines before and after the removal", len(got["stdout"]), len(got["stderr"]))
 	if len(recs) >= 2000 {
 		t.Logf("the container had written all its lines before it was removed: the removal was not mid-log this time")
@@ -125,7 +126,7 @@ func TestRemovedWhileLoggingDeliversAGapFreePrefixAndReaderReturns(t *testing.T)
 
 // readerGoroutines counts the capture's reader goroutines in this process.
 func readerGoroutines() int {
-	return strings.Count(stacks(), "capture.(*reader).run(")
+	return strings.Count(capturetest.Stacks(), "capture.(*reader).run(")
 }
 
 func TestManyContainersKeepGoroutinesBoundedAndReturnToBaseline(t *testing.T) {
@@ -140,19 +141,19 @@ func TestManyContainersKeepGoroutinesBoundedAndReturnToBaseline(t *testing.T) {
 			Args: []string{"-lines", fmt.Sprint(lines), "-interval", "5ms", "-stream", "both", "-hold"}})
 	}
 	for _, id := range ids {
-		h.waitFor("every line", id, atLeast(lines))
+		h.waitFor("every line", id, capturetest.AtLeast(lines))
 	}
 	now := runtime.NumGoroutine()
 	bound := baseline + goroutineSlack + goroutinesPerReadable*n
-	t.Logf("goroutines: baseline %d, while reading %d containers max %d (now %d), bound %d", baseline, n, h.maxGoroutines, now, bound)
-	if h.maxGoroutines > bound || now > bound {
-		t.Errorf("%d goroutines (now %d) while reading %d containers, bound %d:\n%s", h.maxGoroutines, now, n, bound, stacks())
+	t.Logf("goroutines: baseline %d, while reading %d containers max %d (now %d), bound %d", baseline, n, h.MaxGoroutines(), now, bound)
+	if h.MaxGoroutines() > bound || now > bound {
+		t.Errorf("%d goroutines (now %d) while reading %d containers, bound %d:\n%s", h.MaxGoroutines(), now, n, bound, capturetest.Stacks())
 	}
 	dockertest.Docker(t, append([]string{"stop", "-t", "10"}, ids...)...)
-	h.stop()
+	h.Stop()
 	for i, id := range ids {
-		recs := h.of(id)
-		checkExactlyOnce(t, recs, loggenLines(lines, "both", 0, 1))
+		recs := h.Of(id)
+		capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(lines, "both", 0, 1))
 		checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
 		checkFields(t, recs, id, names[i])
 	}
@@ -169,11 +170,11 @@ func TestRunningAtStartupWithReadFromHeadDeliversEveryLineFromTheFirst(t *testin
 	id, name := run(t, "head", dockertest.RunOptions{Args: []string{"-lines", "1000", "-interval", "2ms", "-stream", "both", "-hold"}})
 	dockertest.WaitForLog(t, id, "seq=50 ", time.Minute)
 	h := startCapture(t, defaultOptions())
-	h.waitFor("every line", id, atLeast(1000))
+	h.waitFor("every line", id, capturetest.AtLeast(1000))
 	dockertest.Docker(t, "stop", id)
-	h.stop()
-	recs := h.of(id)
-	checkExactlyOnce(t, recs, loggenLines(1000, "both", 0, 1))
+	h.Stop()
+	recs := h.Of(id)
+	capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(1000, "both", 0, 1))
 	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
 	checkFields(t, recs, id, name)
 }
@@ -187,10 +188,10 @@ func TestRunningAtStartupWithoutReadFromHeadDeliversOnlyLaterLinesOnce(t *testin
 	opts := defaultOptions()
 	opts.ReadFromHead = false
 	h := startCapture(t, opts)
-	h.waitFor("a first line", id, atLeast(1))
-	first, _, ok := parseSeq(h.of(id)[0].Log)
+	h.waitFor("a first line", id, capturetest.AtLeast(1))
+	first, _, ok := capturetest.ParseSeq(h.Of(id)[0].Log)
 	if !ok {
-		t.Fatalf("first record %q is not a loggen line", h.of(id)[0].Log)
+		t.Fatalf("first record %q is not a loggen line", h.Of(id)[0].Log)
 	}
 	if first <= before {
 		t.Errorf("first record is seq=%d, but docker logs held up to seq=%d before capture started", first, before)
@@ -202,20 +203,20 @@ func TestRunningAtStartupWithoutReadFromHeadDeliversOnlyLaterLinesOnce(t *testin
 	h.waitFor("the last line", id, func(recs []received) bool {
 		return seqAtLeast("stdout", last)(recs) || seqAtLeast("stderr", last)(recs)
 	})
-	h.stop()
+	h.Stop()
 
 	// Every line from the first delivered one on, once, in order.
 	want := map[string][]string{}
 	for seq := first; seq <= last; seq++ {
 		s := map[bool]string{true: "stdout", false: "stderr"}[seq%2 == 1]
-		want[s] = append(want[s], numbered(seq, s, 0))
+		want[s] = append(want[s], capturetest.Numbered(seq, s, 0))
 	}
-	recs := h.of(id)
-	checkExactlyOnce(t, recs, want)
+	recs := h.Of(id)
+	capturetest.CheckExactlyOnce(t, recs, want)
 	logs := dockerLogs(t, id)
 	for s, lines := range logs {
 		for i, l := range lines {
-			if seq, _, _ := parseSeq(l.text); seq >= first {
+			if seq, _, _ := capturetest.ParseSeq(l.text); seq >= first {
 				logs[s] = lines[i:]
 				break
 			}
@@ -236,7 +237,7 @@ func lastSeq(t *testing.T, id string) int {
 			continue
 		}
 		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-		if seq, _, ok := parseSeq(lines[len(lines)-1]); ok {
+		if seq, _, ok := capturetest.ParseSeq(lines[len(lines)-1]); ok {
 			last = max(last, seq)
 		}
 	}
@@ -257,13 +258,13 @@ func TestContainerStartedAfterStartupIsReadFromItsFirstLine(t *testing.T) {
 	opts := defaultOptions()
 	opts.ReadFromHead = false
 	h := startCapture(t, opts)
-	h.waitFor("a line of the probe", probe, atLeast(1))
+	h.waitFor("a line of the probe", probe, capturetest.AtLeast(1))
 	id, name := run(t, "late", dockertest.RunOptions{Args: []string{"-lines", "1000", "-stream", "both"}})
 	dockertest.WaitExited(t, id, time.Minute)
-	h.waitFor("every line", id, atLeast(1000))
-	h.stop()
-	recs := h.of(id)
-	checkExactlyOnce(t, recs, loggenLines(1000, "both", 0, 1))
+	h.waitFor("every line", id, capturetest.AtLeast(1000))
+	h.Stop()
+	recs := h.Of(id)
+	capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(1000, "both", 0, 1))
 	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
 	checkFields(t, recs, id, name)
 }
@@ -273,10 +274,10 @@ func TestStdoutAndStderrInterleavedArriveOnceInOrderWithDockerTimestamps(t *test
 	h := startCapture(t, defaultOptions())
 	id, name := run(t, "both", dockertest.RunOptions{Args: []string{"-lines", "2000", "-stream", "both"}})
 	dockertest.WaitExited(t, id, time.Minute)
-	h.waitFor("every line", id, atLeast(2000))
-	h.stop()
-	recs := h.of(id)
-	checkExactlyOnce(t, recs, loggenLines(2000, "both", 0, 1))
+	h.waitFor("every line", id, capturetest.AtLeast(2000))
+	h.Stop()
+	recs := h.Of(id)
+	capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(2000, "both", 0, 1))
 	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
 	checkFields(t, recs, id, name)
 }
@@ -294,16 +295,16 @@ func TestBurstOf20000LinesArrivesOnceInOrderWithDockerTimestamps(t *testing.T) {
 	id, name := run(t, "burst", dockertest.RunOptions{Args: []string{"-lines", "20000", "-size", "100"}})
 	dockertest.WaitExited(t, id, 2*time.Minute)
 	logs := dockerLogs(t, id)
-	want := loggenLines(20000, "stdout", 100, 1)
+	want := capturetest.LoggenLines(20000, "stdout", 100, 1)
 	for _, c := range []*harness{h, refreshing} {
-		c.waitFor("every line", id, atLeast(20000))
-		c.stop()
-		recs := c.of(id)
-		checkExactlyOnce(t, recs, want)
+		c.waitFor("every line", id, capturetest.AtLeast(20000))
+		c.Stop()
+		recs := c.Of(id)
+		capturetest.CheckExactlyOnce(t, recs, want)
 		checkAgainstDockerLogs(t, recs, logs)
 		checkFields(t, recs, id, name)
 	}
-	t.Logf("streams opened: %d, and %d with the 1 s refresh", len(h.src.streams(id)), len(refreshing.src.streams(id)))
+	t.Logf("streams opened: %d, and %d with the 1 s refresh", len(h.src.Streams(id)), len(refreshing.src.Streams(id)))
 }
 
 func TestLongLineIsOneRecordAndABoundedOneIsTruncatedBeforeAnIntactNextLine(t *testing.T) {
@@ -325,12 +326,12 @@ func TestLongLineIsOneRecordAndABoundedOneIsTruncatedBeforeAnIntactNextLine(t *t
 	dockertest.Docker(t, "start", id)
 	dockertest.WaitExited(t, id, time.Minute)
 	dockertest.WaitExited(t, partial, time.Minute)
-	whole.waitFor("both runs", id, atLeast(6))
-	bounded.waitFor("both runs", id, atLeast(6))
-	whole.waitFor("the unterminated line", partial, atLeast(4))
-	bounded.waitFor("the unterminated line", partial, atLeast(4))
-	whole.stop()
-	bounded.stop()
+	whole.waitFor("both runs", id, capturetest.AtLeast(6))
+	bounded.waitFor("both runs", id, capturetest.AtLeast(6))
+	whole.waitFor("the unterminated line", partial, capturetest.AtLeast(4))
+	bounded.waitFor("the unterminated line", partial, capturetest.AtLeast(4))
+	whole.Stop()
+	bounded.Stop()
 
 	payload := dockertest.LongPayload(long)
 	logs := dockerLogs(t, id)["stdout"]
@@ -346,8 +347,8 @@ func TestLongLineIsOneRecordAndABoundedOneIsTruncatedBeforeAnIntactNextLine(t *t
 		{whole, payload, false},
 		{bounded, payload[:bound], true},
 	} {
-		recs := tc.h.of(id)
-		want := []string{numbered(1, "stdout", 0), numbered(2, "stdout", 0), tc.line}
+		recs := tc.h.Of(id)
+		want := []string{capturetest.Numbered(1, "stdout", 0), capturetest.Numbered(2, "stdout", 0), tc.line}
 		want = append(want, want...)
 		if len(recs) != len(want) {
 			t.Errorf("truncating=%v: %d records, want %d", tc.truncated, len(recs), len(want))
@@ -369,7 +370,7 @@ func TestLongLineIsOneRecordAndABoundedOneIsTruncatedBeforeAnIntactNextLine(t *t
 				t.Errorf("record %d fields %q %q %q", i, r.ContainerID, r.ContainerName, r.ContainerImage)
 			}
 		}
-		checkBoundedLong(t, tc.h.of(partial), partial, partialName, 3, tc.line, tc.truncated)
+		checkBoundedLong(t, tc.h.Of(partial), partial, partialName, 3, tc.line, tc.truncated)
 	}
 }
 
@@ -379,7 +380,7 @@ func checkBoundedLong(t *testing.T, recs []received, id, name string, n int, lon
 	t.Helper()
 	var want []string
 	for i := 1; i <= n; i++ {
-		want = append(want, numbered(i, "stdout", 0))
+		want = append(want, capturetest.Numbered(i, "stdout", 0))
 	}
 	want = append(want, long)
 	if len(recs) != len(want) {
@@ -413,19 +414,19 @@ func TestTTYContainerLinesHaveNoCarriageReturnAndAreStdout(t *testing.T) {
 		dockertest.WaitExited(t, c, time.Minute)
 	}
 	for _, c := range []*harness{h, bounded} {
-		c.waitFor("every line", id, atLeast(500))
-		c.waitFor("the long line", longID, atLeast(2))
-		c.waitFor("the unterminated line", partID, atLeast(4))
-		c.stop()
+		c.waitFor("every line", id, capturetest.AtLeast(500))
+		c.waitFor("the long line", longID, capturetest.AtLeast(2))
+		c.waitFor("the unterminated line", partID, capturetest.AtLeast(4))
+		c.Stop()
 	}
 
 	// A TTY merges both streams into stdout, in the order written.
 	var want []string
 	for i := 1; i <= 500; i++ {
-		want = append(want, numbered(i, map[bool]string{true: "stdout", false: "stderr"}[i%2 == 1], 0))
+		want = append(want, capturetest.Numbered(i, map[bool]string{true: "stdout", false: "stderr"}[i%2 == 1], 0))
 	}
-	recs := h.of(id)
-	checkExactlyOnce(t, recs, map[string][]string{"stdout": want})
+	recs := h.Of(id)
+	capturetest.CheckExactlyOnce(t, recs, map[string][]string{"stdout": want})
 	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
 	checkFields(t, recs, id, name)
 	for i, r := range recs {
@@ -435,10 +436,10 @@ func TestTTYContainerLinesHaveNoCarriageReturnAndAreStdout(t *testing.T) {
 		}
 	}
 	payload := dockertest.LongPayload(long)
-	checkBoundedLong(t, h.of(longID), longID, longName, 1, payload, false)
-	checkBoundedLong(t, h.of(partID), partID, partName, 3, payload, false)
-	checkBoundedLong(t, bounded.of(longID), longID, longName, 1, payload[:bound], true)
-	checkBoundedLong(t, bounded.of(partID), partID, partName, 3, payload[:bound], true)
+	checkBoundedLong(t, h.Of(longID), longID, longName, 1, payload, false)
+	checkBoundedLong(t, h.Of(partID), partID, partName, 3, payload, false)
+	checkBoundedLong(t, bounded.Of(longID), longID, longName, 1, payload[:bound], true)
+	checkBoundedLong(t, bounded.Of(partID), partID, partName, 3, payload[:bound], true)
 }
 
 func TestRestartedContainerIsReadRunByRunExactlyOnce(t *testing.T) {
@@ -452,10 +453,10 @@ func TestRestartedContainerIsReadRunByRunExactlyOnce(t *testing.T) {
 		dockertest.Docker(t, "start", id)
 		dockertest.WaitExited(t, id, time.Minute)
 	}
-	h.waitFor("every run", id, atLeast(runs*lines))
-	h.stop()
-	recs := h.of(id)
-	checkExactlyOnce(t, recs, appendRuns(loggenLines(lines, "both", 0, 1), runs))
+	h.waitFor("every run", id, capturetest.AtLeast(runs*lines))
+	h.Stop()
+	recs := h.Of(id)
+	capturetest.CheckExactlyOnce(t, recs, appendRuns(capturetest.LoggenLines(lines, "both", 0, 1), runs))
 	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
 	checkFields(t, recs, id, name)
 }
@@ -468,14 +469,14 @@ func TestContainerRestartedWhileFollowedIsReadRunByRunExactlyOnce(t *testing.T) 
 	// (SIGTERM, exit 0) while its stream is followed and starts it again.
 	id, name := run(t, "restart", dockertest.RunOptions{Args: []string{"-lines", fmt.Sprint(lines), "-stream", "both", "-hold"}})
 	for r := 1; r < runs; r++ {
-		h.waitFor(fmt.Sprintf("run %d", r), id, atLeast(r*lines))
+		h.waitFor(fmt.Sprintf("run %d", r), id, capturetest.AtLeast(r*lines))
 		dockertest.Docker(t, "restart", "-t", "10", id)
 	}
-	h.waitFor("every run", id, atLeast(runs*lines))
+	h.waitFor("every run", id, capturetest.AtLeast(runs*lines))
 	dockertest.Docker(t, "stop", "-t", "10", id)
-	h.stop()
-	recs := h.of(id)
-	checkExactlyOnce(t, recs, appendRuns(loggenLines(lines, "both", 0, 1), runs))
+	h.Stop()
+	recs := h.Of(id)
+	capturetest.CheckExactlyOnce(t, recs, appendRuns(capturetest.LoggenLines(lines, "both", 0, 1), runs))
 	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
 	checkFields(t, recs, id, name)
 }
@@ -491,13 +492,13 @@ func TestFrequentRefreshesWhileBothStreamsLogLoseAndRepeatNothing(t *testing.T) 
 	// log whose two streams' stamps interleave out of order.
 	id, name := run(t, "refresh", dockertest.RunOptions{Args: []string{"-lines", fmt.Sprint(lines), "-interval", "1ms", "-stream", "both"}})
 	dockertest.WaitExited(t, id, 2*time.Minute)
-	h.waitFor("every line", id, atLeast(lines))
-	h.stop()
-	recs := h.of(id)
-	checkExactlyOnce(t, recs, loggenLines(lines, "both", 0, 1))
+	h.waitFor("every line", id, capturetest.AtLeast(lines))
+	h.Stop()
+	recs := h.Of(id)
+	capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(lines, "both", 0, 1))
 	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
 	checkFields(t, recs, id, name)
-	reqs := h.src.streams(id)
+	reqs := h.src.Streams(id)
 	if len(reqs) < 8 {
 		t.Errorf("%d logs streams opened in 6 s with a 250 ms refresh, want at least 8", len(reqs))
 	}
