@@ -106,7 +106,7 @@ func run() int {
 	flag.StringVar(&c.soakRefresh, "soak-refresh", "2s", "soak: the plugin's Stream_Refresh")
 	flag.DurationVar(&c.soakWave, "soak-wave", 20*time.Second, "soak: time between waves of containers")
 	flag.IntVar(&c.soakWaveSize, "soak-wave-size", 8, "soak: containers per wave")
-	flag.BoolVar(&c.soakFaults, "soak-faults", true, "soak: reach the daemon through internal/faultproxy, stall every logs stream 10 s and cut one mid-frame")
+	flag.BoolVar(&c.soakFaults, "soak-faults", true, "soak: reach the daemon through internal/faultproxy, stall every logs stream 10 s, make the daemon unreachable 15 s and cut one stream mid-frame")
 	flag.IntVar(&c.soakSteady, "soak-steady", 3, "soak: containers running throughout")
 	extra := propFlag{}
 	flag.Var(extra, "plugin-prop", "key=value added to every plugin run's properties (repeatable), e.g. Stream_Refresh=5m")

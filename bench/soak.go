@@ -50,8 +50,9 @@ func (b *bench) runSoak() error {
 	logf("soak: %s, Stream_Refresh=%s, %d steady containers, a wave of %d containers every %s",
 		cfg.soakDuration, cfg.soakRefresh, cfg.soakSteady, cfg.soakWaveSize, cfg.soakWave)
 	// Faults: the plugin reaches the daemon through internal/faultproxy,
-	// which stalls every logs response for a while at a third of the run
-	// and cuts one mid-frame at two thirds.
+	// which stalls every logs response for a while at a third of the run,
+	// makes the daemon unreachable at half of it and cuts one response
+	// mid-frame at two thirds.
 	stall := "off (-soak-faults=false)"
 	props := b.props(name, map[string]string{"Stream_Refresh": cfg.soakRefresh})
 	var proxy *faultproxy.Proxy
@@ -391,7 +392,7 @@ loop:
 		{"latency p50 / p99 / max", fmt.Sprintf("%.0f / %.0f / %.0f ms (%d records)", percentile(lat, .5), percentile(lat, .99), maxF(lat), len(lat))},
 		{"host exit", hexit},
 		{"twin exit", texit},
-		{"faults (stalled streams)", stall},
+		{"faults (stall, outage, cut)", stall},
 	}
 	b.rep.section(cs)
 	if proxy != nil {
@@ -449,8 +450,10 @@ loop:
 // for it to end (stopping it if its kind says so), notes its last line and
 // removes it.
 // soakFaults stalls every logs response for 10 s at a third of the run,
-// then cuts one in the middle of a frame at two thirds, and says what it
-// did.
+// makes the daemon unreachable for 15 s at half of it (as the plugin sees a
+// daemon restart: every stream and the events stream end, reconnections
+// fail), cuts one response in the middle of a frame at two thirds, and
+// says what it did.
 func (b *bench) soakFaults(p *faultproxy.Proxy, t0 time.Time, d time.Duration) string {
 	sleepUntil := func(t time.Time) bool {
 		select {
@@ -470,6 +473,15 @@ func (b *bench) soakFaults(p *faultproxy.Proxy, t0 time.Time, d time.Duration) s
 	sleepUntil(time.Now().Add(10 * time.Second))
 	p.Heal()
 	did = append(did, fmt.Sprintf("every logs response stalled 10 s at t=%s, then healed", at))
+	if !sleepUntil(t0.Add(d / 2)) {
+		return strings.Join(did, "; ")
+	}
+	at = time.Since(t0).Round(time.Second)
+	logf("  faultproxy: daemon outage for 15 s (every connection closed, new ones refused)")
+	p.Outage()
+	sleepUntil(time.Now().Add(15 * time.Second))
+	p.Heal()
+	did = append(did, fmt.Sprintf("a 15 s outage of the daemon at t=%s (every connection closed, new ones closed at once), then healed", at))
 	if !sleepUntil(t0.Add(2 * d / 3)) {
 		return strings.Join(did, "; ")
 	}

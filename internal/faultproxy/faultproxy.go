@@ -68,7 +68,8 @@ type Proxy struct {
 // faults is the fault state applied to logs responses.
 type faults struct {
 	stall bool
-	rate  int // bytes per second; 0: unlimited
+	rate  int  // bytes per second; 0: unlimited
+	down  bool // every connection is closed as soon as it is accepted
 }
 
 // Start listens on a new unix socket in a temporary directory and forwards
@@ -122,8 +123,20 @@ func (p *Proxy) CutMidFrame() <-chan struct{} {
 	return done
 }
 
+// Outage makes the daemon look gone, as while it restarts: every open
+// connection is closed on both sides, and new ones are closed as soon as
+// they are accepted, until Heal.
+func (p *Proxy) Outage() {
+	p.update(func(f *faults) { f.down = true })
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.close()
+	}
+}
+
 // Heal ends every fault: stalled and slowed responses flow at full speed
-// again and pending cuts are disarmed.
+// again, connections are accepted again and pending cuts are disarmed.
 func (p *Proxy) Heal() {
 	p.update(func(f *faults) { *f = faults{} })
 	p.mu.Lock()
@@ -202,6 +215,10 @@ func (p *Proxy) accept() {
 		client, err := p.ln.Accept()
 		if err != nil {
 			return // closed by Close
+		}
+		if f, _, _ := p.current(); f.down {
+			client.Close()
+			continue
 		}
 		up, err := net.Dial("unix", p.upstream)
 		if err != nil {

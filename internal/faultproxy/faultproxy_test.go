@@ -356,3 +356,36 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 		t.Error("the proxy still accepts connections after Close")
 	}
 }
+
+func TestOutageClosesEveryConnectionUntilHeal(t *testing.T) {
+	d := startFakeDaemon(t)
+	p := Start(t, d.path)
+	// inspect sends an inspect request on rc; it returns the error of the
+	// write or of the response.
+	inspect := func(rc *rawClient) error {
+		if _, err := io.WriteString(rc.c, "GET /v1.41/containers/c/json HTTP/1.1\r\nHost: docker\r\n\r\n"); err != nil {
+			return err
+		}
+		rc.c.SetReadDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck // a closed conn fails the read
+		res, err := http.ReadResponse(rc.br, nil)
+		if err == nil {
+			_, err = io.Copy(io.Discard, res.Body)
+		}
+		return err
+	}
+	open := dial(t, p)
+	if err := inspect(open); err != nil {
+		t.Fatalf("before the outage: %v", err)
+	}
+	p.Outage()
+	if err := inspect(open); err == nil || isTimeout(err) {
+		t.Errorf("a connection open before the outage answered or hung (%v), want it closed", err)
+	}
+	if err := inspect(dial(t, p)); err == nil || isTimeout(err) {
+		t.Errorf("a connection made during the outage answered or hung (%v), want it closed", err)
+	}
+	p.Heal()
+	if err := inspect(dial(t, p)); err != nil {
+		t.Errorf("after Heal: %v", err)
+	}
+}
