@@ -80,6 +80,7 @@ func New(src Source, opts Options, log *logrus.Entry) *Capture {
 func (c *Capture) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
+	c.sup.startedAt = time.Now()
 	go func() {
 		defer close(c.done)
 		var writer sync.WaitGroup // the positions writer; waited on here

@@ -536,35 +536,53 @@ func TestDaemonRestartIsReconciledWithoutEvents(t *testing.T) {
 		dies    = "b000000000000000000000000000000000000000000000000000000000000000"
 		appears = "c000000000000000000000000000000000000000000000000000000000000000"
 	)
+	const (
+		flashes = "d000000000000000000000000000000000000000000000000000000000000000"
+		reruns  = "e000000000000000000000000000000000000000000000000000000000000000"
+	)
 	d.add(runningContainer(keeps))
 	d.add(runningContainer(dies))
-	wk, wd := newLineWriter(d, keeps, 30), newLineWriter(d, dies, 31)
+	d.add(runningContainer(reruns))
+	wk, wd, wr := newLineWriter(d, keeps, 30), newLineWriter(d, dies, 31), newLineWriter(d, reruns, 33)
 	h := newHarness(t, d, testOptions())
 	wk.lines(50)
 	wd.lines(50)
+	wr.lines(20)
 	h.waitFor("lines before the restart", 10*time.Second, func(recs []recordsT) bool {
-		return countFor(keeps, 50)(recs) && countFor(dies, 50)(recs)
+		return countFor(keeps, 50)(recs) && countFor(dies, 50)(recs) && countFor(reruns, 20)(recs)
 	})
+	d.setRunning(reruns, false)
+	awaitStats(t, h.c, "the stopped container's reader gone", func(s StatsSnapshot) bool { return s.ContainersWatched == 2 })
 
 	d.setDown(true)
 	// While the daemon is away: lines are still written to the logs, one
-	// container dies and another is created and started, all unseen.
+	// container dies, another is created and started, one is created,
+	// runs and exits, and a stopped one runs again, all unseen.
 	wk.lines(50)
 	wd.lines(50)
 	d.setRunningQuietly(dies, false)
 	d.add(runningContainer(appears))
 	wa := newLineWriter(d, appears, 32)
 	wa.lines(50)
+	d.add(Container{ID: flashes, Name: "flash", Image: "x"})
+	wf := newLineWriter(d, flashes, 34)
+	wf.lines(30)
+	d.setRunningQuietly(reruns, true)
+	wr.lines(20)
+	d.setRunningQuietly(reruns, false)
 	d.setDown(false)
 
 	wk.lines(50)
 	h.waitFor("every line", 20*time.Second, func(recs []recordsT) bool {
-		return countFor(keeps, 150)(recs) && countFor(dies, 100)(recs) && countFor(appears, 50)(recs)
+		return countFor(keeps, 150)(recs) && countFor(dies, 100)(recs) && countFor(appears, 50)(recs) &&
+			countFor(flashes, 30)(recs) && countFor(reruns, 40)(recs)
 	})
 	recs := h.records()
 	checkExactlyOnce(t, recs, keeps, wk.want)
 	checkExactlyOnce(t, recs, dies, wd.want)
 	checkExactlyOnce(t, recs, appears, wa.want)
+	checkExactlyOnce(t, recs, flashes, wf.want)
+	checkExactlyOnce(t, recs, reruns, wr.want)
 }
 
 func TestUnreachableDaemonAtStartIsRetried(t *testing.T) {

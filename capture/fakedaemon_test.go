@@ -91,6 +91,9 @@ func (d *fakeDaemon) notifyLocked() {
 func (d *fakeDaemon) add(c Container) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if c.Created.IsZero() {
+		c.Created = time.Now()
+	}
 	d.containers[c.ID] = &fakeContainer{Container: c}
 	d.notifyLocked()
 }

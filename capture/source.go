@@ -28,6 +28,9 @@ type Container struct {
 	Labels  map[string]string // may be nil
 	TTY     bool              // Config.Tty: the logs stream is raw, not multiplexed
 	Running bool
+	// Created is when the container was created, to the second (List
+	// gives no more); zero when unknown.
+	Created time.Time
 }
 
 // LogsRequest is one GET /containers/{id}/logs with timestamps=1.

@@ -24,6 +24,10 @@ type supervisor struct {
 	store *store
 	stats *Stats
 
+	// startedAt is when capture started: a stopped container created since
+	// then that a reconnection finds unknown started and exited unseen.
+	startedAt time.Time
+
 	containers map[string]*containerState
 	// exited carries a container whose reader returned; readers send, the
 	// supervisor receives; nobody closes it.
@@ -137,8 +141,14 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 				continue
 			}
 		}
+		// After a reconnection, a stopped container may have run while the
+		// events were lost: one created since capture started and never
+		// seen, or a known one that ran again. Its reader reads what is new
+		// once, without follow.
+		unseenRun := !startup && !c.Running &&
+			(cs != nil || !c.Created.Before(s.startedAt.Truncate(time.Second)))
 		if cs == nil {
-			if !c.Running {
+			if !c.Running && !unseenRun {
 				continue
 			}
 			// Already running at start-up: read from now on unless asked
@@ -146,7 +156,7 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 			cs = newContainerState(c.ID, startup && !s.opts.ReadFromHead)
 			s.containers[c.ID] = cs
 		}
-		if c.Running {
+		if c.Running || unseenRun {
 			s.start(ctx, cs)
 		}
 	}

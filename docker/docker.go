@@ -192,9 +192,18 @@ func (c *Client) List(ctx context.Context) ([]capture.Container, error) {
 			Image:   s.Image,
 			Labels:  s.Labels,
 			Running: s.State == container.StateRunning,
+			Created: unixTime(s.Created),
 		})
 	}
 	return out, nil
+}
+
+// unixTime is t seconds after the epoch; zero stays the zero time.
+func unixTime(t int64) time.Time {
+	if t == 0 {
+		return time.Time{}
+	}
+	return time.Unix(t, 0)
 }
 
 // primaryName picks the container's own name from the list answer, which
@@ -230,6 +239,9 @@ func (c *Client) Inspect(ctx context.Context, id string) (capture.Container, err
 	}
 	if r.State != nil {
 		out.Running = r.State.Running
+	}
+	if t, err := time.Parse(time.RFC3339Nano, r.Created); err == nil {
+		out.Created = t
 	}
 	return out, nil
 }

@@ -92,7 +92,7 @@ func TestListTranslatesSummariesAndAsksForAll(t *testing.T) {
 		}
 		writeJSON(w, 200, []map[string]any{
 			{"Id": id64, "Names": []string{"/db/alias", "/web"}, "Image": "nginx:1.27",
-				"Labels": map[string]string{"a": "b"}, "State": "running"},
+				"Labels": map[string]string{"a": "b"}, "State": "running", "Created": 1795888803},
 			{"Id": "b" + id64[1:], "Names": []string{"/old"}, "Image": "sha256:abc", "State": "exited"},
 		})
 	})
@@ -101,7 +101,7 @@ func TestListTranslatesSummariesAndAsksForAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []capture.Container{
-		{ID: id64, Name: "web", Image: "nginx:1.27", Labels: map[string]string{"a": "b"}, Running: true},
+		{ID: id64, Name: "web", Image: "nginx:1.27", Labels: map[string]string{"a": "b"}, Running: true, Created: time.Unix(1795888803, 0)},
 		{ID: "b" + id64[1:], Name: "old", Image: "sha256:abc"},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -116,7 +116,7 @@ func TestInspectTranslatesConfigAndState(t *testing.T) {
 	f, c := fakeClient(t)
 	f.mux.HandleFunc("GET /containers/{id}/json", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{
-			"Id": r.PathValue("id"), "Name": "/web", "Image": "sha256:deadbeef",
+			"Id": r.PathValue("id"), "Name": "/web", "Image": "sha256:deadbeef", "Created": "2026-11-28T12:00:03.123456789Z",
 			"Config": map[string]any{"Tty": true, "Image": "nginx:1.27", "Labels": map[string]string{"x": "y"}},
 			"State":  map[string]any{"Running": true, "Status": "running"},
 		})
@@ -125,7 +125,8 @@ func TestInspectTranslatesConfigAndState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := capture.Container{ID: id64, Name: "web", Image: "nginx:1.27", Labels: map[string]string{"x": "y"}, TTY: true, Running: true}
+	want := capture.Container{ID: id64, Name: "web", Image: "nginx:1.27", Labels: map[string]string{"x": "y"}, TTY: true, Running: true,
+		Created: time.Date(2026, 11, 28, 12, 0, 3, 123456789, time.UTC)}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Inspect = %+v, want %+v", got, want)
 	}
