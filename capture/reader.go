@@ -89,7 +89,7 @@ type reader struct {
 	tail    int
 	// seekWait is how long a resume may stay silent; see seekBound.
 	seekWait time.Duration
-	running  bool // as inspect last found it
+	running  bool // as inspect last found it; false once a follow stream ended on a stop
 }
 
 // streamEnd says why a stream ended.
@@ -131,7 +131,7 @@ func (r *reader) run(ctx context.Context) {
 		backoff = min(2*backoff, maxBackoff)
 		return ok
 	}
-	known, running := false, false
+	known := false // r.running and the container's details are current
 	for ctx.Err() == nil {
 		var p plan
 		switch {
@@ -153,14 +153,14 @@ func (r *reader) run(ctx context.Context) {
 			case !ok:
 				return
 			}
-			running, known = r.running, true
-			p = r.plan(running)
+			known = true
+			p = r.plan(r.running)
 		default:
-			p = r.plan(running)
+			p = r.plan(r.running)
 		}
 		end, read, err := r.stream(ctx, p)
 		if p.inspect && end != endFailed && end != endSkipped && end != endInspectFailed {
-			running, known = r.running, true
+			known = true // the inspect alongside the open succeeded
 		}
 		switch end {
 		case endStopped, endSkipped:
@@ -219,7 +219,7 @@ func (r *reader) run(ctx context.Context) {
 					// log does, and never sends a last piece without a
 					// newline: only a read without follow tells where the
 					// log ends.
-					running = false
+					r.running = false
 					continue
 				}
 			}
