@@ -16,13 +16,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
+	"github.com/dockerlogs/fluent-bit-docker-logs/testhost"
 )
 
 // seqSet records which loggen sequence numbers of one container arrived.
@@ -138,15 +138,7 @@ func startRunner(p hostPaths, kind, name string, props map[string]string, latenc
 	// Latency is kept from the moment the caller opens the window
 	// (startWindow); until then, none.
 	r.acct.windowFrom = time.Now().Add(100 * 365 * 24 * time.Hour)
-	args := []string{"-o", r.outPath}
-	keys := make([]string, 0, len(props))
-	for k := range props {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		args = append(args, "-p", k+"="+props[k])
-	}
+	args := append([]string{"-o", r.outPath}, testhost.PropertyArgs(props)...)
 	switch kind {
 	case "host":
 		r.cmd = exec.Command(p.host, append(args, p.so)...)

@@ -248,16 +248,9 @@ func TestResumeWidensTailWhenManyLinesCameBetweenStreams(t *testing.T) {
 	d.add(runningContainer(testID))
 	w := newLineWriter(d, testID, 4)
 	w.lines(10)
-	first := true
 	// The first stream is cut after its 10 lines; meanwhile 5,000 lines
 	// arrive, more than the first tail window holds.
-	d.cutAfter = func() int {
-		if first {
-			first = false
-			return 10
-		}
-		return -1
-	}
+	d.cutFirstStreamAfter(10)
 	cuts := 0
 	d.onCut = func() {
 		if cuts++; cuts == 1 {
@@ -685,14 +678,7 @@ func TestSilentResumeIsGivenLongerEachTime(t *testing.T) {
 	d.add(runningContainer(testID))
 	w := newLineWriter(d, testID, 9)
 	w.lines(10)
-	first := true
-	d.cutAfter = func() int {
-		if first {
-			first = false
-			return 10
-		}
-		return -1
-	}
+	d.cutFirstStreamAfter(10)
 	d.onCut = func() { w.lines(5) }
 	// Every resume is silent longer than the first bound: only a bound
 	// that grows lets one through.

@@ -128,6 +128,19 @@ func (d *fakeDaemon) destroy(id string) {
 	d.notifyLocked()
 }
 
+// cutFirstStreamAfter ends the first stream opened after n entries; later
+// streams are not cut.
+func (d *fakeDaemon) cutFirstStreamAfter(n int) {
+	first := true
+	d.cutAfter = func() int { // called under d.mu
+		if first {
+			first = false
+			return n
+		}
+		return -1
+	}
+}
+
 func (d *fakeDaemon) logRequests() []LogsRequest {
 	d.mu.Lock()
 	defer d.mu.Unlock()

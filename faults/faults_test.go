@@ -254,15 +254,6 @@ func runsOf(t *testing.T, what, stream string, recs []received) []int {
 	return runs
 }
 
-// byStream splits records per stream.
-func byStream(recs []received) map[string][]received {
-	out := map[string][]received{}
-	for _, r := range recs {
-		out[r.Stream] = append(out[r.Stream], r)
-	}
-	return out
-}
-
 func TestDaemonRestartDeliversEveryLineOfEveryRunOnce(t *testing.T) {
 	t.Parallel()
 	image := dockertest.LoggenImage(t)
@@ -309,7 +300,7 @@ func TestDaemonRestartDeliversEveryLineOfEveryRunOnce(t *testing.T) {
 		recs := h.Of(id)
 		want := logsOf(t, d.host, id)
 		capturetest.CheckExactlyOnce(t, recs, want)
-		for s, rs := range byStream(recs) {
+		for s, rs := range capturetest.ByStream(recs) {
 			runs := runsOf(t, name+" "+s, s, rs)
 			t.Logf("%s container, %s: runs of %v lines", name, s, runs)
 			if wantRuns := map[string]int{"restarted": 2, "stopped": 1}[name]; len(runs) != wantRuns {

@@ -42,9 +42,7 @@ func TestShortStreamRefreshLosesNothingAndLeaksNothing(t *testing.T) {
 	h.Stop()
 
 	recs := h.Of(id)
-	capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(40, "stdout", 0, 1))
-	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
-	checkFields(t, recs, id, name)
+	checkLoggenRun(t, recs, id, name, 40, "stdout")
 
 	// Each refresh resumed where the last stream stopped, and the new
 	// stream went on carrying new lines: count, per stream, the lines no
@@ -111,7 +109,7 @@ func TestRemovedWhileLoggingDeliversAGapFreePrefixAndReaderReturns(t *testing.T)
 	recs := h.Of(id)
 	checkFields(t, recs, id, name)
 	all := capturetest.LoggenLines(2000, "both", 0, 1)
-	got := byStream(recs)
+	got := capturetest.ByStream(recs)
 	want := map[string][]string{}
 	for _, s := range []string{"stdout", "stderr"} {
 		want[s] = all[s][:min(len(got[s]), len(all[s]))]
@@ -153,9 +151,7 @@ func TestManyContainersKeepGoroutinesBoundedAndReturnToBaseline(t *testing.T) {
 	h.Stop()
 	for i, id := range ids {
 		recs := h.Of(id)
-		capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(lines, "both", 0, 1))
-		checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
-		checkFields(t, recs, id, names[i])
+		checkLoggenRun(t, recs, id, names[i], lines, "both")
 	}
 	dockertest.Docker(t, append([]string{"rm", "-f"}, ids...)...)
 	checkGoroutinesBack(t, baseline)
@@ -174,9 +170,7 @@ func TestRunningAtStartupWithReadFromHeadDeliversEveryLineFromTheFirst(t *testin
 	dockertest.Docker(t, "stop", id)
 	h.Stop()
 	recs := h.Of(id)
-	capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(1000, "both", 0, 1))
-	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
-	checkFields(t, recs, id, name)
+	checkLoggenRun(t, recs, id, name, 1000, "both")
 }
 
 func TestRunningAtStartupWithoutReadFromHeadDeliversOnlyLaterLinesOnce(t *testing.T) {
@@ -264,9 +258,7 @@ func TestContainerStartedAfterStartupIsReadFromItsFirstLine(t *testing.T) {
 	h.waitFor("every line", id, capturetest.AtLeast(1000))
 	h.Stop()
 	recs := h.Of(id)
-	capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(1000, "both", 0, 1))
-	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
-	checkFields(t, recs, id, name)
+	checkLoggenRun(t, recs, id, name, 1000, "both")
 }
 
 func TestStdoutAndStderrInterleavedArriveOnceInOrderWithDockerTimestamps(t *testing.T) {
@@ -277,9 +269,7 @@ func TestStdoutAndStderrInterleavedArriveOnceInOrderWithDockerTimestamps(t *test
 	h.waitFor("every line", id, capturetest.AtLeast(2000))
 	h.Stop()
 	recs := h.Of(id)
-	capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(2000, "both", 0, 1))
-	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
-	checkFields(t, recs, id, name)
+	checkLoggenRun(t, recs, id, name, 2000, "both")
 }
 
 func TestBurstOf20000LinesArrivesOnceInOrderWithDockerTimestamps(t *testing.T) {
@@ -495,9 +485,7 @@ func TestFrequentRefreshesWhileBothStreamsLogLoseAndRepeatNothing(t *testing.T) 
 	h.waitFor("every line", id, capturetest.AtLeast(lines))
 	h.Stop()
 	recs := h.Of(id)
-	capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(lines, "both", 0, 1))
-	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
-	checkFields(t, recs, id, name)
+	checkLoggenRun(t, recs, id, name, lines, "both")
 	reqs := h.src.Streams(id)
 	if len(reqs) < 8 {
 		t.Errorf("%d logs streams opened in 6 s with a 250 ms refresh, want at least 8", len(reqs))

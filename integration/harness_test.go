@@ -113,13 +113,14 @@ func appendRuns(want map[string][]string, runs int) map[string][]string {
 	return out
 }
 
-// byStream splits records per stream, in the order collected.
-func byStream(recs []received) map[string][]received {
-	out := map[string][]received{}
-	for _, r := range recs {
-		out[r.Stream] = append(out[r.Stream], r)
-	}
-	return out
+// checkLoggenRun fails t unless recs are exactly what `loggen -lines n
+// -stream stream` wrote to container id (name): every line once and in
+// order, with Docker's own stamps and the container's fields.
+func checkLoggenRun(t *testing.T, recs []received, id, name string, n int, stream string) {
+	t.Helper()
+	capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(n, stream, 0, 1))
+	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
+	checkFields(t, recs, id, name)
 }
 
 // checkFields fails t unless every record carries the container's fields as
@@ -179,7 +180,7 @@ func dockerLogs(t *testing.T, id string) map[string][]stamped {
 // the lines of `docker logs -t`, each with Docker's stamp to the nanosecond.
 func checkAgainstDockerLogs(t *testing.T, recs []received, logs map[string][]stamped) {
 	t.Helper()
-	got := byStream(recs)
+	got := capturetest.ByStream(recs)
 	for _, s := range []string{"stdout", "stderr"} {
 		g, w := got[s], logs[s]
 		if len(g) != len(w) {

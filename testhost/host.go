@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,6 +137,16 @@ func Start(t testing.TB, props map[string]string) *Host {
 	return StartInstances(t, props, 1)
 }
 
+// PropertyArgs are the host's arguments for the plugin's properties: -p
+// key=value for each, in key order.
+func PropertyArgs(props map[string]string) []string {
+	var args []string
+	for _, k := range slices.Sorted(maps.Keys(props)) {
+		args = append(args, "-p", k+"="+props[k])
+	}
+	return args
+}
+
 // StartInstances is Start with n [INPUT] sections of the plugin: after the
 // first init, the host initializes n-1 more and prints what each returned.
 func StartInstances(t testing.TB, props map[string]string, n int) *Host {
@@ -150,15 +161,7 @@ func StartInstances(t testing.TB, props map[string]string, n int) *Host {
 		changed:  make(chan struct{}),
 		exitCode: -1,
 	}
-	args := []string{"-o", h.outPath, "-n", strconv.Itoa(n)}
-	keys := make([]string, 0, len(props))
-	for k := range props {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		args = append(args, "-p", k+"="+props[k])
-	}
+	args := append([]string{"-o", h.outPath, "-n", strconv.Itoa(n)}, PropertyArgs(props)...)
 	args = append(args, so)
 
 	h.cmd = exec.Command(bin, args...)

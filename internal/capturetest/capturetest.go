@@ -300,6 +300,15 @@ func AllOf(want map[string][]string) func([]Received) bool {
 	}
 }
 
+// ByStream splits records per stream, in the order collected.
+func ByStream(recs []Received) map[string][]Received {
+	out := map[string][]Received{}
+	for _, r := range recs {
+		out[r.Stream] = append(out[r.Stream], r)
+	}
+	return out
+}
+
 // CheckExactlyOnce fails t unless the records are exactly want: every line
 // once, in order per stream, and nothing else.
 func CheckExactlyOnce(t *testing.T, recs []Received, want map[string][]string) {
