@@ -17,56 +17,93 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Keys, as documented. Fluent Bit looks properties up case-insensitively.
-// None is a key Fluent Bit's core consumes (log_level, tag, host, port...).
-const (
-	KeyDockerHost     = "Docker_Host"
-	KeyIncludeNames   = "Include_Names"
-	KeyExcludeNames   = "Exclude_Names"
-	KeyIncludeLabels  = "Include_Labels"
-	KeyExcludeLabels  = "Exclude_Labels"
-	KeyStdout         = "Stdout"
-	KeyStderr         = "Stderr"
-	KeyReadFromHead   = "Read_From_Head"
-	KeyStreamRefresh  = "Stream_Refresh"
-	KeyMaxLineSize    = "Max_Line_Size"
-	KeyQueueMaxSize   = "Queue_Max_Size"
-	KeyPluginLogLevel = "Plugin_Log_Level"
-	KeyDB             = "DB"
-
-	KeyLabels                 = "Labels"
-	KeyLabelKeys              = "Label_Keys"
-	KeyComposeFields          = "Compose_Fields"
-	KeyMetricsListen          = "Metrics_Listen"
-	KeyMetricsContainerLabels = "Metrics_Container_Labels"
-	KeyDockerCertPath         = "Docker_Cert_Path"
-	KeyDockerTLSVerify        = "Docker_TLS_Verify"
-)
-
-// Keys lists every key the plugin reads.
-var Keys = []string{
-	KeyDockerHost, KeyIncludeNames, KeyExcludeNames, KeyIncludeLabels, KeyExcludeLabels,
-	KeyStdout, KeyStderr, KeyReadFromHead, KeyStreamRefresh, KeyMaxLineSize, KeyQueueMaxSize,
-	KeyPluginLogLevel, KeyDB,
-	KeyLabels, KeyLabelKeys, KeyComposeFields, KeyMetricsListen, KeyMetricsContainerLabels,
-	KeyDockerCertPath, KeyDockerTLSVerify,
+// Key is one configuration key, as a Fluent Bit plugin declares an entry of
+// its config_map. The README's table of keys is checked against Keys.
+type Key struct {
+	// Name as documented; Fluent Bit looks properties up case-insensitively.
+	Name string
+	// Default is what an unset or empty property means, parsed as if it
+	// were set; "" leaves the field's zero value.
+	Default string
+	// Help is how the key's meaning starts in the README.
+	Help string
+	// set parses a value that is not empty into the key's field; its error
+	// says what is wrong, and Parse names the key.
+	set func(c *Config, v string) error
 }
 
-// The files a certificate directory holds, as the Docker CLI names them.
-var certFiles = []string{"ca.pem", "cert.pem", "key.pem"}
+// Keys the plugin reads, in the README's order. None is a key Fluent Bit's
+// core consumes (log_level, tag, host, port...). Adding a key is a row here,
+// a field in Config and a row in the README.
+var Keys = []Key{
+	{KeyDockerHost, "", "The daemon: `unix:///path` or `tcp://host:port`.",
+		func(c *Config, v string) (err error) { c.DockerHost, err = parseHost(v); return err }},
+	{"Docker_Cert_Path", "", "Directory with `ca.pem` (the daemon's CA), `cert.pem` and `key.pem`",
+		func(c *Config, v string) (err error) { c.DockerCertPath, err = parseCertDir(v); return err }},
+	{"Docker_TLS_Verify", "on", "Check the daemon's certificate against `ca.pem`.",
+		func(c *Config, v string) (err error) { c.DockerTLSVerify, err = parseBool(v); return err }},
+	{"Include_Names", "", "Regular expression (Go syntax, unanchored) over the container name",
+		func(c *Config, v string) (err error) { c.IncludeNames, err = parseRegexp(v); return err }},
+	{"Exclude_Names", "", "Regular expression; a matching container is not read.",
+		func(c *Config, v string) (err error) { c.ExcludeNames, err = parseRegexp(v); return err }},
+	{"Include_Labels", "", "Comma-separated `key` or `key=value`; a container must match every entry.",
+		func(c *Config, v string) (err error) { c.IncludeLabels, err = parseLabels(v); return err }},
+	{"Exclude_Labels", "", "Comma-separated `key` or `key=value`; a container matching any entry is not read.",
+		func(c *Config, v string) (err error) { c.ExcludeLabels, err = parseLabels(v); return err }},
+	{"Stdout", "on", "Read stdout.",
+		func(c *Config, v string) (err error) { c.Stdout, err = parseBool(v); return err }},
+	{"Stderr", "on", "Read stderr",
+		func(c *Config, v string) (err error) { c.Stderr, err = parseBool(v); return err }},
+	{"Read_From_Head", "off", "`off`: a container already running when the plugin starts is read from that moment on",
+		func(c *Config, v string) (err error) { c.ReadFromHead, err = parseBool(v); return err }},
+	{"Stream_Refresh", "30s", "Each stream is closed and reopened at this age",
+		func(c *Config, v string) (err error) {
+			c.StreamRefresh, err = parseDuration(v, minStreamRefresh)
+			return err
+		}},
+	{"Max_Line_Size", "1M", "Bound for one line (after its 16 KiB pieces are joined).",
+		func(c *Config, v string) (err error) {
+			c.MaxLineSize, err = parseSize(v, minMaxLineSize, maxSize)
+			return err
+		}},
+	{"Queue_Max_Size", "64M", "Bound for the encoded records waiting between the readers and Fluent Bit",
+		func(c *Config, v string) (err error) {
+			c.QueueMaxSize, err = parseSize(v, minQueueMaxSize, maxSize)
+			return err
+		}},
+	{KeyDB, "", "File where positions are kept across restarts",
+		func(c *Config, v string) error { c.DB = v; return nil }},
+	{"Plugin_Log_Level", "info", "`error`, `warn`, `info`, `debug` or `trace`.",
+		func(c *Config, v string) (err error) { c.LogLevel, err = parseLevel(v); return err }},
+	{"Labels", "off", "`on`: every label of the container in the record",
+		func(c *Config, v string) (err error) { c.Labels, err = parseBool(v); return err }},
+	{"Label_Keys", "", "Comma-separated label keys: only these labels",
+		func(c *Config, v string) (err error) { c.LabelKeys, err = parseList(v); return err }},
+	{"Compose_Fields", "on", "Add `compose_project` and `compose_service` from Compose's labels",
+		func(c *Config, v string) (err error) { c.ComposeFields, err = parseBool(v); return err }},
+	{KeyMetricsListen, "", "`host:port` (e.g. `127.0.0.1:2021`; `:2021` for every interface) where the plugin serves Prometheus metrics",
+		func(c *Config, v string) (err error) { c.MetricsListen, err = parseListen(v); return err }},
+	{"Metrics_Container_Labels", "off", "`on`: also lines and bytes per container",
+		func(c *Config, v string) (err error) { c.MetricsContainerLabels, err = parseBool(v); return err }},
+}
 
-// Defaults.
+// Keys named outside their row.
 const (
-	DefaultStreamRefresh = 30 * time.Second
-	DefaultMaxLineSize   = 1 << 20
-	DefaultQueueMaxSize  = 64 << 20
-	DefaultLogLevel      = logrus.InfoLevel
+	KeyDockerHost    = "Docker_Host"
+	KeyDB            = "DB"
+	KeyMetricsListen = "Metrics_Listen"
+)
 
+// Bounds of the values; the README states them with each key.
+const (
 	minStreamRefresh = 100 * time.Millisecond
 	minMaxLineSize   = 1
 	minQueueMaxSize  = 64 << 10
 	maxSize          = 1 << 40
 )
+
+// The files a certificate directory holds, as the Docker CLI names them.
+var certFiles = []string{"ca.pem", "cert.pem", "key.pem"}
 
 // ErrInvalid marks every configuration error.
 var ErrInvalid = errors.New("invalid configuration")
@@ -124,51 +161,37 @@ type Getter func(key string) string
 // Parse reads every key through get. An empty value means the default; an
 // unparsable one is an error naming the key. All errors are joined.
 func Parse(get Getter) (Config, error) {
-	c := Config{
-		Stdout: true, Stderr: true,
-		StreamRefresh: DefaultStreamRefresh,
-		MaxLineSize:   DefaultMaxLineSize,
-		QueueMaxSize:  DefaultQueueMaxSize,
-		LogLevel:      DefaultLogLevel,
-		// On by default: the safe choice for TLS, and compose_* are two
-		// small fields that most users of Compose want.
-		ComposeFields: true, DockerTLSVerify: true,
+	var c Config
+	var errs []error
+	fail := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s %s", ErrInvalid, strings.ToLower(key), fmt.Sprintf(format, args...)))
 	}
-	p := parser{get: get}
-	c.DockerHost = p.host(KeyDockerHost)
-	c.IncludeNames = p.regexp(KeyIncludeNames)
-	c.ExcludeNames = p.regexp(KeyExcludeNames)
-	c.IncludeLabels = p.labels(KeyIncludeLabels)
-	c.ExcludeLabels = p.labels(KeyExcludeLabels)
-	p.bool(KeyStdout, &c.Stdout)
-	p.bool(KeyStderr, &c.Stderr)
-	p.bool(KeyReadFromHead, &c.ReadFromHead)
-	p.duration(KeyStreamRefresh, minStreamRefresh, &c.StreamRefresh)
-	p.size(KeyMaxLineSize, minMaxLineSize, &c.MaxLineSize)
-	p.size(KeyQueueMaxSize, minQueueMaxSize, &c.QueueMaxSize)
-	p.level(KeyPluginLogLevel, &c.LogLevel)
-	c.DB = p.value(KeyDB)
-	p.bool(KeyLabels, &c.Labels)
-	c.LabelKeys = p.list(KeyLabelKeys)
-	p.bool(KeyComposeFields, &c.ComposeFields)
-	c.MetricsListen = p.listen(KeyMetricsListen)
-	p.bool(KeyMetricsContainerLabels, &c.MetricsContainerLabels)
-	c.DockerCertPath = p.certDir(KeyDockerCertPath)
-	p.bool(KeyDockerTLSVerify, &c.DockerTLSVerify)
+	for _, k := range Keys {
+		v := strings.TrimSpace(get(k.Name))
+		if v == "" {
+			v = k.Default
+		}
+		if v == "" {
+			continue
+		}
+		if err := k.set(&c, v); err != nil {
+			fail(k.Name, "%v", err)
+		}
+	}
 	if c.Labels && len(c.LabelKeys) > 0 {
-		p.fail(KeyLabelKeys, "is set and %s is on: choose one (on takes every label)", strings.ToLower(KeyLabels))
+		fail("label_keys", "is set and labels is on: choose one (on takes every label)")
 	}
 	if c.MetricsContainerLabels && c.MetricsListen == "" {
-		p.fail(KeyMetricsContainerLabels, "is on but %s is not set: there would be no metrics", strings.ToLower(KeyMetricsListen))
+		fail("metrics_container_labels", "is on but metrics_listen is not set: there would be no metrics")
 	}
 	if c.DockerCertPath != "" && strings.HasPrefix(c.DockerHost, "unix://") {
-		p.fail(KeyDockerCertPath, "is set but %s is a unix socket: TLS applies to tcp:// hosts only", strings.ToLower(KeyDockerHost))
+		fail("docker_cert_path", "is set but docker_host is a unix socket: TLS applies to tcp:// hosts only")
 	}
 	if !c.Stdout && !c.Stderr {
-		p.fail(KeyStdout, "and %s are both off: nothing would be read", strings.ToLower(KeyStderr))
+		fail("stdout", "and stderr are both off: nothing would be read")
 	}
-	if len(p.errs) > 0 {
-		return Config{}, errors.Join(p.errs...)
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
 	}
 	return c, nil
 }
@@ -212,105 +235,66 @@ func (c Config) Include(ct capture.Container) bool {
 	return true
 }
 
-type parser struct {
-	get  Getter
-	errs []error
-}
-
-func (p *parser) value(key string) string { return strings.TrimSpace(p.get(key)) }
-
-func (p *parser) fail(key, format string, args ...any) {
-	p.errs = append(p.errs, fmt.Errorf("%w: %s %s", ErrInvalid, strings.ToLower(key), fmt.Sprintf(format, args...)))
-}
-
-func (p *parser) host(key string) string {
-	v := p.value(key)
-	if v == "" {
-		return ""
-	}
+func parseHost(v string) (string, error) {
 	switch {
 	case strings.HasPrefix(v, "unix://") && len(v) > len("unix://"):
 	case strings.HasPrefix(v, "tcp://") && len(v) > len("tcp://"):
 	default:
-		p.fail(key, "%q: want unix:///path/to/docker.sock or tcp://host:port", v)
+		return v, fmt.Errorf("%q: want unix:///path/to/docker.sock or tcp://host:port", v)
 	}
-	return v
+	return v, nil
 }
 
-func (p *parser) regexp(key string) *regexp.Regexp {
-	v := p.value(key)
-	if v == "" {
-		return nil
-	}
+func parseRegexp(v string) (*regexp.Regexp, error) {
 	re, err := regexp.Compile(v)
 	if err != nil {
-		p.fail(key, "%q is not a regular expression: %v", v, err)
+		return nil, fmt.Errorf("%q is not a regular expression: %v", v, err)
 	}
-	return re
+	return re, nil
 }
 
-func (p *parser) labels(key string) []LabelMatch {
-	v := p.value(key)
-	if v == "" {
-		return nil
-	}
+func parseLabels(v string) ([]LabelMatch, error) {
 	var out []LabelMatch
 	for _, item := range strings.Split(v, ",") {
-		item = strings.TrimSpace(item)
-		k, val, hasValue := strings.Cut(item, "=")
+		k, val, hasValue := strings.Cut(strings.TrimSpace(item), "=")
 		k = strings.TrimSpace(k)
 		if k == "" {
-			p.fail(key, "%q: every entry must be key or key=value", v)
-			return nil
+			return nil, fmt.Errorf("%q: every entry must be key or key=value", v)
 		}
 		out = append(out, LabelMatch{Key: k, Value: strings.TrimSpace(val), AnyValue: !hasValue})
 	}
-	return out
+	return out, nil
 }
 
-// list takes comma-separated items, none of them empty.
-func (p *parser) list(key string) []string {
-	v := p.value(key)
-	if v == "" {
-		return nil
-	}
+// parseList takes comma-separated items, none of them empty.
+func parseList(v string) ([]string, error) {
 	var out []string
 	for _, item := range strings.Split(v, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
-			p.fail(key, "%q: an empty entry between commas", v)
-			return nil
+			return nil, fmt.Errorf("%q: an empty entry between commas", v)
 		}
 		out = append(out, item)
 	}
-	return out
+	return out, nil
 }
 
-// listen takes host:port with a numeric port; the host may be empty (every
-// interface). The address is bound at init, which reports a port in use.
-func (p *parser) listen(key string) string {
-	v := p.value(key)
-	if v == "" {
-		return ""
-	}
+// parseListen takes host:port with a numeric port; the host may be empty
+// (every interface). The address is bound at init, which reports a port in
+// use.
+func parseListen(v string) (string, error) {
 	_, port, err := net.SplitHostPort(v)
 	if err != nil {
-		p.fail(key, "%q: want host:port, e.g. 127.0.0.1:2021", v)
-		return ""
+		return "", fmt.Errorf("%q: want host:port, e.g. 127.0.0.1:2021", v)
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		p.fail(key, "%q: port %q is not a number from 1 to 65535", v, port)
-		return ""
+		return "", fmt.Errorf("%q: port %q is not a number from 1 to 65535", v, port)
 	}
-	return v
+	return v, nil
 }
 
-// certDir takes a directory holding ca.pem, cert.pem and key.pem.
-func (p *parser) certDir(key string) string {
-	v := p.value(key)
-	if v == "" {
-		return ""
-	}
+// parseCertDir takes a directory holding ca.pem, cert.pem and key.pem.
+func parseCertDir(v string) (string, error) {
 	var missing []string
 	for _, f := range certFiles {
 		if _, err := os.Stat(filepath.Join(v, f)); err != nil {
@@ -318,94 +302,83 @@ func (p *parser) certDir(key string) string {
 		}
 	}
 	if len(missing) > 0 {
-		p.fail(key, "%q: cannot read %s there", v, strings.Join(missing, ", "))
-		return ""
+		return "", fmt.Errorf("%q: cannot read %s there", v, strings.Join(missing, ", "))
 	}
-	return v
+	return v, nil
 }
 
-func (p *parser) bool(key string, dst *bool) {
-	switch v := strings.ToLower(p.value(key)); v {
-	case "":
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
 	case "on", "true", "yes", "1":
-		*dst = true
+		return true, nil
 	case "off", "false", "no", "0":
-		*dst = false
-	default:
-		p.fail(key, "%q: want on or off", v)
+		return false, nil
 	}
+	return false, fmt.Errorf("%q: want on or off", strings.ToLower(v))
 }
 
-// duration takes Go durations ("30s", "1m30s") and, like Fluent Bit, a bare
-// number of seconds.
-func (p *parser) duration(key string, least time.Duration, dst *time.Duration) {
-	v := p.value(key)
-	if v == "" {
-		return
-	}
+// parseDuration takes Go durations ("30s", "1m30s") and, like Fluent Bit, a
+// bare number of seconds.
+func parseDuration(v string, least time.Duration) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
 	if err != nil {
 		secs, err2 := strconv.ParseFloat(v, 64)
 		if err2 != nil {
-			p.fail(key, "%q is not a duration (e.g. 30s)", v)
-			return
+			return 0, fmt.Errorf("%q is not a duration (e.g. 30s)", v)
 		}
 		d = time.Duration(secs * float64(time.Second))
 	}
 	if d < least {
-		p.fail(key, "%q is below the minimum %s", v, least)
-		return
+		return 0, fmt.Errorf("%q is below the minimum %s", v, least)
 	}
-	*dst = d
+	return d, nil
 }
 
-// size takes bytes with an optional K, M or G suffix (powers of 1024, an
-// optional B or iB after it), as Fluent Bit's sizes do.
-func (p *parser) size(key string, least int, dst *int) {
-	v := p.value(key)
-	if v == "" {
-		return
-	}
-	num := strings.ToUpper(v)
-	num = strings.TrimSuffix(strings.TrimSuffix(num, "IB"), "B")
-	mult := 1
-	switch {
-	case strings.HasSuffix(num, "K"):
-		mult = 1 << 10
-	case strings.HasSuffix(num, "M"):
-		mult = 1 << 20
-	case strings.HasSuffix(num, "G"):
-		mult = 1 << 30
-	}
-	if mult != 1 {
-		num = num[:len(num)-1]
+// sizeUnits are the suffixes of sizes, largest first, as Fluent Bit's sizes
+// take them (powers of 1024).
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{{"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}}
+
+// parseSize takes bytes with an optional K, M or G suffix (an optional B or
+// iB after it), from least to most bytes.
+func parseSize(v string, least, most int64) (int, error) {
+	num := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(v), "IB"), "B")
+	mult := int64(1)
+	for _, u := range sizeUnits[1:] { // no T: sizes that large are out of range
+		if strings.HasSuffix(num, u.suffix) {
+			mult, num = u.mult, strings.TrimSuffix(num, u.suffix)
+			break
+		}
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
 	if err != nil || n < 0 {
-		p.fail(key, "%q is not a size (e.g. 1M)", v)
-		return
+		return 0, fmt.Errorf("%q is not a size (e.g. 1M)", v)
 	}
-	if n > maxSize/int64(mult) { // before multiplying, which could wrap
-		p.fail(key, "%q is out of range (at most 1T)", v)
-		return
+	if n > most/mult { // before multiplying, which could wrap
+		return 0, fmt.Errorf("%q is out of range (at most %s)", v, formatSize(most))
 	}
-	total := n * int64(mult)
-	if total < int64(least) {
-		p.fail(key, "%q is out of range (at least %d bytes)", v, least)
-		return
+	if n*mult < least {
+		return 0, fmt.Errorf("%q is out of range (at least %d bytes)", v, least)
 	}
-	*dst = int(total)
+	return int(n * mult), nil
 }
 
-func (p *parser) level(key string, dst *logrus.Level) {
-	v := strings.ToLower(p.value(key))
-	if v == "" {
-		return
+// formatSize writes n in the largest unit that divides it.
+func formatSize(n int64) string {
+	for _, u := range sizeUnits {
+		if n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
 	}
-	switch v {
+	return strconv.FormatInt(n, 10)
+}
+
+func parseLevel(v string) (logrus.Level, error) {
+	switch v = strings.ToLower(v); v {
 	case "error", "warn", "warning", "info", "debug", "trace":
-		*dst, _ = logrus.ParseLevel(v)
-	default:
-		p.fail(key, "%q: want error, warn, info, debug or trace", v)
+		return logrus.ParseLevel(v)
 	}
+	return 0, fmt.Errorf("%q: want error, warn, info, debug or trace", v)
 }

@@ -198,7 +198,7 @@ func TestParseEmptyValueMeansDefault(t *testing.T) {
 	for _, blank := range []string{"", "   ", "\t"} {
 		m := map[string]string{}
 		for _, k := range conf.Keys {
-			m[k] = blank
+			m[k.Name] = blank
 		}
 		got, err := conf.Parse(props(m))
 		if err != nil {
@@ -250,9 +250,9 @@ func TestParseReadsExactlyKeys(t *testing.T) {
 	}
 	listed := map[string]bool{}
 	for _, k := range conf.Keys {
-		listed[strings.ToLower(k)] = true
-		if !asked[strings.ToLower(k)] {
-			t.Errorf("conf.Keys has %s, which Parse never reads", k)
+		listed[strings.ToLower(k.Name)] = true
+		if !asked[strings.ToLower(k.Name)] {
+			t.Errorf("conf.Keys has %s, which Parse never reads", k.Name)
 		}
 	}
 	for k := range asked {
@@ -273,7 +273,8 @@ var fluentBitCoreKeys = []string{
 var fluentBitCorePrefixes = []string{"tls.", "thread.ring_buffer.", "rate_gate", "net."}
 
 func TestKeysAvoidFluentBitCoreKeys(t *testing.T) {
-	for _, k := range conf.Keys {
+	for _, key := range conf.Keys {
+		k := key.Name
 		lk := strings.ToLower(k)
 		for _, core := range fluentBitCoreKeys {
 			if lk == core {

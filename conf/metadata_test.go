@@ -1,37 +1,17 @@
-package conf
+package conf_test
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/conf"
 )
 
-// newKeysGetter looks keys up case-insensitively, as Fluent Bit does.
-func newKeysGetter(props map[string]string) Getter {
-	lower := make(map[string]string, len(props))
-	for k, v := range props {
-		lower[strings.ToLower(k)] = v
-	}
-	return func(key string) string { return lower[strings.ToLower(key)] }
-}
-
-// certDirFor makes a directory holding the named files.
-func certDirFor(t *testing.T, files ...string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, f := range files {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte("pem"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 func TestNewKeysDefaults(t *testing.T) {
-	c, err := Parse(newKeysGetter(nil))
+	c, err := conf.Parse(props(nil))
 	if err != nil {
 		t.Fatalf("Parse with no keys: %v", err)
 	}
@@ -52,8 +32,8 @@ func TestNewKeysDefaults(t *testing.T) {
 }
 
 func TestNewKeysAreParsedAndPassedOn(t *testing.T) {
-	certs := certDirFor(t, "ca.pem", "cert.pem", "key.pem")
-	c, err := Parse(newKeysGetter(map[string]string{
+	certs := certDir(t, "ca.pem", "cert.pem", "key.pem")
+	c, err := conf.Parse(props(map[string]string{
 		"label_keys":               " team , tier,team ",
 		"COMPOSE_FIELDS":           "off",
 		"Metrics_Listen":           "127.0.0.1:2021",
@@ -79,7 +59,7 @@ func TestNewKeysAreParsedAndPassedOn(t *testing.T) {
 		t.Errorf("capture options: %+v, container stats %v", o.Metadata, o.ContainerStats)
 	}
 
-	c, err = Parse(newKeysGetter(map[string]string{"labels": "on", "metrics_listen": ":9100"}))
+	c, err = conf.Parse(props(map[string]string{"labels": "on", "metrics_listen": ":9100"}))
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
@@ -88,10 +68,10 @@ func TestNewKeysAreParsedAndPassedOn(t *testing.T) {
 	}
 }
 
-// Every bad value fails with an error that wraps ErrInvalid and names the
+// Every bad value fails with an error that wraps conf.ErrInvalid and names the
 // key (lower case, as the other keys' errors do).
 func TestNewKeysRejectBadValuesNamingTheKey(t *testing.T) {
-	certs := certDirFor(t, "ca.pem", "cert.pem", "key.pem")
+	certs := certDir(t, "ca.pem", "cert.pem", "key.pem")
 	for _, tc := range []struct {
 		name  string
 		props map[string]string
@@ -108,17 +88,17 @@ func TestNewKeysRejectBadValuesNamingTheKey(t *testing.T) {
 		{"metrics_container_labels not a bool", map[string]string{"metrics_listen": ":2021", "metrics_container_labels": "yes please"}, "metrics_container_labels"},
 		{"metrics_container_labels without metrics_listen", map[string]string{"metrics_container_labels": "on"}, "metrics_container_labels"},
 		{"docker_cert_path missing", map[string]string{"docker_cert_path": filepath.Join(t.TempDir(), "nope")}, "docker_cert_path"},
-		{"docker_cert_path without key.pem", map[string]string{"docker_cert_path": certDirFor(t, "ca.pem", "cert.pem")}, "docker_cert_path"},
+		{"docker_cert_path without key.pem", map[string]string{"docker_cert_path": certDir(t, "ca.pem", "cert.pem")}, "docker_cert_path"},
 		{"docker_cert_path for a unix socket", map[string]string{"docker_cert_path": certs, "docker_host": "unix:///var/run/docker.sock"}, "docker_cert_path"},
 		{"docker_tls_verify not a bool", map[string]string{"docker_tls_verify": "strict"}, "docker_tls_verify"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse(newKeysGetter(tc.props))
+			_, err := conf.Parse(props(tc.props))
 			if err == nil {
-				t.Fatalf("Parse(%v) accepted it", tc.props)
+				t.Fatalf("conf.Parse(%v) accepted it", tc.props)
 			}
-			if !errors.Is(err, ErrInvalid) {
-				t.Errorf("error %v does not wrap ErrInvalid", err)
+			if !errors.Is(err, conf.ErrInvalid) {
+				t.Errorf("error %v does not wrap conf.ErrInvalid", err)
 			}
 			if !strings.Contains(err.Error(), tc.key) {
 				t.Errorf("error %q does not name %s", err, tc.key)
@@ -128,8 +108,8 @@ func TestNewKeysRejectBadValuesNamingTheKey(t *testing.T) {
 }
 
 func TestMissingCertFilesAreNamed(t *testing.T) {
-	dir := certDirFor(t, "ca.pem")
-	_, err := Parse(newKeysGetter(map[string]string{"docker_cert_path": dir}))
+	dir := certDir(t, "ca.pem")
+	_, err := conf.Parse(props(map[string]string{"docker_cert_path": dir}))
 	if err == nil || !strings.Contains(err.Error(), "cert.pem, key.pem") {
 		t.Errorf("Parse = %v, want an error naming cert.pem, key.pem", err)
 	}
