@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +16,7 @@ import (
 	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
 	"github.com/dockerlogs/fluent-bit-docker-logs/conf"
 	"github.com/dockerlogs/fluent-bit-docker-logs/docker"
+	"github.com/dockerlogs/fluent-bit-docker-logs/metrics"
 )
 
 const pluginName = "docker_logs"
@@ -37,7 +37,7 @@ type instance struct {
 	capture *capture.Capture
 	// metrics serves /metrics when Metrics_Listen is set; started by
 	// start, closed by exit.
-	metrics *metricsServer
+	metrics *metrics.Server
 	// inFlight holds the batches handed to Fluent Bit by address until its
 	// cleanup callback returns them; the callback adds, cleanup removes.
 	inFlight map[unsafe.Pointer]capture.Batch
@@ -64,7 +64,7 @@ func (p *instance) init(get conf.Getter) error {
 	err := p.start(get)
 	if err != nil {
 		// errors.Join puts each problem on its own line; keep one log line.
-		p.log.WithField("err", strings.ReplaceAll(err.Error(), "\n", "; ")).Error("init failed")
+		p.log.WithField(logrus.ErrorKey, strings.ReplaceAll(err.Error(), "\n", "; ")).Error("init failed")
 	}
 	return err
 }
@@ -85,7 +85,7 @@ func (p *instance) start(get conf.Getter) error {
 	// Bound first: a port in use fails init before anything runs.
 	var ln net.Listener
 	if cfg.MetricsListen != "" {
-		if ln, err = listenMetrics(cfg.MetricsListen); err != nil {
+		if ln, err = metrics.Listen(cfg.MetricsListen); err != nil {
 			return err
 		}
 	}
@@ -101,7 +101,7 @@ func (p *instance) start(get conf.Getter) error {
 	opts.Positions = positions
 	c := capture.New(src, opts, p.log)
 	if ln != nil {
-		if p.metrics, err = serveMetrics(ln, c, cfg.MetricsContainerLabels, p.log); err != nil {
+		if p.metrics, err = metrics.Serve(ln, c.Stats, cfg.MetricsContainerLabels, p.log); err != nil {
 			src.Close()
 			return err
 		}
@@ -176,9 +176,7 @@ func (p *instance) exit() {
 	}
 	deadline := time.Now().Add(exitTimeout)
 	if m != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), metricsShutdown)
-		m.close(ctx)
-		cancel()
+		m.Close()
 	}
 	if err := c.Stop(time.Until(deadline)); err != nil {
 		p.log.WithError(err).Error("stopping")

@@ -1,4 +1,6 @@
-package main
+// Package metrics serves the capture's counters, the Go runtime's and the
+// process's in Prometheus' text format at /metrics.
+package metrics
 
 import (
 	"context"
@@ -18,13 +20,16 @@ import (
 	"github.com/dockerlogs/fluent-bit-docker-logs/conf"
 )
 
-// metricsShutdown bounds how long exit waits for scrapes in progress; it
-// is part of exitTimeout.
-const metricsShutdown = 500 * time.Millisecond
+// namespace prefixes every metric's name.
+const namespace = "docker_logs"
 
-// listenMetrics binds the metrics address at init, before anything starts,
-// so that a port in use fails init with an error naming the key.
-func listenMetrics(addr string) (net.Listener, error) {
+// shutdownTimeout bounds how long Close waits for scrapes in progress; it
+// is part of the plugin's exit timeout.
+const shutdownTimeout = 500 * time.Millisecond
+
+// Listen binds the metrics address at init, before anything starts, so that
+// a port in use fails init with an error naming the key.
+func Listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s %q: %w", strings.ToLower(conf.KeyMetricsListen), addr, err)
@@ -32,9 +37,9 @@ func listenMetrics(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// metricsServer serves Prometheus' text format at /metrics from its own
-// registry: the Go and process collectors and the capture's counters.
-type metricsServer struct {
+// Server serves Prometheus' text format at /metrics from its own registry:
+// the Go and process collectors and the capture's counters.
+type Server struct {
 	srv *http.Server
 	log *logrus.Entry
 	// done is closed by the serving goroutine when Serve has returned;
@@ -42,13 +47,14 @@ type metricsServer struct {
 	done chan struct{}
 }
 
-// serveMetrics starts serving on ln, which it then owns.
-func serveMetrics(ln net.Listener, c *capture.Capture, perContainer bool, log *logrus.Entry) (*metricsServer, error) {
+// Serve starts serving on ln, which it then owns. stats is read at each
+// scrape; perContainer adds the series by container name.
+func Serve(ln net.Listener, stats func() capture.StatsSnapshot, perContainer bool, log *logrus.Entry) (*Server, error) {
 	reg := prometheus.NewRegistry()
 	for _, col := range []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newCaptureCollector(c.Stats, perContainer),
+		newCaptureCollector(stats, perContainer),
 	} {
 		if err := reg.Register(col); err != nil {
 			ln.Close()
@@ -60,7 +66,7 @@ func serveMetrics(ln net.Listener, c *capture.Capture, perContainer bool, log *l
 		ErrorLog:      log,
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
-	m := &metricsServer{
+	m := &Server{
 		// No write timeout: a scrape is small; a slow header cannot hold a
 		// connection open for long.
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
@@ -77,9 +83,11 @@ func serveMetrics(ln net.Listener, c *capture.Capture, perContainer bool, log *l
 	return m, nil
 }
 
-// close stops the server: scrapes in progress get until ctx ends, then
+// Close stops the server: scrapes in progress get shutdownTimeout, then
 // their connections are cut. It returns once the serving goroutine has.
-func (m *metricsServer) close(ctx context.Context) {
+func (m *Server) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
 	if err := m.srv.Shutdown(ctx); err != nil {
 		m.log.WithError(err).Warn("metrics server did not stop in time, closing its connections")
 		m.srv.Close() //nolint:errcheck // the listener is closed already; the error is Shutdown's
@@ -102,7 +110,7 @@ type captureCollector struct {
 
 func newCaptureCollector(stats func() capture.StatsSnapshot, perContainer bool) *captureCollector {
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName(pluginName, "", name), help, labels, nil)
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
 	}
 	return &captureCollector{
 		stats:         stats,
