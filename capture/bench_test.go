@@ -116,7 +116,7 @@ func pipeReaderFor(src Source, q *queue) *reader {
 	opts := &Options{Stdout: true, Stderr: true, StreamRefresh: time.Hour, MaxLineSize: 1 << 20, QueueMaxSize: 1 << 62}
 	cs := newContainerState(pipeContainer.ID, false)
 	cs.setMeta(pipeContainer)
-	return &reader{cs: cs, src: src, opts: opts, q: q, log: logrus.NewEntry(log), tail: firstTail}
+	return &reader{cs: cs, src: src, opts: opts, q: q, log: logrus.NewEntry(log), stats: new(Stats), tail: firstTail}
 }
 
 // pipeMeter counts what the timed loop costs: mallocs, and the process's

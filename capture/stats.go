@@ -76,19 +76,12 @@ type containerCounts struct {
 	lines, bytes [2]atomic.Int64
 }
 
-// The methods below do nothing on a nil *Stats, so a reader built without
-// one (in benchmarks) counts nothing.
-
 func (s *Stats) countError(r ErrorReason) {
-	if s == nil {
-		return
-	}
 	s.errors[r].Add(1)
 }
 
 // statField names one of the counters and gauges that readers, the
-// supervisor and the positions writer move, so that one nil-safe add
-// serves them all.
+// supervisor and the positions writer move one at a time.
 type statField int
 
 const (
@@ -100,9 +93,6 @@ const (
 )
 
 func (s *Stats) add(f statField, n int64) {
-	if s == nil {
-		return
-	}
 	switch f {
 	case gaugeContainers:
 		s.containers.Add(n)
@@ -121,10 +111,6 @@ func (s *Stats) add(f statField, n int64) {
 // and clears them; the reader calls it when it hands its chunk to the
 // queue.
 func (s *Stats) addLines(cs *containerState, c *lineCounts) {
-	if s == nil {
-		*c = lineCounts{}
-		return
-	}
 	for i := range c.lines {
 		if c.lines[i] == 0 {
 			continue
@@ -145,7 +131,7 @@ func (s *Stats) addLines(cs *containerState, c *lineCounts) {
 // track and untrack keep the per-container list; the supervisor calls them
 // when it adds a container to its map and when it deletes one.
 func (s *Stats) track(cs *containerState) {
-	if s == nil || !s.perContainer {
+	if !s.perContainer {
 		return
 	}
 	s.mu.Lock()
@@ -157,7 +143,7 @@ func (s *Stats) track(cs *containerState) {
 }
 
 func (s *Stats) untrack(cs *containerState) {
-	if s == nil || !s.perContainer {
+	if !s.perContainer {
 		return
 	}
 	s.mu.Lock()

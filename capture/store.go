@@ -30,8 +30,8 @@ type Positions = store
 type store struct {
 	path string
 	log  *logrus.Entry
-	// stats counts the writes; set by New before the writer runs (nil
-	// until then: OpenPositions' own write is not counted).
+	// stats counts the writes; New points it at the Capture's before the
+	// writer runs, so OpenPositions' own write is not reported.
 	stats *Stats
 
 	mu        sync.Mutex
@@ -59,7 +59,7 @@ type dbContainer struct {
 // OpenPositions loads path (a missing file is an empty store) and checks
 // that it can be written. An empty path keeps positions in memory only.
 func OpenPositions(path string, log *logrus.Entry) (*Positions, error) {
-	s := &store{path: path, log: log, positions: map[string]position{}, changed: make(chan struct{}, 1)}
+	s := &store{path: path, log: log, stats: new(Stats), positions: map[string]position{}, changed: make(chan struct{}, 1)}
 	if path == "" {
 		return s, nil
 	}
