@@ -1,8 +1,8 @@
 package main
 
 // The twin: this program with -child runs the capture package in-process,
-// configured exactly as the plugin configures it (conf.Parse, the docker
-// SDK adapter), and collects once a second as Fluent Bit's timer does. It
+// configured as the plugin configures it (conf.Parse, the docker SDK adapter
+// with the same TLS option), and collects once a second as Fluent Bit's timer does. It
 // prints the testhost's stderr protocol plus its goroutine count, which the
 // C host can only print at start and exit.
 
@@ -118,7 +118,8 @@ func childMain(args []string) int {
 		say("init failed")
 		return 3
 	}
-	src, err := docker.New(cfg.DockerHost, log)
+	src, err := docker.New(cfg.DockerHost, log,
+		docker.WithTLS(docker.TLS{CertPath: cfg.DockerCertPath, SkipVerify: !cfg.DockerTLSVerify}))
 	if err != nil {
 		say("init failed")
 		say("child: %v", err)

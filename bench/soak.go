@@ -446,9 +446,6 @@ loop:
 	return nil
 }
 
-// soakWave starts n containers of the kinds in turn and, for each, waits
-// for it to end (stopping it if its kind says so), notes its last line and
-// removes it.
 // soakFaults stalls every logs response for 10 s at a third of the run,
 // makes the daemon unreachable for 15 s at half of it (as the plugin sees a
 // daemon restart: every stream and the events stream end, reconnections
@@ -497,6 +494,9 @@ func (b *bench) soakFaults(p *faultproxy.Proxy, t0 time.Time, d time.Duration) s
 	return strings.Join(did, "; ")
 }
 
+// soakWave starts n containers of the kinds in turn and, for each, waits
+// for it to end (stopping it if its kind says so), notes its last line and
+// removes it.
 func (b *bench) soakWave(name string, w, n int, readAll func(id string, n int), mu *sync.Mutex, want, fastRm map[string]int, live *int, ids *[]string) error {
 	started, err := b.eng.runMany(b.ctx, n, b.cfg.workers, func(i int) spec {
 		return b.loggen(name, soakKinds[i%len(soakKinds)].args...)

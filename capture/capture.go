@@ -6,7 +6,6 @@ package capture
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -41,9 +40,6 @@ type Options struct {
 	// seekBound replaces the package's seekBound in tests; 0 keeps it.
 	seekBound time.Duration
 }
-
-// ErrStopTimeout: Stop gave up waiting for the goroutines to return.
-var ErrStopTimeout = errors.New("capture did not stop in time")
 
 // Capture is one running instance: a supervisor, its readers and the queue
 // they fill.
@@ -107,7 +103,7 @@ func (c *Capture) Stop(timeout time.Duration) error {
 	case <-c.done:
 		return nil
 	case <-t.C:
-		return fmt.Errorf("%w: still running after %s", ErrStopTimeout, timeout)
+		return fmt.Errorf("capture did not stop in time: still running after %s", timeout)
 	}
 }
 

@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -51,7 +52,7 @@ type fakeDaemon struct {
 	epoch int
 }
 
-var errFakeDown = fmt.Errorf("fake daemon is down: %w", ErrUnavailable)
+var errFakeDown = errors.New("fake daemon is down")
 
 // setDown stops or starts the daemon. Stopping ends every stream and
 // events subscription; events of the downtime are never delivered.
@@ -112,11 +113,9 @@ func (d *fakeDaemon) setRunning(id string, running bool) {
 	defer d.mu.Unlock()
 	c := d.containers[id]
 	c.Running = running
-	action := ActionDie
-	if running {
-		action = ActionStart
+	if running { // a stop sends nothing capture subscribes to
+		d.events = append(d.events, Event{Action: ActionStart, ID: id, Name: c.Name})
 	}
-	d.events = append(d.events, Event{Action: action, ID: id, Name: c.Name})
 	d.notifyLocked()
 }
 

@@ -12,7 +12,6 @@ type chunk struct {
 	data  []byte
 	owner *containerState
 	pos   position
-	lines int
 }
 
 // queue holds encoded chunks between the readers and Fluent Bit's collect

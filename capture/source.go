@@ -15,9 +15,6 @@ var (
 	// ErrLogsUnreadable: the daemon cannot serve this container's logs
 	// (HTTP 501, e.g. log driver "none").
 	ErrLogsUnreadable = errors.New("container logs cannot be read")
-	// ErrUnavailable: the daemon could not be reached or answered with a
-	// server error; worth retrying with backoff.
-	ErrUnavailable = errors.New("docker daemon unavailable")
 )
 
 // Container is what capture needs to know about one container.
@@ -48,7 +45,6 @@ type EventAction string
 
 const (
 	ActionStart   EventAction = "start"
-	ActionDie     EventAction = "die"
 	ActionDestroy EventAction = "destroy"
 	ActionRename  EventAction = "rename"
 )
@@ -58,7 +54,6 @@ type Event struct {
 	Action EventAction
 	ID     string
 	Name   string // new name, without the leading "/"
-	Time   time.Time
 }
 
 // Source is the Docker daemon as capture sees it. The docker package
@@ -71,8 +66,8 @@ type Source interface {
 	// Logs opens a logs stream. Cancelling ctx or closing the stream ends a
 	// Read blocked on it.
 	Logs(ctx context.Context, id string, req LogsRequest) (io.ReadCloser, error)
-	// Events subscribes to start, die, destroy and rename events of
-	// containers. When the subscription ends, the error that ended it (nil
+	// Events subscribes to start, destroy and rename events of
+	// containers (a reader sees its container stop when its stream ends). When the subscription ends, the error that ended it (nil
 	// when ctx was cancelled) is sent once on the error channel, which is
 	// buffered, and then the Source's goroutine closes the events channel
 	// as the last thing it does, so a closed channel means it has ended.

@@ -201,8 +201,6 @@ func (s *supervisor) handle(ctx context.Context, ev Event) {
 			cs.excluded = false
 			s.start(ctx, cs)
 		}
-	case ActionDie:
-		// The reader sees its stream end and returns by itself.
 	}
 }
 

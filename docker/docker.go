@@ -35,6 +35,12 @@ const callTimeout = 30 * time.Second
 // DefaultHost is used when neither the host argument nor DOCKER_HOST is set.
 const DefaultHost = "unix:///var/run/docker.sock"
 
+// ErrUnavailable: the daemon could not be reached or answered with a server
+// error. Capture retries every failure with backoff and needs no such class;
+// it is for this package's callers and tests, which tell it from capture's
+// sentinels (ErrNotFound, ErrLogsUnreadable) with errors.Is.
+var ErrUnavailable = errors.New("docker daemon unavailable")
+
 // Client is a capture.Source backed by a Docker daemon.
 type Client struct {
 	api  *client.Client
@@ -269,7 +275,7 @@ func (c *Client) Logs(ctx context.Context, id string, req capture.LogsRequest) (
 	return rc, nil
 }
 
-// Events subscribes to start, die, destroy and rename events of containers.
+// Events subscribes to start, destroy and rename events of containers.
 // The goroutine started here owns both channels: it closes events when the
 // subscription ends, after the SDK's own goroutine has ended, then sends one
 // error (nil when ctx was cancelled) on the buffered error channel.
@@ -280,8 +286,7 @@ func (c *Client) Events(ctx context.Context) (<-chan capture.Event, <-chan error
 	sub, cancel := context.WithCancel(ctx)
 	filters := make(client.Filters).
 		Add("type", string(events.ContainerEventType)).
-		Add("event", string(capture.ActionStart), string(capture.ActionDie),
-			string(capture.ActionDestroy), string(capture.ActionRename))
+		Add("event", string(capture.ActionStart), string(capture.ActionDestroy), string(capture.ActionRename))
 	// Blocks until the daemon has answered, so the subscription is in place
 	// when Events returns: a List that follows misses nothing.
 	// A daemon that accepts the request but never answers would hold the
@@ -324,7 +329,7 @@ func (c *Client) forward(ctx context.Context, res client.EventsResult, out chan<
 			// The stream of events has no end of its own: even a clean EOF
 			// means the daemon went away.
 			if err == nil || errors.Is(err, io.EOF) {
-				return fmt.Errorf("events: %w: %w", capture.ErrUnavailable, errOrEOF(err))
+				return fmt.Errorf("events: %w: %w", ErrUnavailable, errOrEOF(err))
 			}
 			return wrap(err, "events")
 		}
@@ -352,23 +357,18 @@ func errOrEOF(err error) error {
 func translate(m events.Message) (capture.Event, bool) {
 	a := capture.EventAction(m.Action)
 	switch a {
-	case capture.ActionStart, capture.ActionDie, capture.ActionDestroy, capture.ActionRename:
+	case capture.ActionStart, capture.ActionDestroy, capture.ActionRename:
 	default:
 		return capture.Event{}, false
-	}
-	t := time.Unix(m.Time, 0)
-	if m.TimeNano != 0 {
-		t = time.Unix(0, m.TimeNano)
 	}
 	return capture.Event{
 		Action: a,
 		ID:     m.Actor.ID,
 		Name:   strings.TrimPrefix(m.Actor.Attributes["name"], "/"),
-		Time:   t.UTC(),
 	}, true
 }
 
-// wrap names the operation and adds the capture sentinel that err belongs
+// wrap names the operation and adds the sentinel that err belongs
 // to, keeping err itself in the chain.
 func wrap(err error, format string, args ...any) error {
 	op := fmt.Sprintf(format, args...)
@@ -378,7 +378,7 @@ func wrap(err error, format string, args ...any) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// classify maps an SDK error to a capture sentinel, or nil. Cancellation is
+// classify maps an SDK error to a sentinel, or nil. Cancellation is
 // left alone: the caller knows whether it asked for it. The SDK keeps the
 // class of 500, 501 and 503 only: a 502 or 504 (from a proxy; dockerd does
 // not send them) loses its status in moby/client v0.6.2 and stays unclassified.
@@ -397,7 +397,7 @@ func classify(err error) error {
 		// A connection lost in the middle of an answer.
 		errors.As(err, &netErr),
 		errors.Is(err, io.ErrUnexpectedEOF):
-		return capture.ErrUnavailable
+		return ErrUnavailable
 	}
 	return nil
 }
