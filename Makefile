@@ -66,7 +66,7 @@ SOAK_DURATION ?= 30m
 BENCH_BIN     := $(BUILD)/bench-runner
 
 .PHONY: soak
-$(BENCH_BIN): $(GOFILES) $(wildcard bench/*.go) $(wildcard internal/*/*.go)
+$(BENCH_BIN): $(GOFILES) $(wildcard bench/*.go) $(wildcard internal/*/*.go) $(wildcard testhost/*.go)
 	@mkdir -p $(BUILD)
 	$(GO) build -o $@ ./bench
 

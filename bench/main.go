@@ -27,7 +27,6 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
@@ -259,13 +258,8 @@ func newBench(ctx context.Context, c config) (*bench, error) {
 	b.rep = newReport(c.out, name, machine())
 	logf("building the loggen image")
 	t0 := time.Now()
-	tb := &benchTB{}
-	func() {
-		defer tb.recover(&err)
-		b.image = dockertest.LoggenImage(tb)
-	}()
-	if err != nil {
-		return nil, fmt.Errorf("loggen image: %w", err)
+	if b.image, err = dockertest.BuildLoggenImage(); err != nil {
+		return nil, err
 	}
 	logf("image %s built in %s", b.image, time.Since(t0).Round(100*time.Millisecond))
 	return b, nil
@@ -403,31 +397,4 @@ func machine() map[string]string {
 	}
 	m["load average at start"] = loadAvg()
 	return m
-}
-
-// benchTB lets dockertest's helpers that take a testing.TB run in a
-// program: Fatalf panics with the message, recovered by recover.
-type benchTB struct{ testing.TB }
-
-type tbFailure struct{ msg string }
-
-func (t *benchTB) Helper()                         {}
-func (t *benchTB) Name() string                    { return "bench" }
-func (t *benchTB) Logf(format string, args ...any) { logf(format, args...) }
-func (t *benchTB) Fatalf(format string, args ...any) {
-	panic(tbFailure{fmt.Sprintf(format, args...)})
-}
-func (t *benchTB) Skipf(format string, args ...any) {
-	panic(tbFailure{fmt.Sprintf(format, args...)})
-}
-func (t *benchTB) Cleanup(func()) {} // CleanupAll removes everything by label
-
-func (t *benchTB) recover(err *error) {
-	if v := recover(); v != nil {
-		f, ok := v.(tbFailure)
-		if !ok {
-			panic(v)
-		}
-		*err = fmt.Errorf("%s", f.msg)
-	}
 }

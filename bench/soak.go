@@ -58,13 +58,8 @@ func (b *bench) runSoak() error {
 	var proxy *faultproxy.Proxy
 	var err error
 	if cfg.soakFaults {
-		tb := &benchTB{}
-		func() {
-			defer tb.recover(&err)
-			proxy = faultproxy.Start(tb, "unix://"+cfg.sock)
-		}()
-		if err != nil {
-			return fmt.Errorf("faultproxy: %w", err)
+		if proxy, err = faultproxy.New("unix://"+cfg.sock, logf); err != nil {
+			return err
 		}
 		defer proxy.Close()
 		props["Docker_Host"] = proxy.Host()

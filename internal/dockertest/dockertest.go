@@ -161,11 +161,21 @@ var loggen struct {
 func LoggenImage(t testing.TB) string {
 	t.Helper()
 	Require(t)
+	tag, err := BuildLoggenImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tag
+}
+
+// BuildLoggenImage is LoggenImage for a program: it returns the error
+// instead of failing a test.
+func BuildLoggenImage() (string, error) {
 	loggen.once.Do(func() { loggen.tag, loggen.err = buildLoggen() })
 	if loggen.err != nil {
-		t.Fatalf("build loggen image: %v", loggen.err)
+		return "", fmt.Errorf("build loggen image: %w", loggen.err)
 	}
-	return loggen.tag
+	return loggen.tag, nil
 }
 
 func buildLoggen() (string, error) {

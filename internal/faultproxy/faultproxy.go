@@ -43,7 +43,7 @@ type Stats struct {
 // Proxy forwards a unix socket to an upstream unix socket. Start makes one;
 // it is closed when the test ends.
 type Proxy struct {
-	t        testing.TB
+	logf     func(format string, args ...any) // where a failed dial is told
 	upstream string
 	dir      string
 	ln       net.Listener
@@ -72,28 +72,38 @@ type faults struct {
 	down  bool // every connection is closed as soon as it is accepted
 }
 
-// Start listens on a new unix socket in a temporary directory and forwards
-// every connection to upstreamSocket (a path, or unix:///path). It fails
-// the test if it cannot listen. The proxy closes at the test's cleanup.
+// Start is New for a test: it fails the test if the proxy cannot listen,
+// logs to it, and closes the proxy at the test's cleanup.
 func Start(t testing.TB, upstreamSocket string) *Proxy {
 	t.Helper()
+	p, err := New(upstreamSocket, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// New listens on a new unix socket in a temporary directory and forwards
+// every connection to upstreamSocket (a path, or unix:///path); logf is
+// told when the upstream cannot be dialled. The caller closes the proxy.
+func New(upstreamSocket string, logf func(format string, args ...any)) (*Proxy, error) {
 	// Not t.TempDir: its path has the test's name in it and a unix socket
 	// path must stay under 108 bytes.
 	dir, err := os.MkdirTemp("", "faultproxy-")
 	if err != nil {
-		t.Fatalf("faultproxy: %v", err)
+		return nil, fmt.Errorf("faultproxy: %w", err)
 	}
 	ln, err := net.Listen("unix", filepath.Join(dir, "docker.sock"))
 	if err != nil {
 		os.RemoveAll(dir)
-		t.Fatalf("faultproxy: %v", err)
+		return nil, fmt.Errorf("faultproxy: %w", err)
 	}
-	p := &Proxy{t: t, upstream: strings.TrimPrefix(upstreamSocket, "unix://"), dir: dir, ln: ln,
+	p := &Proxy{logf: logf, upstream: strings.TrimPrefix(upstreamSocket, "unix://"), dir: dir, ln: ln,
 		conns: map[*conn]struct{}{}, changed: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
-	t.Cleanup(p.Close)
-	return p
+	return p, nil
 }
 
 // Host is the proxy's address for a Docker client: unix:///path.
@@ -222,7 +232,7 @@ func (p *Proxy) accept() {
 		}
 		up, err := net.Dial("unix", p.upstream)
 		if err != nil {
-			p.t.Logf("faultproxy: dial upstream: %v", err)
+			p.logf("faultproxy: dial upstream: %v", err)
 			client.Close()
 			continue
 		}
