@@ -13,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/linecheck"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
 )
 
@@ -52,6 +53,8 @@ func (w *testLogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// testOptions are capturetest.Options, which tests inside capture cannot
+// import (it imports capture).
 func testOptions() Options {
 	return Options{Stdout: true, Stderr: true, ReadFromHead: true, StreamRefresh: time.Minute,
 		MaxLineSize: 1 << 20, QueueMaxSize: 8 << 20}
@@ -196,18 +199,7 @@ func checkExactlyOnce(t *testing.T, recs []records.Record, id string, want map[S
 			got[r.Stream] = append(got[r.Stream], r.Log)
 		}
 	}
-	for _, s := range []StreamKind{Stdout, Stderr} {
-		g, w := got[s.String()], want[s]
-		if len(g) != len(w) {
-			t.Errorf("%s: got %d lines, want %d", s, len(g), len(w))
-		}
-		for i := 0; i < min(len(g), len(w)); i++ {
-			if g[i] != w[i] {
-				t.Errorf("%s: line %d is %q, want %q (lost, repeated or reordered)", s, i, g[i], w[i])
-				break
-			}
-		}
-	}
+	linecheck.ExactlyOnce(t, got, map[string][]string{"stdout": want[Stdout], "stderr": want[Stderr]})
 }
 
 func countFor(id string, n int) func([]records.Record) bool {

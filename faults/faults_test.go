@@ -23,7 +23,7 @@ func TestStalledStreamsResumeWithEveryLineOnceAndNoGoroutineGrowth(t *testing.T)
 	dockertest.Require(t)
 	dockertest.LoggenImage(t)
 	p := faultproxy.Start(t, mainDaemon)
-	opts := defaultOptions()
+	opts := capturetest.Options()
 	opts.StreamRefresh = 2 * time.Second
 	h := startCapture(t, p.Host(), opts)
 	const lines = 1000 // 20 s at one line every 20 ms
@@ -62,7 +62,7 @@ func TestStreamsCutMidFrameResumeWithEveryLineOnce(t *testing.T) {
 	t.Parallel()
 	dockertest.LoggenImage(t)
 	p := faultproxy.Start(t, mainDaemon)
-	h := startCapture(t, p.Host(), defaultOptions())
+	h := startCapture(t, p.Host(), capturetest.Options())
 	const lines = 3000 // 15 s at one line every 5 ms
 	id := runLoggen(t, "-lines", strconv.Itoa(lines), "-interval", "5ms", "-stream", "both")
 	h.waitFor("the first lines", id, capturetest.AtLeast(20))
@@ -92,7 +92,7 @@ func TestSlowStreamsBehindAreKeptAndDeliverEveryLineOnce(t *testing.T) {
 	p := faultproxy.Start(t, mainDaemon)
 	const rate = 64 << 10
 	p.SlowDown(rate)
-	opts := defaultOptions()
+	opts := capturetest.Options()
 	opts.StreamRefresh = 2 * time.Second
 	h := startCapture(t, p.Host(), opts)
 	const lines, size = 20000, 100
@@ -132,7 +132,7 @@ func TestSlowStreamsBehindAreKeptAndDeliverEveryLineOnce(t *testing.T) {
 func TestInterleavedStreamsAtHighRateWithFrequentRefreshesDeliverEveryLineOnce(t *testing.T) {
 	t.Parallel()
 	dockertest.LoggenImage(t)
-	opts := defaultOptions()
+	opts := capturetest.Options()
 	opts.StreamRefresh = 300 * time.Millisecond
 	h := startCapture(t, mainDaemon, opts)
 	// Fast, but at a pace the reader keeps up with: a live stream is
@@ -167,7 +167,7 @@ const maxPausedHeap = 512 << 20
 func TestPausedCaptureStaysBoundedAndDeliversEveryLineAfterResume(t *testing.T) {
 	t.Parallel()
 	dockertest.LoggenImage(t)
-	opts := defaultOptions()
+	opts := capturetest.Options()
 	opts.QueueMaxSize = 4 << 20
 	h := startCapture(t, mainDaemon, opts)
 	h.C.Pause()
@@ -267,7 +267,7 @@ func TestDaemonRestartDeliversEveryLineOfEveryRunOnce(t *testing.T) {
 	}
 	always := strings.TrimSpace(dockerCLI(t, d.host, runArgs("--restart", "always")...))
 	dies := strings.TrimSpace(dockerCLI(t, d.host, runArgs()...))
-	h := startCapture(t, d.host, defaultOptions())
+	h := startCapture(t, d.host, capturetest.Options())
 	h.waitFor("lines before the restart", always, capturetest.AtLeast(100))
 	h.waitFor("lines before the restart", dies, capturetest.AtLeast(100))
 

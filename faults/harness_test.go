@@ -55,11 +55,6 @@ func include(t *testing.T) func(capture.Container) bool {
 	}
 }
 
-func defaultOptions() capture.Options {
-	return capture.Options{Stdout: true, Stderr: true, ReadFromHead: true,
-		StreamRefresh: time.Minute, MaxLineSize: 1 << 20, QueueMaxSize: 8 << 20}
-}
-
 // harness is the shared collector with this suite's counting source.
 type harness struct {
 	*capturetest.Collector

@@ -32,7 +32,7 @@ const (
 
 func TestShortStreamRefreshLosesNothingAndLeaksNothing(t *testing.T) {
 	baseline := goroutineBaseline(t)
-	opts := defaultOptions()
+	opts := capturetest.Options()
 	opts.StreamRefresh = time.Second
 	h := startCaptureTapped(t, opts, true)
 	// 40 lines 100 ms apart: about 4 s, so at least 3 refreshes.
@@ -88,7 +88,7 @@ func TestShortStreamRefreshLosesNothingAndLeaksNothing(t *testing.T) {
 
 func TestRemovedWhileLoggingDeliversAGapFreePrefixAndReaderReturns(t *testing.T) {
 	baseline := goroutineBaseline(t)
-	h := startCapture(t, defaultOptions())
+	h := startCapture(t, capturetest.Options())
 	id, name := run(t, "removed", dockertest.RunOptions{Args: []string{"-lines", "2000", "-interval", "1ms", "-stream", "both"}})
 	h.waitFor("500 lines", id, capturetest.AtLeast(500))
 	dockertest.Docker(t, "rm", "-f", id)
@@ -130,7 +130,7 @@ func readerGoroutines() int {
 func TestManyContainersKeepGoroutinesBoundedAndReturnToBaseline(t *testing.T) {
 	const n, lines = 6, 400
 	baseline := goroutineBaseline(t)
-	h := startCapture(t, defaultOptions())
+	h := startCapture(t, capturetest.Options())
 	ids := make([]string, n)
 	names := make([]string, n)
 	for i := range ids {
@@ -165,7 +165,7 @@ func TestRunningAtStartupWithReadFromHeadDeliversEveryLineFromTheFirst(t *testin
 	// the follow of new lines.
 	id, name := run(t, "head", dockertest.RunOptions{Args: []string{"-lines", "1000", "-interval", "2ms", "-stream", "both", "-hold"}})
 	dockertest.WaitForLog(t, id, "seq=50 ", time.Minute)
-	h := startCapture(t, defaultOptions())
+	h := startCapture(t, capturetest.Options())
 	h.waitFor("every line", id, capturetest.AtLeast(1000))
 	dockertest.Docker(t, "stop", id)
 	h.Stop()
@@ -179,7 +179,7 @@ func TestRunningAtStartupWithoutReadFromHeadDeliversOnlyLaterLinesOnce(t *testin
 	id, name := run(t, "tail", dockertest.RunOptions{Args: []string{"-lines", "100000", "-interval", "50ms", "-stream", "both", "-hold"}})
 	dockertest.WaitForLog(t, id, "seq=5 ", time.Minute)
 	before := lastSeq(t, id)
-	opts := defaultOptions()
+	opts := capturetest.Options()
 	opts.ReadFromHead = false
 	h := startCapture(t, opts)
 	h.waitFor("a first line", id, capturetest.AtLeast(1))
@@ -249,7 +249,7 @@ func TestContainerStartedAfterStartupIsReadFromItsFirstLine(t *testing.T) {
 	// supervisor has listed the containers.
 	probe, _ := run(t, "probe", dockertest.RunOptions{Args: []string{"-lines", "100000", "-interval", "50ms", "-hold"}})
 	dockertest.WaitForLog(t, probe, "seq=1 ", time.Minute)
-	opts := defaultOptions()
+	opts := capturetest.Options()
 	opts.ReadFromHead = false
 	h := startCapture(t, opts)
 	h.waitFor("a line of the probe", probe, capturetest.AtLeast(1))
@@ -263,7 +263,7 @@ func TestContainerStartedAfterStartupIsReadFromItsFirstLine(t *testing.T) {
 
 func TestStdoutAndStderrInterleavedArriveOnceInOrderWithDockerTimestamps(t *testing.T) {
 	t.Parallel()
-	h := startCapture(t, defaultOptions())
+	h := startCapture(t, capturetest.Options())
 	id, name := run(t, "both", dockertest.RunOptions{Args: []string{"-lines", "2000", "-stream", "both"}})
 	dockertest.WaitExited(t, id, time.Minute)
 	h.waitFor("every line", id, capturetest.AtLeast(2000))
@@ -274,11 +274,11 @@ func TestStdoutAndStderrInterleavedArriveOnceInOrderWithDockerTimestamps(t *test
 
 func TestBurstOf20000LinesArrivesOnceInOrderWithDockerTimestamps(t *testing.T) {
 	t.Parallel()
-	h := startCapture(t, defaultOptions())
+	h := startCapture(t, capturetest.Options())
 	// A second capture refreshes its stream every second and has a small
 	// queue: the history is read in several streams, each resuming after
 	// the last line read.
-	opts := defaultOptions()
+	opts := capturetest.Options()
 	opts.StreamRefresh = time.Second
 	opts.QueueMaxSize = 64 << 10
 	refreshing := startCapture(t, opts)
@@ -300,8 +300,8 @@ func TestBurstOf20000LinesArrivesOnceInOrderWithDockerTimestamps(t *testing.T) {
 func TestLongLineIsOneRecordAndABoundedOneIsTruncatedBeforeAnIntactNextLine(t *testing.T) {
 	t.Parallel()
 	const long, bound = 40000, 10000
-	whole := startCapture(t, defaultOptions())
-	opts := defaultOptions()
+	whole := startCapture(t, capturetest.Options())
+	opts := capturetest.Options()
 	opts.MaxLineSize = bound
 	bounded := startCapture(t, opts)
 	// Two runs, so a numbered line follows the long one in the same log.
@@ -392,8 +392,8 @@ func checkBoundedLong(t *testing.T, recs []received, id, name string, n int, lon
 func TestTTYContainerLinesHaveNoCarriageReturnAndAreStdout(t *testing.T) {
 	t.Parallel()
 	const long, bound = 40000, 10000
-	h := startCapture(t, defaultOptions())
-	opts := defaultOptions()
+	h := startCapture(t, capturetest.Options())
+	opts := capturetest.Options()
 	opts.MaxLineSize = bound
 	bounded := startCapture(t, opts)
 	id, name := run(t, "tty", dockertest.RunOptions{TTY: true, Args: []string{"-lines", "500", "-stream", "both"}})
@@ -435,7 +435,7 @@ func TestTTYContainerLinesHaveNoCarriageReturnAndAreStdout(t *testing.T) {
 func TestRestartedContainerIsReadRunByRunExactlyOnce(t *testing.T) {
 	t.Parallel()
 	const lines, runs = 300, 4
-	h := startCapture(t, defaultOptions())
+	h := startCapture(t, capturetest.Options())
 	id, name := run(t, "restart", dockertest.RunOptions{Args: []string{"-lines", fmt.Sprint(lines), "-stream", "both"}})
 	dockertest.WaitExited(t, id, time.Minute)
 	// Restarted at once: the reader may still be finishing the last run.
@@ -454,7 +454,7 @@ func TestRestartedContainerIsReadRunByRunExactlyOnce(t *testing.T) {
 func TestContainerRestartedWhileFollowedIsReadRunByRunExactlyOnce(t *testing.T) {
 	t.Parallel()
 	const lines, runs = 200, 4
-	h := startCapture(t, defaultOptions())
+	h := startCapture(t, capturetest.Options())
 	// -hold: each run writes its lines and waits; docker restart stops it
 	// (SIGTERM, exit 0) while its stream is followed and starts it again.
 	id, name := run(t, "restart", dockertest.RunOptions{Args: []string{"-lines", fmt.Sprint(lines), "-stream", "both", "-hold"}})
@@ -474,7 +474,7 @@ func TestContainerRestartedWhileFollowedIsReadRunByRunExactlyOnce(t *testing.T) 
 func TestFrequentRefreshesWhileBothStreamsLogLoseAndRepeatNothing(t *testing.T) {
 	t.Parallel()
 	const lines = 6000
-	opts := defaultOptions()
+	opts := capturetest.Options()
 	opts.StreamRefresh = 250 * time.Millisecond
 	opts.QueueMaxSize = 64 << 10 // readers also wait for room
 	h := startCapture(t, opts)

@@ -39,11 +39,6 @@ func run(t *testing.T, suffix string, o dockertest.RunOptions) (id, name string)
 	return dockertest.Run(t, o), name
 }
 
-func defaultOptions() capture.Options {
-	return capture.Options{Stdout: true, Stderr: true, ReadFromHead: true,
-		StreamRefresh: time.Minute, MaxLineSize: 1 << 20, QueueMaxSize: 8 << 20}
-}
-
 // harness is the shared collector with this suite's counting source.
 type harness struct {
 	*capturetest.Collector

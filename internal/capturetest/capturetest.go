@@ -272,6 +272,14 @@ func (c *Collector) WaitLog(msg, short string, timeout time.Duration) {
 	}
 }
 
+// Options are the capture options the suites start from: both streams,
+// from the head, a refresh that never comes in a short test unless asked
+// for, and the product's line bound.
+func Options() capture.Options {
+	return capture.Options{Stdout: true, Stderr: true, ReadFromHead: true,
+		StreamRefresh: time.Minute, MaxLineSize: 1 << 20, QueueMaxSize: 8 << 20}
+}
+
 // TagOf is a test's name as a label value or a part of a container name.
 func TagOf(t *testing.T) string {
 	return strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
