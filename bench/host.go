@@ -103,7 +103,6 @@ type runner struct {
 	initFailed bool
 	baseline   int // goroutines before init; -1 if not reported
 	goroutines int // last count the twin reported; -1 if none
-	refreshes  int // "stream refreshed" lines (Plugin_Log_Level=trace)
 	widened    int // "resume window too short" lines (debug)
 	warnings   []string
 	nwarnings  int
@@ -210,8 +209,6 @@ func (r *runner) follow(stderr io.Reader, logf *os.File) {
 			r.goroutines, _ = strconv.Atoi(strings.TrimPrefix(line, "goroutines now="))
 		case strings.HasPrefix(line, "exit "):
 			r.exitLine = line
-		case strings.Contains(line, "stream refreshed"):
-			r.refreshes++
 		case strings.Contains(line, "resume window too short"):
 			r.widened++
 		case strings.Contains(line, "[ warn]") || strings.Contains(line, "[error]") ||

@@ -149,7 +149,7 @@ func (b *bench) runRefresh() error {
 		Header: []string{"log", "lines", "since+tail=256+follow (the reader's)", "plain since+follow (no tail)",
 			"plain/tail", "plugin refreshes, dockerd CPU each", "dockerd idle"},
 		Notes: []string{"each request is read until the log's last line comes back, then closed, as a refresh of a quiet container does",
-			"plugin: the .so in the test host with Read_From_Head=off, a short Stream_Refresh (-refresh-every) and Plugin_Log_Level=trace; refreshes counted from its 'stream refreshed' lines",
+			"plugin: the .so in the test host with Read_From_Head=off, a short Stream_Refresh (-refresh-every) and Metrics_Listen; refreshes read from its docker_logs_stream_refreshes_total",
 			"the daemon is shared (other work runs on it): its idle CPU is measured just before and after each series and subtracted; ± is half the difference of those two idle rates"},
 	}
 	var results []refreshResult
@@ -183,9 +183,13 @@ func (b *bench) runRefresh() error {
 		// above the shared daemon's noise.
 		var h *runner
 		r.Plugin, err = b.measure(3*time.Second, func() (int, error) {
-			var err error
+			metricsAddr, err := freeAddr()
+			if err != nil {
+				return 0, err
+			}
 			h, err = startRunner(b.cfg.paths, "host", "refresh-"+sz.name, b.props("refresh-"+sz.name, map[string]string{
-				"Read_From_Head": "off", "Stream_Refresh": b.cfg.refreshEvery, "Plugin_Log_Level": "trace"}), false)
+				"Read_From_Head": "off", "Stream_Refresh": b.cfg.refreshEvery, "Plugin_Log_Level": "debug",
+				"Metrics_Listen": metricsAddr}), false)
 			if err != nil {
 				return 0, err
 			}
@@ -194,12 +198,13 @@ func (b *bench) runRefresh() error {
 			r.PluginSeconds = time.Since(t0).Seconds()
 			hc, _ := procCPU(h.pid)
 			r.PluginHostCPUS = hc.Seconds()
+			refreshes, scrapeErr := scrapeCounter(metricsAddr, "docker_logs_stream_refreshes_total")
 			h.stop()
 			h.removeOut()
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			r.PluginWidened = h.widened
-			return h.refreshes, nil
+			return refreshes, scrapeErr
 		})
 		if err != nil {
 			return err

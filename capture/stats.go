@@ -74,6 +74,7 @@ func (c *lineCounts) add(s StreamKind, n int, truncated bool) {
 // with Options.ContainerStats.
 type containerCounts struct {
 	lines, bytes [2]atomic.Int64
+	readers      atomic.Int64 // running for the container: 0 or 1
 }
 
 func (s *Stats) countError(r ErrorReason) {
@@ -85,8 +86,7 @@ func (s *Stats) countError(r ErrorReason) {
 type statField int
 
 const (
-	gaugeContainers statField = iota
-	gaugeStreams
+	gaugeStreams statField = iota
 	countRefreshes
 	countReconnects
 	countPositionWrites
@@ -94,8 +94,6 @@ const (
 
 func (s *Stats) add(f statField, n int64) {
 	switch f {
-	case gaugeContainers:
-		s.containers.Add(n)
 	case gaugeStreams:
 		s.streams.Add(n)
 	case countRefreshes:
@@ -126,6 +124,18 @@ func (s *Stats) addLines(cs *containerState, c *lineCounts) {
 		s.truncated.Add(c.truncated)
 	}
 	*c = lineCounts{}
+}
+
+// readerStarted and readerEnded move the gauge of running readers, and
+// the container's; the supervisor calls them around a reader's run.
+func (s *Stats) readerStarted(cs *containerState) { s.readers(cs, 1) }
+func (s *Stats) readerEnded(cs *containerState)   { s.readers(cs, -1) }
+
+func (s *Stats) readers(cs *containerState, n int64) {
+	s.containers.Add(n)
+	if s.perContainer {
+		cs.counts.readers.Add(n)
+	}
 }
 
 // track and untrack keep the per-container list; the supervisor calls them
@@ -180,6 +190,9 @@ type ContainerStats struct {
 	Name                     string
 	StdoutLines, StderrLines int64
 	StdoutBytes, StderrBytes int64
+	// Readers is how many readers run for it: 0 once a stopped
+	// container's log is read to its end.
+	Readers int64
 }
 
 func (s *Stats) snapshot() StatsSnapshot {
@@ -225,6 +238,7 @@ func (s *Stats) containerSnapshot() []ContainerStats {
 		c.StderrLines += cs.counts.lines[streamIndex(Stderr)].Load()
 		c.StdoutBytes += cs.counts.bytes[streamIndex(Stdout)].Load()
 		c.StderrBytes += cs.counts.bytes[streamIndex(Stderr)].Load()
+		c.Readers += cs.counts.readers.Load()
 	}
 	s.mu.Unlock()
 	out := make([]ContainerStats, 0, len(byName))

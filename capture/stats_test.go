@@ -260,8 +260,8 @@ func TestStatsPerContainerByNameAndForgottenWhenRemoved(t *testing.T) {
 	h.waitFor("three lines", 10*time.Second, func(r []records.Record) bool { return len(r) >= 3 })
 	s := h.c.Stats()
 	want := []ContainerStats{
-		{Name: "db", StdoutLines: 1, StdoutBytes: 5},
-		{Name: "web", StdoutLines: 1, StderrLines: 1, StdoutBytes: 3, StderrBytes: 5},
+		{Name: "db", StdoutLines: 1, StdoutBytes: 5, Readers: 1},
+		{Name: "web", StdoutLines: 1, StderrLines: 1, StdoutBytes: 3, StderrBytes: 5, Readers: 1},
 	}
 	if fmt.Sprint(s.Containers) != fmt.Sprint(want) {
 		t.Errorf("per container: %+v, want %+v", s.Containers, want)
@@ -270,4 +270,27 @@ func TestStatsPerContainerByNameAndForgottenWhenRemoved(t *testing.T) {
 	awaitStats(t, h.c, "db forgotten", func(s StatsSnapshot) bool {
 		return len(s.Containers) == 1 && s.Containers[0].Name == "web"
 	})
+}
+
+// A stopped container's reader reads its log to the end and returns: its
+// count of running readers, which tests await, falls to 0.
+func TestStatsPerContainerReadersEndWhenAStoppedLogIsRead(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	d.write(testID, Stdout, 1e9, "one\n")
+	opts := testOptions()
+	opts.ContainerStats = true
+	h := newHarness(t, d, opts)
+	h.waitFor("the line", 10*time.Second, countFor(testID, 1))
+	if s := h.c.Stats(); len(s.Containers) != 1 || s.Containers[0].Readers != 1 || s.ContainersWatched != 1 {
+		t.Fatalf("while it runs: %+v, watched %d; want one reader", s.Containers, s.ContainersWatched)
+	}
+	d.write(testID, Stdout, 2e9, "last\n")
+	d.setRunning(testID, false)
+	s := awaitStats(t, h.c, "its reader ended", func(s StatsSnapshot) bool {
+		return len(s.Containers) == 1 && s.Containers[0].Readers == 0
+	})
+	if s.ContainersWatched != 0 || s.Containers[0].StdoutLines != 2 {
+		t.Errorf("after its reader ended: %+v, watched %d; want both lines read and no reader", s.Containers, s.ContainersWatched)
+	}
 }

@@ -219,11 +219,11 @@ func (s *supervisor) start(ctx context.Context, cs *containerState) {
 	r := &reader{cs: cs, src: s.src, opts: s.opts, q: s.q,
 		log: s.log.WithField("container_id", cs.short), stats: s.stats}
 	s.readers.Add(1)
-	s.stats.add(gaugeContainers, 1)
+	s.stats.readerStarted(cs)
 	go func() {
 		defer s.readers.Done()
 		r.run(rctx)
-		s.stats.add(gaugeContainers, -1)
+		s.stats.readerEnded(cs)
 		select {
 		case s.exited <- cs:
 		case <-ctx.Done():

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/capturetest"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/faultproxy"
@@ -267,15 +269,21 @@ func TestDaemonRestartDeliversEveryLineOfEveryRunOnce(t *testing.T) {
 	}
 	always := strings.TrimSpace(dockerCLI(t, d.host, runArgs("--restart", "always")...))
 	dies := strings.TrimSpace(dockerCLI(t, d.host, runArgs()...))
-	h := startCapture(t, d.host, capturetest.Options())
+	opts := capturetest.Options()
+	opts.ContainerStats = true // to await the end of a container's reader
+	h := startCapture(t, d.host, opts)
 	h.waitFor("lines before the restart", always, capturetest.AtLeast(100))
 	h.waitFor("lines before the restart", dies, capturetest.AtLeast(100))
+	diesName := h.Of(dies)[0].ContainerName
 
 	d.restart(t)
 
 	// The container without a restart policy was stopped with the daemon:
 	// its reader reads it to the end and returns.
-	h.WaitLog("container stopped, its log is read", dies[:12], collectTimeout)
+	h.WaitStats("the stopped container's reader to end", func(s capture.StatsSnapshot) bool {
+		i := slices.IndexFunc(s.Containers, func(c capture.ContainerStats) bool { return c.Name == diesName })
+		return i >= 0 && s.Containers[i].Readers == 0
+	}, collectTimeout)
 	if n := h.src.OpenNow(dies); n != 0 {
 		t.Errorf("%d logs streams of the stopped container still open after its reader ended", n)
 	}

@@ -35,8 +35,6 @@ type Collector struct {
 	src capture.Source
 	// C is the capture; tests pause and resume it.
 	C *capture.Capture
-	// Log holds the capture's log entries.
-	Log *LogEntries
 	// Describe, when set, tells about a container whose records stopped
 	// coming, for the failure message.
 	Describe func(id string) string
@@ -65,12 +63,11 @@ type Collector struct {
 // field test=tag. Stop runs at cleanup unless the test called it first.
 func Start(t *testing.T, src capture.Source, opts capture.Options, tag string) *Collector {
 	t.Helper()
-	le := &LogEntries{t: t, added: make(chan struct{})}
+	le := &testLog{t: t}
 	l := logrus.New()
 	l.SetOutput(le)
-	l.AddHook(le)
 	l.SetLevel(logrus.DebugLevel)
-	c := &Collector{t: t, src: src, Log: le, collected: make(chan struct{}), collectorDone: make(chan struct{})}
+	c := &Collector{t: t, src: src, collected: make(chan struct{}), collectorDone: make(chan struct{})}
 	c.C = capture.New(src, opts, logrus.NewEntry(l).WithField("test", tag))
 	c.C.Start()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -217,29 +214,14 @@ func (c *Collector) WaitProgressing(what, id string, cond func([]Received) bool,
 
 func short(id string) string { return id[:min(12, len(id))] }
 
-// LogEntries keeps the capture's log entries so a test can await one, and
-// shows them with t.Log until the test ends.
-type LogEntries struct {
-	mu      sync.Mutex
-	t       *testing.T
-	done    bool
-	entries []*logrus.Entry
-	// added is closed and replaced after every entry.
-	added chan struct{}
+// testLog shows the capture's log with t.Log until the test ends.
+type testLog struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
 }
 
-func (l *LogEntries) Levels() []logrus.Level { return logrus.AllLevels }
-
-func (l *LogEntries) Fire(e *logrus.Entry) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.entries = append(l.entries, e)
-	close(l.added)
-	l.added = make(chan struct{})
-	return nil
-}
-
-func (l *LogEntries) Write(p []byte) (int, error) {
+func (l *testLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.done {
@@ -248,26 +230,31 @@ func (l *LogEntries) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// WaitLog waits for a log entry of the capture with message msg and
-// container_id short.
-func (c *Collector) WaitLog(msg, short string, timeout time.Duration) {
+// statsTick is how often WaitStats looks at the counters between batches:
+// they also move when nothing is collected.
+const statsTick = 20 * time.Millisecond
+
+// WaitStats waits until cond holds for the capture's counters, failing the
+// test after timeout.
+func (c *Collector) WaitStats(what string, cond func(capture.StatsSnapshot) bool, timeout time.Duration) {
 	c.t.Helper()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	for seen := 0; ; {
-		c.Log.mu.Lock()
-		entries, added := c.Log.entries[seen:], c.Log.added
-		seen = len(c.Log.entries)
-		c.Log.mu.Unlock()
-		for _, e := range entries {
-			if e.Message == msg && e.Data["container_id"] == short {
-				return
-			}
+	tick := time.NewTicker(statsTick)
+	defer tick.Stop()
+	for {
+		c.mu.Lock()
+		collected := c.collected
+		c.mu.Unlock()
+		s := c.C.Stats()
+		if cond(s) {
+			return
 		}
 		select {
-		case <-added:
+		case <-collected:
+		case <-tick.C:
 		case <-deadline.C:
-			c.t.Fatalf("no log %q of container %s within %s", msg, short, timeout)
+			c.t.Fatalf("timed out after %s waiting for %s; stats %+v", timeout, what, s)
 		}
 	}
 }
