@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -186,28 +185,23 @@ func (r *runner) follow(stderr io.Reader, logf *os.File) {
 		now := time.Now()
 		line := sc.Text()
 		fmt.Fprintf(w, "%s %s\n", now.Format("15:04:05.000"), line)
-		if rest, ok := strings.CutPrefix(line, "collect bytes="); ok {
-			f := strings.Fields(rest)
-			n, _ := strconv.Atoi(f[0])
-			g := -1
-			if len(f) > 1 {
-				g, _ = strconv.Atoi(strings.TrimPrefix(f[1], "goroutines="))
-			}
+		p := testhost.ParseLine(line)
+		if p.Kind == testhost.LineCollect {
 			cpu, _ := procCPU(r.pid)
-			r.evs <- collectRec{at: now, bytes: n, cpu: cpu, goroutines: g}
+			r.evs <- collectRec{at: now, bytes: p.Bytes, cpu: cpu, goroutines: p.Goroutines}
 			continue
 		}
 		r.mu.Lock()
 		switch {
-		case line == "init ok":
+		case p.Kind == testhost.LineInitOK:
 			r.initAt = now
-		case line == "init failed":
+		case p.Kind == testhost.LineInitFailed:
 			r.initFailed = true
-		case strings.HasPrefix(line, "goroutines baseline="):
-			r.baseline, _ = strconv.Atoi(strings.TrimPrefix(line, "goroutines baseline="))
-		case strings.HasPrefix(line, "goroutines now="):
-			r.goroutines, _ = strconv.Atoi(strings.TrimPrefix(line, "goroutines now="))
-		case strings.HasPrefix(line, "exit "):
+		case p.Kind == testhost.LineBaseline:
+			r.baseline = p.Goroutines
+		case p.Kind == testhost.LineGoroutines:
+			r.goroutines = p.Goroutines
+		case p.Kind == testhost.LineExit:
 			r.exitLine = line
 		case strings.Contains(line, "resume window too short"):
 			r.widened++

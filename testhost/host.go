@@ -180,10 +180,11 @@ func StartInstances(t testing.TB, props map[string]string, n int) *Host {
 	t.Cleanup(h.stop)
 
 	line, ok := h.await(0, startTimeout, func(l string) bool {
-		return l == "init ok" || l == "init failed"
+		k := ParseLine(l).Kind
+		return k == LineInitOK || k == LineInitFailed
 	})
 	switch {
-	case ok && line == "init ok":
+	case ok && ParseLine(line).Kind == LineInitOK:
 	case !h.waitExited(commandTimeout):
 		t.Fatalf("test host neither finished init nor exited within %v", startTimeout)
 	case h.ExitCode() != ExitCodeInitFailed:
@@ -201,10 +202,8 @@ func (h *Host) follow(stderr io.Reader) {
 		line := sc.Text()
 		h.mu.Lock()
 		h.lines = append(h.lines, line)
-		if n, ok := strings.CutPrefix(line, "collect bytes="); ok {
-			if v, err := strconv.Atoi(n); err == nil {
-				h.collected += v
-			}
+		if l := ParseLine(line); l.Kind == LineCollect {
+			h.collected += l.Bytes
 		}
 		close(h.changed)
 		h.changed = make(chan struct{})
@@ -276,8 +275,10 @@ func (h *Host) command(cmd string) {
 	if _, err := io.WriteString(h.stdin, cmd+"\n"); err != nil {
 		h.t.Fatalf("send %q to the test host: %v", cmd, err)
 	}
-	want := "ok " + cmd
-	if _, ok := h.await(from, commandTimeout, func(l string) bool { return l == want }); !ok {
+	if _, ok := h.await(from, commandTimeout, func(l string) bool {
+		p := ParseLine(l)
+		return p.Kind == LineOK && p.Command == cmd
+	}); !ok {
 		h.t.Fatalf("test host did not answer %q within %v (exit code %d)",
 			cmd, commandTimeout, h.ExitCode())
 	}
@@ -298,7 +299,7 @@ func (h *Host) Exit() ExitInfo {
 	if _, err := io.WriteString(h.stdin, "exit\n"); err != nil {
 		h.t.Fatalf("send exit to the test host: %v", err)
 	}
-	line, ok := h.await(from, commandTimeout, func(l string) bool { return strings.HasPrefix(l, "exit took_ms=") })
+	line, ok := h.await(from, commandTimeout, func(l string) bool { return ParseLine(l).Kind == LineExit })
 	if !ok {
 		h.t.Fatalf("test host did not exit within %v", commandTimeout)
 	}
@@ -321,10 +322,8 @@ func (h *Host) baseline() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, l := range h.lines {
-		if v, ok := strings.CutPrefix(l, "goroutines baseline="); ok {
-			if n, err := strconv.Atoi(v); err == nil {
-				return n
-			}
+		if p := ParseLine(l); p.Kind == LineBaseline {
+			return p.Goroutines
 		}
 	}
 	return -1
