@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -21,17 +20,18 @@ import (
 
 const pluginName = "docker_logs"
 
-// exitTimeout is how long FLBPluginExit waits for every goroutine.
+// exitTimeout is how long FLBPluginExit waits for every goroutine of the
+// instances it stops.
 const exitTimeout = 2 * time.Second
 
-var errSecondInstance = errors.New("only one docker_logs input per Fluent Bit process is supported: Fluent Bit's Go input callbacks carry no instance, so a second one could not be told apart; use one input and route by container with rewrite_tag")
-
-// instance is the plugin's whole state. Fluent Bit's Go input callbacks
-// carry no instance pointer, so the exports reach it through the one
-// package variable below.
+// instance is the whole state of one docker_logs input. The registry
+// (registry.go) holds every running instance; the exports reach them only
+// through it.
 type instance struct {
+	id  instanceID
+	log *logrus.Entry
+
 	mu      sync.Mutex
-	log     *logrus.Entry
 	cfg     conf.Config
 	src     *docker.Client
 	capture *capture.Capture
@@ -43,40 +43,20 @@ type instance struct {
 	inFlight map[unsafe.Pointer]capture.Batch
 }
 
-var plugin = &instance{}
-
-func newLogger() *logrus.Entry {
+// newLogger writes like Fluent Bit, with the instance's number in the
+// prefix: [input:docker_logs:2].
+func newLogger(id instanceID) *logrus.Entry {
 	l := logrus.New()
 	l.SetOutput(os.Stderr)
-	l.SetFormatter(fluentFormatter{name: pluginName})
+	l.SetFormatter(fluentFormatter{name: fmt.Sprintf("%s:%d", pluginName, id)})
 	return logrus.NewEntry(l)
 }
 
-// init reads the configuration and starts capturing; a failure is logged
-// with every reason. An unreachable daemon is not an error here: the
-// supervisor retries with backoff.
-func (p *instance) init(get conf.Getter) error {
+// start begins capturing with cfg. An unreachable daemon is not an error
+// here: the supervisor retries with backoff.
+func (p *instance) start(cfg conf.Config) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.log == nil {
-		p.log = newLogger()
-	}
-	err := p.start(get)
-	if err != nil {
-		// errors.Join puts each problem on its own line; keep one log line.
-		p.log.WithField(logrus.ErrorKey, strings.ReplaceAll(err.Error(), "\n", "; ")).Error("init failed")
-	}
-	return err
-}
-
-func (p *instance) start(get conf.Getter) error {
-	if p.capture != nil {
-		return errSecondInstance
-	}
-	cfg, err := conf.Parse(get)
-	if err != nil {
-		return err
-	}
 	p.log.Logger.SetLevel(cfg.LogLevel)
 	positions, err := capture.OpenPositions(cfg.DB, p.log)
 	if err != nil {
@@ -165,8 +145,8 @@ func (p *instance) current() *capture.Capture {
 	return p.capture
 }
 
-// exit stops every goroutine and closes every stream.
-func (p *instance) exit() {
+// exit stops every goroutine and closes every stream by deadline.
+func (p *instance) exit(deadline time.Time) {
 	p.mu.Lock()
 	c, src, m := p.capture, p.src, p.metrics
 	p.capture, p.src, p.metrics = nil, nil, nil
@@ -174,7 +154,6 @@ func (p *instance) exit() {
 	if c == nil {
 		return
 	}
-	deadline := time.Now().Add(exitTimeout)
 	if m != nil {
 		m.Close()
 	}

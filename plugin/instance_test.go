@@ -12,8 +12,8 @@ import (
 // log line with an error does.
 func TestInitFailureLogsReasonsUnderErrorKey(t *testing.T) {
 	logger, hook := test.NewNullLogger()
-	p := &instance{log: logrus.NewEntry(logger)}
-	err := p.init(func(key string) string {
+	r := newRegistry(func(instanceID) *logrus.Entry { return logrus.NewEntry(logger) })
+	_, err := r.init(host{callsCtx: true}, func(key string) string {
 		if key == "Stream_Refresh" {
 			return "banana"
 		}

@@ -682,12 +682,510 @@ static void *input_thread(void *arg)
     }
 }
 
+/* ---- several instances (-i, -C) -----------------------------------------
+ *
+ * Everything for more than one [INPUT] of the plugin, and for a host older
+ * than Fluent Bit 4.1, lives in the multi_ functions below; the single
+ * instance path above is untouched by it.
+ *
+ * What Fluent Bit 5.1.1 does with several instances of one Go input, and
+ * this host mirrors:
+ *   - one flb_plugin_proxy per .so, so ONE struct flbgo_input_plugin
+ *     (proxy->data) for all instances: proxy_go_input_init (src/proxy/go/
+ *     go.c) sets its context and i_ins to the instance's just before
+ *     FLBPluginInit, and flb_proxy_input_cb_init (src/flb_plugin_proxy.c)
+ *     sets proxy->instance to it first;
+ *   - each instance its own flb_plugin_input_proxy_context (flb_input_new,
+ *     src/flb_input.c) and its own input thread, on which its init, collects,
+ *     pause, resume and exit run (src/flb_input_thread.c); inits one after
+ *     the other, and the collectors start only once every init succeeded
+ *     (flb_input_thread_collectors_signal_wait); a failed init stops the
+ *     start-up (flb_engine_start);
+ *   - pause and resume of instance K call FLBPluginInputPause/Resume on K's
+ *     thread, then stop/start the collect timer of proxy->instance, the LAST
+ *     instance initialized (flb_proxy_input_cb_pause/_resume), so K's own
+ *     timer keeps running unless K is the last;
+ *   - shutdown pauses every input in order (flb_engine_stop_ingestion ->
+ *     flb_input_pause_all), then exits them last first, each joined before
+ *     the next (flb_input_exit_all).
+ *
+ * With -C the host is a Fluent Bit older than 4.1 (src/proxy/go/go.h before
+ * commit 730e7b0ee): struct flbgo_input_plugin has no cb_collect_ctx and
+ * cb_cleanup_ctx slots and the Ctx symbols are never resolved.
+ *
+ * Commands on stdin: "pause K", "resume K" (K from 1), "exit". Lines:
+ *   instance K init ok | instance K init failed
+ *   collect instance=K bytes=N      (after the bytes are in K's OUT)
+ *   ok pause K | ok resume K
+ */
+
+#define MULTI_MAX 8
+
+/* struct flbgo_input_plugin before Fluent Bit 4.1. */
+struct go_input_plugin_v40 {
+    char *name;
+    struct host_api *api;
+    void *i_ins;
+    struct input_proxy_context *context;
+
+    int (*cb_init)(struct go_input_plugin_v40 *);
+    int (*cb_collect)(void **, size_t *);
+    int (*cb_cleanup)(void *);
+    int (*cb_exit)(void);
+};
+
+/* Commands of the multi-instance threads, beside CMD_PAUSE/_RESUME/_EXIT. */
+enum { CMD_TIMER_STOP = 's', CMD_TIMER_START = 't' };
+
+struct multi_input {
+    int index; /* 1-based, as commands and lines name it */
+    const char *out_path;
+    int out_fd;
+    struct instance props;           /* its -p properties */
+    struct input_proxy_context ctx;  /* its flb_plugin_input_proxy_context */
+    pthread_t th;
+    int cmd_pipe[2];                 /* main -> its thread */
+    int ack_pipe[2];                 /* its thread -> main, one byte a command */
+    int status;                      /* init: 0 pending, 1 ok, -1 failed; under multi_mu */
+    int timer_fd;                    /* owned by its thread; -1 while stopped */
+    int paused;                      /* by "pause K" (mem_buf_status); main thread only */
+};
+
+static struct multi_input multi[MULTI_MAX];
+static int multi_n;
+static int multi_old_host; /* -C */
+static struct go_input_plugin_v40 plugin_v40;
+static struct multi_input *proxy_instance; /* proxy->instance */
+static pthread_mutex_t multi_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t multi_cv = PTHREAD_COND_INITIALIZER;
+static int multi_collectors_go; /* set by main once every init is ok; under multi_mu */
+
+/*
+ * multi_add saves the -o and -p given so far as one more instance and
+ * clears them for the next (-i, and once more at the end of the options).
+ */
+static int multi_add(const char *out_path)
+{
+    struct multi_input *m;
+
+    if (multi_n == MULTI_MAX) {
+        say("testhost: at most %d instances", MULTI_MAX);
+        return -1;
+    }
+    if (out_path == NULL) {
+        say("testhost: instance %d has no -o", multi_n + 1);
+        return -1;
+    }
+    m = &multi[multi_n];
+    m->index = multi_n + 1;
+    m->out_path = out_path;
+    m->props = ins;
+    m->timer_fd = -1;
+    memset(&ins, 0, sizeof(ins));
+    multi_n++;
+    return 0;
+}
+
+static void multi_ack(struct multi_input *m)
+{
+    char c = 1;
+
+    while (write(m->ack_pipe[1], &c, 1) < 0 && errno == EINTR) {
+    }
+}
+
+static void multi_set_status(struct multi_input *m, int status)
+{
+    pthread_mutex_lock(&multi_mu);
+    m->status = status;
+    pthread_cond_broadcast(&multi_cv);
+    pthread_mutex_unlock(&multi_mu);
+}
+
+/* Like collect() above, for instance m and the host's kind. */
+static void multi_collect(struct multi_input *m)
+{
+    void *data = NULL;
+    size_t size = 0;
+    int ret;
+
+    if (!multi_old_host && plugin.cb_collect_ctx) {
+        ret = plugin.cb_collect_ctx(m->ctx.remote_context, &data, &size);
+    }
+    else {
+        ret = plugin.cb_collect(&data, &size);
+    }
+    if (size == 0) {
+        if (data != NULL) {
+            say("testhost: instance %d: collect returned size 0 with a buffer: it leaks", m->index);
+        }
+        return;
+    }
+    if (ret == -1) {
+        say("testhost: instance %d: collect returned -1 with %zu bytes: dropped", m->index, size);
+        return;
+    }
+    if (data == NULL) {
+        say("testhost: instance %d: collect returned size %zu with a NULL buffer", m->index, size);
+        _exit(EXIT_CONTRACT);
+    }
+    write_all(m->out_fd, data, size);
+    if (!multi_old_host && plugin.cb_cleanup_ctx) {
+        ret = plugin.cb_cleanup_ctx(m->ctx.remote_context, data);
+    }
+    else if (plugin.cb_cleanup) {
+        ret = plugin.cb_cleanup(data);
+    }
+    else {
+        free(data);
+        ret = 0;
+    }
+    if (ret == -1) {
+        say("testhost: instance %d: cleanup callback returned -1", m->index);
+    }
+    say("collect instance=%d bytes=%zu", m->index, size);
+}
+
+/* The collect timer of m; on m's thread only. */
+static void multi_timer_stop(struct multi_input *m)
+{
+    if (m->timer_fd >= 0) {
+        close(m->timer_fd);
+        m->timer_fd = -1;
+    }
+}
+
+static void multi_timer_start(struct multi_input *m)
+{
+    if (m->timer_fd >= 0) {
+        /* flb_input_collector_resume refuses a running collector. */
+        say("testhost: instance %d: cannot resume collector, already running", m->index);
+        return;
+    }
+    m->timer_fd = timer_start();
+    if (m->timer_fd < 0) {
+        say("testhost: collect timer: %s", strerror(errno));
+        _exit(EXIT_IO);
+    }
+}
+
+static int multi_init_plugin(struct multi_input *m)
+{
+    /* flb_proxy_input_cb_init, then proxy_go_input_init. */
+    proxy_instance = m;
+    if (multi_old_host) {
+        plugin_v40.context = &m->ctx;
+        plugin_v40.i_ins = &m->props;
+        return plugin_v40.cb_init(&plugin_v40);
+    }
+    plugin.context = &m->ctx;
+    plugin.i_ins = &m->props;
+    return plugin.cb_init(&plugin);
+}
+
+/* input_thread() of src/flb_input_thread.c for instance m. */
+static void *multi_thread(void *arg)
+{
+    struct multi_input *m = arg;
+    struct pollfd pfd[2];
+    uint64_t expirations;
+    char cmd;
+    int ret;
+
+    ret = multi_init_plugin(m);
+    if (ret <= 0) {
+        say("testhost: instance %d: FLBPluginInit returned %d", m->index, ret);
+        multi_set_status(m, -1);
+        return NULL;
+    }
+    m->ctx.coll_fd = 0; /* flb_input_set_collector_time: its first collector */
+    multi_set_status(m, 1);
+
+    pthread_mutex_lock(&multi_mu);
+    while (multi_collectors_go == 0) {
+        pthread_cond_wait(&multi_cv, &multi_mu);
+    }
+    ret = multi_collectors_go;
+    pthread_mutex_unlock(&multi_mu);
+    if (ret < 0) {
+        goto wait_exit; /* another init failed: no collector starts */
+    }
+    multi_timer_start(m);
+    if (syms.pre_run) {
+        syms.pre_run(0);
+    }
+
+wait_exit:
+    for (;;) {
+        pfd[0].fd = m->cmd_pipe[0];
+        pfd[0].events = POLLIN;
+        pfd[1].fd = m->timer_fd;
+        pfd[1].events = POLLIN;
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            say("testhost: poll: %s", strerror(errno));
+            _exit(EXIT_IO);
+        }
+        if ((pfd[1].revents & POLLIN) &&
+            read(m->timer_fd, &expirations, sizeof(expirations)) > 0) {
+            multi_collect(m);
+        }
+        if (!(pfd[0].revents & (POLLIN | POLLHUP))) {
+            continue;
+        }
+        if (read(m->cmd_pipe[0], &cmd, 1) != 1) {
+            cmd = CMD_EXIT;
+        }
+        switch (cmd) {
+        case CMD_PAUSE:
+            if (syms.pause) {
+                syms.pause();
+            }
+            break;
+        case CMD_RESUME:
+            if (syms.resume) {
+                syms.resume();
+            }
+            break;
+        case CMD_TIMER_STOP:
+            multi_timer_stop(m);
+            break;
+        case CMD_TIMER_START:
+            multi_timer_start(m);
+            break;
+        case CMD_EXIT:
+            multi_timer_stop(m);
+            if (syms.pre_exit) {
+                syms.pre_exit(0);
+            }
+            if (plugin.cb_exit) {
+                plugin.cb_exit();
+            }
+            return NULL;
+        }
+        multi_ack(m);
+    }
+}
+
+/* Sends cmd to m's thread and waits until it is carried out. */
+static void multi_command(struct multi_input *m, char cmd)
+{
+    char c;
+
+    while (write(m->cmd_pipe[1], &cmd, 1) < 0 && errno == EINTR) {
+    }
+    while (read(m->ack_pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+}
+
+/* flb_proxy_input_cb_pause/_resume for instance m (see above). */
+static void multi_pause(struct multi_input *m)
+{
+    m->paused = 1;
+    multi_command(m, CMD_PAUSE);
+    multi_command(proxy_instance, CMD_TIMER_STOP);
+}
+
+static void multi_resume(struct multi_input *m)
+{
+    m->paused = 0;
+    multi_command(m, CMD_RESUME);
+    multi_command(proxy_instance, CMD_TIMER_START);
+}
+
+/* Exits the instances whose init succeeded, last first, each joined. */
+static void multi_exit_all(int started)
+{
+    int i;
+
+    for (i = started - 1; i >= 0; i--) {
+        while (write(multi[i].cmd_pipe[1], &(char){CMD_EXIT}, 1) < 0 && errno == EINTR) {
+        }
+        pthread_join(multi[i].th, NULL);
+    }
+}
+
+static struct multi_input *multi_by_index(const char *arg)
+{
+    int k = atoi(arg);
+
+    if (k < 1 || k > multi_n) {
+        return NULL;
+    }
+    return &multi[k - 1];
+}
+
+/* The command loop for several instances: pause K, resume K, exit. */
+static void multi_command_loop(int sig_fd)
+{
+    char buf[4096];
+    size_t used = 0;
+    struct pollfd pfd[2];
+    struct multi_input *m;
+    ssize_t n;
+    char *line, *nl;
+
+    for (;;) {
+        pfd[0].fd = STDIN_FILENO;
+        pfd[0].events = POLLIN;
+        pfd[1].fd = sig_fd;
+        pfd[1].events = POLLIN;
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return;
+        }
+        if (pfd[1].revents & POLLIN) {
+            say("testhost: signal: exit");
+            return;
+        }
+        n = read(STDIN_FILENO, buf + used, sizeof(buf) - 1 - used);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            say("testhost: stdin closed: exit");
+            return;
+        }
+        used += (size_t) n;
+        buf[used] = '\0';
+        line = buf;
+        while ((nl = strchr(line, '\n')) != NULL) {
+            *nl = '\0';
+            line = trim(line);
+            if (strcmp(line, "exit") == 0) {
+                return;
+            }
+            if (strncmp(line, "pause ", 6) == 0 && (m = multi_by_index(line + 6)) != NULL) {
+                multi_pause(m);
+                say("ok pause %d", m->index);
+            }
+            else if (strncmp(line, "resume ", 7) == 0 && (m = multi_by_index(line + 7)) != NULL) {
+                multi_resume(m);
+                say("ok resume %d", m->index);
+            }
+            else if (*line != '\0') {
+                say("testhost: unknown command %s (want pause K, resume K or exit)", line);
+            }
+            line = nl + 1;
+        }
+        used = strlen(line);
+        memmove(buf, line, used);
+        if (used == sizeof(buf) - 1) {
+            used = 0;
+        }
+    }
+}
+
+/*
+ * multi_main runs every instance after register (main has loaded the
+ * plugin, filled api and def, and taken the goroutine baseline). It returns
+ * the process's exit code.
+ */
+static int multi_main(struct proxy_def *def, int sig_fd, int baseline)
+{
+    struct multi_input *m;
+    int i, ret, started = 0, failed = 0;
+    int at_return = -1, settled = -1;
+    int64_t t0, took_ms, settle_ms = 0;
+
+    if (multi_old_host) {
+        plugin_v40.name = plugin.name;
+        plugin_v40.api = &api;
+        plugin_v40.cb_init = (int (*)(struct go_input_plugin_v40 *)) plugin.cb_init;
+        plugin_v40.cb_collect = plugin.cb_collect;
+        plugin_v40.cb_cleanup = plugin.cb_cleanup;
+        plugin_v40.cb_exit = plugin.cb_exit;
+        if (plugin.cb_collect == NULL) {
+            say("testhost: the plugin exports no FLBPluginInputCallback");
+            return EXIT_USAGE;
+        }
+    }
+    for (i = 0; i < multi_n; i++) {
+        m = &multi[i];
+        m->ctx.proxy = def;
+        m->out_fd = open(m->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+        if (m->out_fd < 0) {
+            say("testhost: open %s: %s", m->out_path, strerror(errno));
+            return EXIT_IO;
+        }
+        if (pipe2(m->cmd_pipe, O_CLOEXEC) != 0 || pipe2(m->ack_pipe, O_CLOEXEC) != 0) {
+            say("testhost: pipe: %s", strerror(errno));
+            return EXIT_IO;
+        }
+    }
+
+    /* flb_input_init_all: one instance after the other; stop at a failure. */
+    for (i = 0; i < multi_n && !failed; i++) {
+        m = &multi[i];
+        ret = pthread_create(&m->th, NULL, multi_thread, m);
+        if (ret != 0) {
+            say("testhost: pthread_create: %s", strerror(ret));
+            return EXIT_IO;
+        }
+        pthread_mutex_lock(&multi_mu);
+        while (m->status == 0) {
+            pthread_cond_wait(&multi_cv, &multi_mu);
+        }
+        ret = m->status;
+        pthread_mutex_unlock(&multi_mu);
+        if (ret < 0) {
+            pthread_join(m->th, NULL);
+            say("instance %d init failed", m->index);
+            failed = 1;
+            break;
+        }
+        say("instance %d init ok", m->index);
+        started++;
+    }
+
+    pthread_mutex_lock(&multi_mu);
+    multi_collectors_go = failed ? -1 : 1;
+    pthread_cond_broadcast(&multi_cv);
+    pthread_mutex_unlock(&multi_mu);
+
+    if (failed) {
+        /* flb_engine_start failed: Fluent Bit stops what it started. */
+        multi_exit_all(started);
+        say("init failed");
+        return EXIT_INIT_FAILED;
+    }
+    say("init ok");
+
+    multi_command_loop(sig_fd);
+
+    t0 = now_ms();
+    /* flb_input_pause skips an input paused already. */
+    for (i = 0; i < multi_n; i++) {
+        if (!multi[i].paused) {
+            multi_pause(&multi[i]);
+        }
+    }
+    multi_exit_all(started);
+    took_ms = now_ms() - t0;
+    if (syms.goroutines) {
+        at_return = syms.goroutines();
+        settled = goroutines_settled(baseline, &settle_ms);
+    }
+    say("exit took_ms=%lld goroutines=%d at_return=%d settle_ms=%lld",
+        (long long) took_ms, settled, at_return, (long long) settle_ms);
+    for (i = 0; i < multi_n; i++) {
+        close(multi[i].out_fd);
+    }
+    return 0;
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: goproxy-testhost -o OUT.msgpack [-n INSTANCES] [-p key=value]... PLUGIN.so\n"
+            "usage: goproxy-testhost [-C] -o OUT.msgpack [-p key=value]... [-i -o OUT2 [-p key=value]...]... PLUGIN.so\n"
+            "-i starts the next [INPUT] of the plugin; -C is a host without the Ctx\n"
+            "callbacks (Fluent Bit before 4.1).\n"
             "A test host that drives a Fluent Bit Go input plugin as Fluent Bit's\n"
             "Go proxy does (it is not Fluent Bit). Commands on stdin: pause,\n"
             "resume, exit.\n");
@@ -793,15 +1291,20 @@ int main(int argc, char **argv)
     int64_t t0, took_ms;
     int baseline = -1, at_return = -1, settled = -1;
     int64_t settle_ms = 0;
-    int instances = 1;
 
-    while ((opt = getopt(argc, argv, "o:p:n:h")) != -1) {
+    while ((opt = getopt(argc, argv, "o:p:iCh")) != -1) {
         switch (opt) {
         case 'o':
             out_path = optarg;
             break;
-        case 'n':
-            instances = atoi(optarg);
+        case 'i': /* several instances: see multi_main */
+            if (multi_add(out_path) != 0) {
+                return EXIT_USAGE;
+            }
+            out_path = NULL;
+            break;
+        case 'C':
+            multi_old_host = 1;
             break;
         case 'p':
             if (add_property(optarg) != 0) {
@@ -813,15 +1316,20 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    if (out_path == NULL || optind != argc - 1) {
+    if ((multi_n > 0 || multi_old_host) && multi_add(out_path) != 0) {
+        return EXIT_USAGE;
+    }
+    if ((multi_n == 0 && out_path == NULL) || optind != argc - 1) {
         usage();
     }
     so_path = argv[optind];
 
-    out_fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-    if (out_fd < 0) {
-        say("testhost: open %s: %s", out_path, strerror(errno));
-        return EXIT_IO;
+    if (multi_n == 0) {
+        out_fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+        if (out_fd < 0) {
+            say("testhost: open %s: %s", out_path, strerror(errno));
+            return EXIT_IO;
+        }
     }
 
     /*
@@ -901,6 +1409,18 @@ int main(int argc, char **argv)
     proxy_ctx.proxy = def;
     plugin.context = &proxy_ctx;
 
+    if (multi_n > 0) {
+        ret = multi_main(def, sig_fd, baseline);
+        if (ret == 0) {
+            if (syms.unregister) {
+                syms.unregister(def);
+            }
+            dlclose(dso);
+            say("ok exit");
+        }
+        return ret;
+    }
+
     if (pipe2(cmd_pipe, O_CLOEXEC) != 0 || pipe2(ack_pipe, O_CLOEXEC) != 0) {
         say("testhost: pipe: %s", strerror(errno));
         return EXIT_IO;
@@ -925,19 +1445,6 @@ int main(int argc, char **argv)
         return EXIT_INIT_FAILED;
     }
     say("init ok");
-
-    /*
-     * -n N: more [INPUT] sections of the same plugin. Fluent Bit gives each
-     * instance its own flbgo_input_plugin and input thread but the same
-     * loaded .so, whose plain callbacks carry no instance; this host only
-     * initializes the others and reports what FLBPluginInit returned.
-     */
-    for (int i = 1; i < instances; i++) {
-        struct go_input_plugin other = plugin;
-        struct input_proxy_context other_ctx = proxy_ctx;
-        other.context = &other_ctx;
-        say("instance %d init returned %d", i + 1, other.cb_init(&other));
-    }
 
     command_loop(sig_fd);
 
