@@ -302,33 +302,3 @@ func checkDelivered(t *testing.T, recs []records.Record, want map[string]contain
 	}
 }
 
-// Fluent Bit's Go input callbacks carry no instance, so a second [INPUT] of
-// the plugin must fail its init with a message that says why, and the first
-// must go on working.
-func TestSecondInstanceFailsInitWithAMessage(t *testing.T) {
-	dockertest.Require(t)
-	h := StartInstances(t, map[string]string{
-		"Include_Labels": dockertest.LabelRun + "=" + dockertest.RunID(),
-		"Read_From_Head": "on",
-	}, 2)
-	line, ok := h.await(0, startTimeout, func(l string) bool { return strings.HasPrefix(l, "instance 2 init returned") })
-	if !ok || line != "instance 2 init returned 0" {
-		t.Fatalf("second instance's init did not return FLB_ERROR (0): %q\n%s", line, h.Stderr())
-	}
-	if !strings.Contains(h.Stderr(), "only one docker_logs input per Fluent Bit process") {
-		t.Errorf("no log line says why the second instance failed:\n%s", h.Stderr())
-	}
-	id := dockertest.Run(t, dockertest.RunOptions{Image: dockertest.LoggenImage(t), Args: []string{"-lines", "5"}})
-	h.WaitRecords(t, func(recs []records.Record) bool {
-		n := 0
-		for _, r := range recs {
-			if r.ContainerID == id {
-				n++
-			}
-		}
-		return n == 5
-	}, 30*time.Second)
-	if info := h.Exit(); info.TookMS >= 2000 {
-		t.Errorf("exit took %d ms", info.TookMS)
-	}
-}

@@ -716,6 +716,7 @@ static void *input_thread(void *arg)
  * Commands on stdin: "pause K", "resume K" (K from 1), "exit". Lines:
  *   instance K init ok | instance K init failed
  *   collect instance=K bytes=N      (after the bytes are in K's OUT)
+ *   collect instance=K empty        (a collect that handed nothing over)
  *   ok pause K | ok resume K
  */
 
@@ -819,6 +820,7 @@ static void multi_collect(struct multi_input *m)
         if (data != NULL) {
             say("testhost: instance %d: collect returned size 0 with a buffer: it leaks", m->index);
         }
+        say("collect instance=%d empty", m->index);
         return;
     }
     if (ret == -1) {

@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -112,19 +111,24 @@ type ExitInfo struct {
 
 // Host is one running goproxy-testhost.
 type Host struct {
-	t       testing.TB
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	outPath string
-	exited  chan struct{} // closed by follow once stderr is drained and the process reaped
+	t      testing.TB
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	exited chan struct{} // closed by follow once stderr is drained and the process reaped
 
-	mu        sync.Mutex
-	lines     []string      // every stderr line so far
-	collected int           // sum of the "collect bytes=N" lines: how much of OUT is complete
-	changed   chan struct{} // closed and replaced by follow whenever a line arrives
-	exitCode  int           // -1 until exited is closed
+	mu       sync.Mutex
+	lines    []string      // every stderr line so far
+	changed  chan struct{} // closed and replaced by follow whenever a line arrives
+	exitCode int           // -1 until exited is closed
+	outs     []*out        // one per instance; guarded by mu
+}
+
+// out is the OUT file of one instance.
+type out struct {
+	path      string
+	collected int // sum of its "collect ... bytes=N" lines: how much of the file is complete
 	decoded   []records.Record
-	decodedTo int // bytes of OUT already in decoded
+	decodedTo int // bytes of the file already in decoded
 }
 
 // Start runs the host on the plugin (built by BuildPlugin) with the given
@@ -134,7 +138,7 @@ type Host struct {
 // ends.
 func Start(t testing.TB, props map[string]string) *Host {
 	t.Helper()
-	return StartInstances(t, props, 1)
+	return start(t, []map[string]string{props}, nil)
 }
 
 // PropertyArgs are the host's arguments for the plugin's properties: -p
@@ -147,21 +151,45 @@ func PropertyArgs(props map[string]string) []string {
 	return args
 }
 
-// StartInstances is Start with n [INPUT] sections of the plugin: after the
-// first init, the host initializes n-1 more and prints what each returned.
-func StartInstances(t testing.TB, props map[string]string, n int) *Host {
+// StartInstances is Start with one [INPUT] section of the plugin per
+// element of props, each with its own OUT file, run as Fluent Bit 5.1 runs
+// several (see multi_main in goproxy_testhost.c). Instances are numbered
+// from 1 in that order. Start returns once every init returned, or one
+// failed.
+func StartInstances(t testing.TB, props []map[string]string) *Host {
+	t.Helper()
+	return start(t, props, nil)
+}
+
+// StartWithoutCtx is StartInstances in a host older than Fluent Bit 4.1,
+// which calls none of the Ctx callbacks.
+func StartWithoutCtx(t testing.TB, props []map[string]string) *Host {
+	t.Helper()
+	return start(t, props, []string{"-C"})
+}
+
+func start(t testing.TB, props []map[string]string, hostArgs []string) *Host {
 	t.Helper()
 	so := BuildPlugin(t)
 	bin := BuildHost(t)
 
 	h := &Host{
 		t:        t,
-		outPath:  filepath.Join(t.TempDir(), "out.msgpack"),
 		exited:   make(chan struct{}),
 		changed:  make(chan struct{}),
 		exitCode: -1,
 	}
-	args := append([]string{"-o", h.outPath, "-n", strconv.Itoa(n)}, PropertyArgs(props)...)
+	dir := t.TempDir()
+	args := hostArgs
+	for i, p := range props {
+		o := &out{path: filepath.Join(dir, fmt.Sprintf("out%d.msgpack", i+1))}
+		h.outs = append(h.outs, o)
+		if i > 0 {
+			args = append(args, "-i")
+		}
+		args = append(args, "-o", o.path)
+		args = append(args, PropertyArgs(p)...)
+	}
 	args = append(args, so)
 
 	h.cmd = exec.Command(bin, args...)
@@ -202,8 +230,8 @@ func (h *Host) follow(stderr io.Reader) {
 		line := sc.Text()
 		h.mu.Lock()
 		h.lines = append(h.lines, line)
-		if l := ParseLine(line); l.Kind == LineCollect {
-			h.collected += l.Bytes
+		if l := ParseLine(line); l.Kind == LineCollect && l.Instance >= 1 && l.Instance <= len(h.outs) {
+			h.outs[l.Instance-1].collected += l.Bytes
 		}
 		close(h.changed)
 		h.changed = make(chan struct{})
@@ -291,6 +319,14 @@ func (h *Host) Pause() { h.t.Helper(); h.command("pause") }
 // Resume calls FLBPluginInputResume and restarts the collect timer.
 func (h *Host) Resume() { h.t.Helper(); h.command("resume") }
 
+// PauseInstance pauses instance k of several as Fluent Bit 5.1 does:
+// FLBPluginInputPause on k's thread, then the collect timer of the LAST
+// instance stops, not k's (flb_proxy_input_cb_pause).
+func (h *Host) PauseInstance(k int) { h.t.Helper(); h.command(fmt.Sprintf("pause %d", k)) }
+
+// ResumeInstance undoes PauseInstance in the same way.
+func (h *Host) ResumeInstance(k int) { h.t.Helper(); h.command(fmt.Sprintf("resume %d", k)) }
+
 // Exit shuts the host down as Fluent Bit does on SIGTERM (pause, then
 // FLBPluginExit on the collector thread) and waits for it to exit 0.
 func (h *Host) Exit() ExitInfo {
@@ -361,27 +397,34 @@ func (h *Host) StderrLines() []string {
 // collects fails the test, as it would break Fluent Bit.
 func (h *Host) Records(t testing.TB) []records.Record {
 	t.Helper()
+	return h.InstanceRecords(t, 1)
+}
+
+// InstanceRecords is Records of instance k (from 1).
+func (h *Host) InstanceRecords(t testing.TB, k int) []records.Record {
+	t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.collected == h.decodedTo {
-		return slices.Clone(h.decoded)
+	o := h.outs[k-1]
+	if o.collected == o.decodedTo {
+		return slices.Clone(o.decoded)
 	}
-	f, err := os.Open(h.outPath)
+	f, err := os.Open(o.path)
 	if err != nil {
-		t.Fatalf("open OUT: %v", err)
+		t.Fatalf("open OUT of instance %d: %v", k, err)
 	}
 	defer f.Close()
-	buf := make([]byte, h.collected-h.decodedTo)
-	if _, err := f.ReadAt(buf, int64(h.decodedTo)); err != nil {
-		t.Fatalf("read OUT bytes %d-%d: %v", h.decodedTo, h.collected, err)
+	buf := make([]byte, o.collected-o.decodedTo)
+	if _, err := f.ReadAt(buf, int64(o.decodedTo)); err != nil {
+		t.Fatalf("read OUT of instance %d, bytes %d-%d: %v", k, o.decodedTo, o.collected, err)
 	}
 	recs, err := records.Decode(buf)
 	if err != nil {
-		t.Fatalf("decode OUT bytes %d-%d: %v", h.decodedTo, h.collected, err)
+		t.Fatalf("decode OUT of instance %d, bytes %d-%d: %v", k, o.decodedTo, o.collected, err)
 	}
-	h.decoded = append(h.decoded, recs...)
-	h.decodedTo = h.collected
-	return slices.Clone(h.decoded)
+	o.decoded = append(o.decoded, recs...)
+	o.decodedTo = o.collected
+	return slices.Clone(o.decoded)
 }
 
 // WaitRecords re-reads the records each time the host reports a collect,
@@ -390,28 +433,34 @@ func (h *Host) Records(t testing.TB) []records.Record {
 // the caller's checks can tell what is missing.
 func (h *Host) WaitRecords(t testing.TB, done func([]records.Record) bool, timeout time.Duration) []records.Record {
 	t.Helper()
+	return h.WaitInstanceRecords(t, 1, done, timeout)
+}
+
+// WaitInstanceRecords is WaitRecords for instance k (from 1).
+func (h *Host) WaitInstanceRecords(t testing.TB, k int, done func([]records.Record) bool, timeout time.Duration) []records.Record {
+	t.Helper()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		h.mu.Lock()
 		changed := h.changed
 		h.mu.Unlock()
-		recs := h.Records(t)
+		recs := h.InstanceRecords(t, k)
 		if done(recs) {
 			return recs
 		}
 		select {
 		case <-changed:
 		case <-h.exited:
-			if recs = h.Records(t); done(recs) {
+			if recs = h.InstanceRecords(t, k); done(recs) {
 				return recs
 			}
-			t.Errorf("test host exited (code %d) with %d records, before they were as expected",
-				h.ExitCode(), len(recs))
+			t.Errorf("test host exited (code %d) with %d records of instance %d, before they were as expected",
+				h.ExitCode(), len(recs), k)
 			return recs
 		case <-deadline.C:
-			t.Errorf("records still not as expected after %v: %d so far", timeout, len(recs))
-			return h.Records(t)
+			t.Errorf("records of instance %d still not as expected after %v: %d so far", k, timeout, len(recs))
+			return h.InstanceRecords(t, k)
 		}
 	}
 }

@@ -16,7 +16,7 @@ const (
 	LineInitFailed                 // init failed
 	LineBaseline                   // goroutines baseline=<n>
 	LineGoroutines                 // goroutines now=<n> (the twin, at a collect with nothing)
-	LineCollect                    // collect bytes=<n> [goroutines=<g>]
+	LineCollect                    // collect bytes=<n> [goroutines=<g>]; collect instance=<k> bytes=<n>|empty
 	LineOK                         // ok <command>
 	LineExit                       // exit took_ms=<n> ...
 )
@@ -24,8 +24,12 @@ const (
 // Line is one parsed stderr line.
 type Line struct {
 	Kind LineKind
-	// Bytes is how many bytes a collect appended to OUT.
+	// Bytes is how many bytes a collect appended to OUT; 0 for a collect
+	// that handed nothing over.
 	Bytes int
+	// Instance is the instance (from 1) a collect was of: 1 unless the host
+	// runs several.
+	Instance int
 	// Goroutines is the count of a baseline, a goroutines line or a twin's
 	// collect; -1 where the line has none.
 	Goroutines int
@@ -50,9 +54,21 @@ func ParseLine(s string) Line {
 		l.Kind, l.Goroutines = number(LineBaseline, strings.TrimPrefix(s, "goroutines baseline="))
 	case strings.HasPrefix(s, "goroutines now="):
 		l.Kind, l.Goroutines = number(LineGoroutines, strings.TrimPrefix(s, "goroutines now="))
+	case strings.HasPrefix(s, "collect instance="):
+		k, rest, _ := strings.Cut(strings.TrimPrefix(s, "collect instance="), " ")
+		if rest == "empty" {
+			rest = "bytes=0"
+		}
+		if n, ok := strings.CutPrefix(rest, "bytes="); ok {
+			l.Kind, l.Bytes = number(LineCollect, n)
+			if l.Kind == LineCollect {
+				l.Kind, l.Instance = number(LineCollect, k)
+			}
+		}
 	case strings.HasPrefix(s, "collect bytes="):
 		f := append(strings.Fields(strings.TrimPrefix(s, "collect bytes=")), "")
 		l.Kind, l.Bytes = number(LineCollect, f[0])
+		l.Instance = 1
 		if len(f) > 2 {
 			if g, ok := strings.CutPrefix(f[1], "goroutines="); ok {
 				_, l.Goroutines = number(LineCollect, g)
