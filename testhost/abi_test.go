@@ -301,4 +301,3 @@ func checkDelivered(t *testing.T, recs []records.Record, want map[string]contain
 		t.Errorf("%d records checked; first problems:\n%s", len(recs), strings.Join(errs, "\n"))
 	}
 }
-

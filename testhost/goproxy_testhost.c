@@ -14,6 +14,11 @@
  * Fluent Bit source file it mirrors.
  *
  *   goproxy-testhost -o OUT.msgpack [-p key=value]... PLUGIN.so
+ *   goproxy-testhost [-C] -o OUT1 [-p k=v]... [-i -o OUT2 [-p k=v]...]... PLUGIN.so
+ *
+ * -i starts the next [INPUT] section of the plugin; -C makes the host a
+ * Fluent Bit older than 4.1 (no Ctx callbacks). Either runs the instances
+ * as multi_main describes (the section "several instances" below).
  *
  * OUT receives, raw and concatenated, every buffer a collect hands over:
  * exactly the bytes Fluent Bit would pass to flb_input_log_append().
