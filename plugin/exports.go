@@ -69,18 +69,10 @@ func FLBPluginInputCleanupCallback(data unsafe.Pointer) int {
 }
 
 //export FLBPluginInputPause
-func FLBPluginInputPause() {
-	for _, p := range instances.onThread(uint64(C.dl_thread())) {
-		p.pause()
-	}
-}
+func FLBPluginInputPause() { instances.pause(uint64(C.dl_thread())) }
 
 //export FLBPluginInputResume
-func FLBPluginInputResume() {
-	for _, p := range instances.onThread(uint64(C.dl_thread())) {
-		p.resume()
-	}
-}
+func FLBPluginInputResume() { instances.resume(uint64(C.dl_thread())) }
 
 //export FLBPluginExit
 func FLBPluginExit() int {

@@ -212,6 +212,21 @@ func (r *registry) onThreadLocked(thread uint64) []*instance {
 	return all
 }
 
+// pause pauses the instance of the calling thread (every instance if the
+// thread is none of theirs): its collects hand nothing over until resume.
+func (r *registry) pause(thread uint64) {
+	for _, p := range r.onThread(thread) {
+		p.pause()
+	}
+}
+
+// resume undoes pause for the same instances.
+func (r *registry) resume(thread uint64) {
+	for _, p := range r.onThread(thread) {
+		p.resume()
+	}
+}
+
 // exit stops the instance of the calling thread (every instance if the
 // thread is none of theirs), each once: it leaves the registry first.
 // Several are stopped at once, so that all fit in one exitTimeout.
