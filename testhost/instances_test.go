@@ -13,26 +13,34 @@ import (
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
 )
 
-// twoInstances runs two instances of the plugin side by side, each reading
-// the containers whose names start with its own prefix, with its own DB.
-// It returns the host, the prefixes and the DB paths.
-func twoInstances(t *testing.T) (*Host, [2]string, [2]string) {
+// pair is two instances of the plugin side by side: instance i+1 reads the
+// containers whose names start with prefix[i], keeps its positions in
+// db[i] and serves its metrics at metrics[i].
+type pair struct {
+	*Host
+	prefix, db, metrics [2]string
+}
+
+func twoInstances(t *testing.T) pair {
 	t.Helper()
 	dir := t.TempDir()
-	prefix := [2]string{"dl-" + dockertest.RunID() + "-one-", "dl-" + dockertest.RunID() + "-two-"}
-	db := [2]string{filepath.Join(dir, "one.db"), filepath.Join(dir, "two.db")}
+	p := pair{
+		prefix:  [2]string{"dl-" + dockertest.RunID() + "-one-", "dl-" + dockertest.RunID() + "-two-"},
+		db:      [2]string{filepath.Join(dir, "one.db"), filepath.Join(dir, "two.db")},
+		metrics: [2]string{freeAddr(t), freeAddr(t)},
+	}
 	var props []map[string]string
 	for i := range 2 {
-		p := hostProps()
-		p["Include_Names"] = "^" + prefix[i]
-		p["DB"] = db[i]
-		props = append(props, p)
+		props = append(props, hostProps())
+		props[i]["Include_Names"] = "^" + p.prefix[i]
+		props[i]["DB"] = p.db[i]
+		props[i]["Metrics_Listen"] = p.metrics[i]
 	}
-	h := StartInstances(t, props)
-	if code := h.ExitCode(); code != -1 {
+	p.Host = StartInstances(t, props)
+	if code := p.ExitCode(); code != -1 {
 		t.Fatalf("test host exited with code %d at init", code)
 	}
-	return h, prefix, db
+	return p
 }
 
 // Two inputs are two captures: each gets exactly the lines of its own
@@ -40,7 +48,8 @@ func twoInstances(t *testing.T) (*Host, [2]string, [2]string) {
 func TestTwoInstancesEachDeliverOnlyTheirOwnContainersOnce(t *testing.T) {
 	image := dockertest.LoggenImage(t)
 	labels := caseLabels(t)
-	h, prefix, db := twoInstances(t)
+	h := twoInstances(t)
+	prefix := h.prefix
 
 	run := func(name string, args ...string) string {
 		return dockertest.Run(t, dockertest.RunOptions{Name: name, Args: args, Labels: labels})
@@ -74,9 +83,12 @@ func TestTwoInstancesEachDeliverOnlyTheirOwnContainersOnce(t *testing.T) {
 	if info.Goroutines != info.Baseline {
 		t.Errorf("%d goroutines after exit, %d before the inits", info.Goroutines, info.Baseline)
 	}
+	if info.TookMS >= 2*2000 {
+		t.Errorf("exit of two instances took %d ms, want < 2 s each", info.TookMS)
+	}
 	// Each DB holds its own containers' positions and no other.
 	for i, wantIDs := range [2][]string{{a1, a2}, {b1}} {
-		got := dbContainers(t, db[i])
+		got := dbContainers(t, h.db[i])
 		slices.Sort(wantIDs)
 		if !slices.Equal(got, wantIDs) {
 			t.Errorf("DB of instance %d holds %.12q, want %.12q", i+1, got, wantIDs)
@@ -90,10 +102,10 @@ func TestTwoInstancesEachDeliverOnlyTheirOwnContainersOnce(t *testing.T) {
 func TestPausedInstanceHandsNothingWhileItsCollectsGoOn(t *testing.T) {
 	image := dockertest.LoggenImage(t)
 	labels := caseLabels(t)
-	h, prefix, _ := twoInstances(t)
+	h := twoInstances(t)
 
 	const lines = 600
-	id := dockertest.Run(t, dockertest.RunOptions{Name: prefix[0] + "paused",
+	id := dockertest.Run(t, dockertest.RunOptions{Name: h.prefix[0] + "paused",
 		Args: []string{"-lines", "600", "-interval", "10ms", "-hold"}, Labels: labels})
 	before := h.WaitInstanceRecords(t, 1, func(r []records.Record) bool { return countByContainer(r, id) >= 20 }, time.Minute)
 
@@ -118,6 +130,12 @@ func TestPausedInstanceHandsNothingWhileItsCollectsGoOn(t *testing.T) {
 	}
 	if n := len(h.InstanceRecords(t, 1)); n != len(before) {
 		t.Fatalf("%d records of instance 1 while paused, had %d at the pause", n, len(before))
+	}
+	// The pause came on instance 1's thread: only instance 1 is paused.
+	for i, want := range [2]float64{1, 0} {
+		if got := scrape(t, h.metrics[i])["docker_logs_paused"]; got != want {
+			t.Errorf("instance %d: docker_logs_paused = %v, want %v", i+1, got, want)
+		}
 	}
 
 	h.ResumeInstance(1)
