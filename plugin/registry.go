@@ -73,7 +73,8 @@ type registry struct {
 	last instanceID // the last id given; ids are never reused
 	byID map[instanceID]*instance
 	// byThread maps an input thread to its instance, for the callbacks
-	// that carry no context.
+	// that carry no context; nil for a thread that inited several (not
+	// Fluent Bit), whose calls then reach every instance.
 	byThread map[uint64]*instance
 }
 
@@ -97,7 +98,11 @@ func (r *registry) init(h host, get conf.Getter) (instanceID, error) {
 		return 0, err
 	}
 	r.byID[p.id] = p
-	r.byThread[h.thread] = p
+	if _, taken := r.byThread[h.thread]; taken {
+		r.byThread[h.thread] = nil
+	} else {
+		r.byThread[h.thread] = p
+	}
 	if !h.callsCtx {
 		p.log.Debug("this Fluent Bit calls no Ctx callbacks: one docker_logs input only")
 	}
@@ -202,7 +207,7 @@ func (r *registry) onThread(thread uint64) []*instance {
 }
 
 func (r *registry) onThreadLocked(thread uint64) []*instance {
-	if p, ok := r.byThread[thread]; ok {
+	if p := r.byThread[thread]; p != nil {
 		return []*instance{p}
 	}
 	all := make([]*instance, 0, len(r.byID))
@@ -240,6 +245,9 @@ func (r *registry) exit(thread uint64) {
 				delete(r.byThread, t)
 			}
 		}
+	}
+	if len(r.byID) == 0 {
+		clear(r.byThread)
 	}
 	r.mu.Unlock()
 	deadline := time.Now().Add(exitTimeout)

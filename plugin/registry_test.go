@@ -69,3 +69,27 @@ func TestOnThreadFindsTheCallersInstanceElseEvery(t *testing.T) {
 		t.Errorf("only() with two instances: %v, want nil", got)
 	}
 }
+
+// A host that inits several instances on one thread (Fluent Bit does not)
+// gets that thread's pause, resume and exit applied to every instance.
+func TestInitsOnOneThreadMakeItsCallsReachEveryInstance(t *testing.T) {
+	r := newRegistry(newLogger)
+	get := func(key string) string {
+		if key == conf.KeyDockerHost {
+			return "unix:///nonexistent/docker.sock"
+		}
+		return ""
+	}
+	for range 2 {
+		if _, err := r.init(host{callsCtx: true, thread: 7}, get); err != nil {
+			t.Fatalf("init: %v", err)
+		}
+	}
+	if got := r.onThread(7); len(got) != 2 {
+		t.Errorf("thread 7 reaches %d instances, want both", len(got))
+	}
+	r.exit(7)
+	if len(r.byID) != 0 || len(r.byThread) != 0 {
+		t.Errorf("after exit: %d instances, %d threads left", len(r.byID), len(r.byThread))
+	}
+}
