@@ -131,6 +131,27 @@ func childMain(args []string) int {
 	c.Start()
 	say("init ok")
 
+	if code := twinCollect(c, f, cfg.QueueMaxSize, stdinDone); code != 0 {
+		return code
+	}
+	t0 := time.Now()
+	if err := c.Stop(5 * time.Second); err != nil {
+		log.WithError(err).Error("stop")
+	}
+	_ = src.Close()
+	took := time.Since(t0)
+	n := runtime.NumGoroutine()
+	for i := 0; n > baseline && i < 200; i++ {
+		time.Sleep(5 * time.Millisecond)
+		n = runtime.NumGoroutine()
+	}
+	say("exit took_ms=%d goroutines=%d baseline=%d", took.Milliseconds(), n, baseline)
+	return 0
+}
+
+// twinCollect drains c into f once a second, as Fluent Bit's collect timer
+// does, until stdin ends; it returns a non-zero exit code if f fails.
+func twinCollect(c *capture.Capture, f *os.File, maxBytes int, stdinDone <-chan struct{}) int {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var buf []byte
@@ -140,7 +161,7 @@ loop:
 		case <-stdinDone:
 			break loop
 		case <-tick.C:
-			b := c.Drain(cfg.QueueMaxSize)
+			b := c.Drain(maxBytes)
 			g := runtime.NumGoroutine()
 			if b.Len() == 0 {
 				say("goroutines now=%d", g)
@@ -159,17 +180,5 @@ loop:
 			say("collect bytes=%d goroutines=%d", b.Len(), g)
 		}
 	}
-	t0 := time.Now()
-	if err := c.Stop(5 * time.Second); err != nil {
-		log.WithError(err).Error("stop")
-	}
-	_ = src.Close()
-	took := time.Since(t0)
-	n := runtime.NumGoroutine()
-	for i := 0; n > baseline && i < 200; i++ {
-		time.Sleep(5 * time.Millisecond)
-		n = runtime.NumGoroutine()
-	}
-	say("exit took_ms=%d goroutines=%d baseline=%d", took.Milliseconds(), n, baseline)
 	return 0
 }

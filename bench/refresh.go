@@ -179,34 +179,7 @@ func (b *bench) runRefresh() error {
 			return err
 		}
 		logf("  %s: dockerd CPU per request: since+tail=256 %s, plain since %s (idle %.0f ms/s)", sz.name, r.Tail, r.Plain, r.Tail.IdleMS)
-		// The plugin's own refreshes, as often as it allows, for a signal
-		// above the shared daemon's noise.
-		var h *runner
-		r.Plugin, err = b.measure(3*time.Second, func() (int, error) {
-			metricsAddr, err := freeAddr()
-			if err != nil {
-				return 0, err
-			}
-			h, err = startRunner(b.cfg.paths, "host", "refresh-"+sz.name, b.props("refresh-"+sz.name, map[string]string{
-				"Read_From_Head": "off", "Stream_Refresh": b.cfg.refreshEvery, "Plugin_Log_Level": "debug",
-				"Metrics_Listen": metricsAddr}), false)
-			if err != nil {
-				return 0, err
-			}
-			t0 := time.Now()
-			h.wait(b.cfg.refreshRun, func() bool { return false })
-			r.PluginSeconds = time.Since(t0).Seconds()
-			hc, _ := procCPU(h.pid)
-			r.PluginHostCPUS = hc.Seconds()
-			refreshes, scrapeErr := scrapeCounter(metricsAddr, "docker_logs_stream_refreshes_total")
-			h.stop()
-			h.removeOut()
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			r.PluginWidened = h.widened
-			return refreshes, scrapeErr
-		})
-		if err != nil {
+		if err := b.pluginRefreshes(sz, &r); err != nil {
 			return err
 		}
 		logf("  %s: plugin %d refreshes in %.1fs, %s dockerd CPU each, %d windows widened", sz.name, r.Plugin.N, r.PluginSeconds, r.Plugin, r.PluginWidened)
@@ -241,4 +214,35 @@ func (c config) refreshSizesString() string {
 		parts = append(parts, fmt.Sprintf("%s=%d lines", s.name, s.lines))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// pluginRefreshes measures the plugin's own refreshes of sz's container, as
+// often as it allows, for a signal above the shared daemon's noise.
+func (b *bench) pluginRefreshes(sz refreshSize, r *refreshResult) error {
+	var err error
+	r.Plugin, err = b.measure(3*time.Second, func() (int, error) {
+		metricsAddr, err := freeAddr()
+		if err != nil {
+			return 0, err
+		}
+		h, err := startRunner(b.cfg.paths, "host", "refresh-"+sz.name, b.props("refresh-"+sz.name, map[string]string{
+			"Read_From_Head": "off", "Stream_Refresh": b.cfg.refreshEvery, "Plugin_Log_Level": "debug",
+			"Metrics_Listen": metricsAddr}), false)
+		if err != nil {
+			return 0, err
+		}
+		t0 := time.Now()
+		h.wait(b.cfg.refreshRun, func() bool { return false })
+		r.PluginSeconds = time.Since(t0).Seconds()
+		hc, _ := procCPU(h.pid)
+		r.PluginHostCPUS = hc.Seconds()
+		refreshes, scrapeErr := scrapeCounter(metricsAddr, "docker_logs_stream_refreshes_total")
+		h.stop()
+		h.removeOut()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		r.PluginWidened = h.widened
+		return refreshes, scrapeErr
+	})
+	return err
 }

@@ -102,7 +102,15 @@ func (b *bench) scalePhase(p scalePhase) (scaleResult, error) {
 		return res, err
 	}
 
-	// The measured window: every container runs.
+	b.scaleWindow(h, tw, ids, &res)
+	b.scaleEnd(h, tw, ids, &res)
+	return res, nil
+}
+
+// scaleWindow samples host and twin while every container runs, follows
+// every -raw-every'th container with a plain stream for the daemon's own
+// latency, and derives the window's CPU, RSS and fd figures.
+func (b *bench) scaleWindow(h, tw *runner, ids []string, res *scaleResult) {
 	win := time.Now()
 	h.startWindow()
 	dm := startCPU(b.dockerd)
@@ -177,7 +185,11 @@ window:
 		res.TwinPeak = max(res.TwinPeak, s.Goroutines)
 	}
 
-	// Stop every container; each log is then complete.
+}
+
+// scaleEnd stops every container, so that each log is complete, waits for
+// host and twin to deliver it all, and checks and reports what they did.
+func (b *bench) scaleEnd(h, tw *runner, ids []string, res *scaleResult) {
 	logf("  stopping %d containers", len(ids))
 	t1 := time.Now()
 	if err := each(ids, b.cfg.workers*2, func(id string) error { return b.eng.stop(context.Background(), id) }); err != nil {
@@ -242,7 +254,6 @@ window:
 	}
 	logf("  latency p50 %.0f ms, p99 %.0f ms, max %.0f ms (%d records); the daemon's own (raw follow): p50 %.0f ms, p99 %.0f ms, max %.0f ms (%d lines)",
 		res.P50, res.P99, res.Max, res.LatencyN, res.RawP50, res.RawP99, res.RawMax, res.RawN)
-	return res, nil
 }
 
 func (b *bench) runScale() error {

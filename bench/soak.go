@@ -44,401 +44,555 @@ var soakKinds = []soakKind{
 	{name: "exits-slow", args: []string{"-lines", "200", "-interval", "25ms", "-stream", "stderr", "-size", "100"}},
 }
 
+// preWave is the twin's goroutines and the host's fds as a wave starts.
+type preWave struct {
+	Wave       int `json:"wave"`
+	Goroutines int `json:"twin_goroutines"`
+	FDs        int `json:"host_fds"`
+}
+
+const soakCase = "soak"
+
+// soak is one run of -soak: the plugin in the test host and its twin, the
+// containers it starts, and what each must have delivered. runSoak's
+// goroutine owns the fields above mu; wave goroutines write those below it.
+type soak struct {
+	b     *bench
+	host  *runner
+	twin  *runner           // nil with -twin=false
+	proxy *faultproxy.Proxy // nil with -soak-faults=false
+	// faults says what the fault schedule did; written by its goroutine,
+	// read after faultsDone.
+	faults     string
+	faultsDone sync.WaitGroup
+	t0         time.Time
+	steady     []string
+	csvPath    string
+	csv        *bufio.Writer
+	rows       []soakRow
+	pre        []preWave
+	wave       int
+	waves      sync.WaitGroup // wave goroutines; finish waits
+
+	mu           sync.Mutex
+	want         map[string]int // container -> last seq, for the kept ones
+	fastRm       map[string]int // the same for those removed at once
+	live         int            // started and not yet removed
+	ids          []string       // every container started, removed at the end
+	lateRemovals int            // kept ones removed unread after a minute
+	waveErrs     []error
+}
+
 func (b *bench) runSoak() error {
-	const name = "soak"
 	cfg := b.cfg
 	logf("soak: %s, Stream_Refresh=%s, %d steady containers, a wave of %d containers every %s",
 		cfg.soakDuration, cfg.soakRefresh, cfg.soakSteady, cfg.soakWaveSize, cfg.soakWave)
-	// Faults: the plugin reaches the daemon through internal/faultproxy,
-	// which stalls every logs response for a while at a third of the run,
-	// makes the daemon unreachable at half of it and cuts one response
-	// mid-frame at two thirds.
-	stall := "off (-soak-faults=false)"
-	props := b.props(name, map[string]string{"Stream_Refresh": cfg.soakRefresh})
-	var proxy *faultproxy.Proxy
-	var err error
-	if cfg.soakFaults {
-		if proxy, err = faultproxy.New("unix://"+cfg.sock, logf); err != nil {
-			return err
-		}
-		defer proxy.Close()
-		props["Docker_Host"] = proxy.Host()
-		stall = "pending"
-	}
-	h, err := startRunner(cfg.paths, "host", name, props, true)
-	if err != nil {
+	s := &soak{b: b, faults: "off (-soak-faults=false)", want: map[string]int{}, fastRm: map[string]int{}}
+	if err := s.start(); err != nil {
 		return err
 	}
-	defer h.removeOut()
-	var tw *runner
-	if cfg.twin {
-		if tw, err = startRunner(cfg.paths, "twin", name, props, false); err != nil {
-			h.stop()
-			return err
-		}
-		defer tw.removeOut()
-	}
-	t0 := time.Now()
-	deadline := t0.Add(cfg.soakDuration)
-	h.startWindow()
-
-	var mu sync.Mutex // guards want, fastRm, live, ids
-	want := map[string]int{}
-	fastRm := map[string]int{}
-	live := 0
-	var ids []string
-	defer func() {
-		mu.Lock()
-		all := append([]string(nil), ids...)
-		mu.Unlock()
-		b.removeAll(all)
-	}()
-
-	steady, err := b.eng.runMany(b.ctx, cfg.soakSteady, cfg.workers, func(int) spec {
-		return b.loggen(name, "-lines", "1000000000", "-interval", "50ms", "-stream", "both", "-size", "100", "-hold")
-	}, logf)
-	mu.Lock()
-	ids = append(ids, steady...)
-	live += len(steady)
-	mu.Unlock()
-	if err != nil {
+	defer s.close()
+	if err := s.startSteady(); err != nil {
 		return err
 	}
-
-	// Sampler: every 10 s into the CSV.
-	csvPath := filepath.Join(cfg.out, "soak.csv")
-	f, err := os.Create(csvPath)
+	f, err := os.Create(filepath.Join(cfg.out, "soak.csv"))
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	cw := bufio.NewWriter(f)
-	fmt.Fprintln(cw, "t_s,host_rss_mb,host_fds,host_threads,twin_goroutines,twin_rss_mb,twin_fds,host_records,twin_records,containers")
-	var rows []soakRow
-	sample := func() soakRow {
-		hs := sampleRunner(h, t0)
-		r := soakRow{T: hs.T, HostRSS: hs.RSS, HostFDs: hs.FDs, HostThr: hs.Threads, HostRecs: hs.Records, TwinGor: -1}
-		if tw != nil {
-			ts := sampleRunner(tw, t0)
-			r.TwinGor, r.TwinRSS, r.TwinFDs, r.TwinRecs = ts.Goroutines, ts.RSS, ts.FDs, ts.Records
-		}
-		mu.Lock()
-		r.Containers = live
-		mu.Unlock()
-		return r
-	}
-	record := func(r soakRow) {
-		rows = append(rows, r)
-		fmt.Fprintf(cw, "%.1f,%.2f,%d,%d,%d,%.2f,%d,%d,%d,%d\n", r.T, float64(r.HostRSS)/1e6, r.HostFDs, r.HostThr,
-			r.TwinGor, float64(r.TwinRSS)/1e6, r.TwinFDs, r.HostRecs, r.TwinRecs, r.Containers)
-		cw.Flush()
-	}
-	record(sample())
-
+	s.csvPath, s.csv = f.Name(), bufio.NewWriter(f)
+	fmt.Fprintln(s.csv, "t_s,host_rss_mb,host_fds,host_threads,twin_goroutines,twin_rss_mb,twin_fds,host_records,twin_records,containers")
+	s.record(s.sample())
 	// The baseline: every steady container's reader runs.
-	steadyReading := func(r *runner) func() bool {
-		return func() bool {
-			for _, id := range steady {
-				if r.acct.perContainer[id] == nil {
-					return false
-				}
-			}
-			return true
-		}
-	}
-	h.wait(time.Minute, steadyReading(h))
-	if tw != nil {
-		tw.wait(time.Minute, steadyReading(tw))
+	for _, r := range s.runners() {
+		r.wait(time.Minute, func() bool {
+			return !slices.ContainsFunc(s.steady, func(id string) bool { return r.acct.perContainer[id] == nil })
+		})
 	}
 	time.Sleep(3 * time.Second)
-	record(sample())
-
-	// readAll waits until host and twin have every line of a container
-	// that has exited, up to a minute: containers are removed once read
-	// (except the burst-rm kind), so a stall costs no line.
-	var lateRemovals int
-	readAll := func(id string, n int) {
-		have := func(r *runner) func() bool {
-			return func() bool { s := r.acct.perContainer[id]; return n == 0 || s != nil && s.count >= n }
-		}
-		ok := h.wait(time.Minute, have(h))
-		if tw != nil {
-			ok = tw.wait(10*time.Second, have(tw)) && ok
-		}
-		if !ok {
-			mu.Lock()
-			lateRemovals++
-			mu.Unlock()
-		}
-	}
-
-	var faultsDone sync.WaitGroup
-	if proxy != nil {
-		faultsDone.Add(1)
+	s.record(s.sample())
+	if s.proxy != nil {
+		s.faults = "pending"
+		s.faultsDone.Add(1)
 		go func() {
-			defer faultsDone.Done()
-			stall = b.soakFaults(proxy, t0, cfg.soakDuration)
+			defer s.faultsDone.Done()
+			s.faults = b.soakFaults(s.proxy, s.t0, cfg.soakDuration)
 		}()
 	}
+	s.loop()
+	s.waves.Wait()
+	s.faultsDone.Wait()
+	// One more sample with only the steady containers left: the end of
+	// the series.
+	s.record(s.sample())
+	return s.finish()
+}
 
-	var waves sync.WaitGroup
-	var waveErrs []error
-	type preWave struct {
-		Wave       int `json:"wave"`
-		Goroutines int `json:"twin_goroutines"`
-		FDs        int `json:"host_fds"`
+// start runs the host and the twin, through the fault proxy with
+// -soak-faults: it stalls every logs response for a while at a third of
+// the run, makes the daemon unreachable at half of it and cuts one
+// response mid-frame at two thirds.
+func (s *soak) start() error {
+	cfg := s.b.cfg
+	props := s.b.props(soakCase, map[string]string{"Stream_Refresh": cfg.soakRefresh})
+	if cfg.soakFaults {
+		var err error
+		if s.proxy, err = faultproxy.New("unix://"+cfg.sock, logf); err != nil {
+			return err
+		}
+		props["Docker_Host"] = s.proxy.Host()
 	}
-	var pre []preWave
+	var err error
+	if s.host, err = startRunner(cfg.paths, "host", soakCase, props, true); err != nil {
+		s.close()
+		return err
+	}
+	if cfg.twin {
+		if s.twin, err = startRunner(cfg.paths, "twin", soakCase, props, false); err != nil {
+			s.host.stop()
+			s.close()
+			return err
+		}
+	}
+	s.t0 = time.Now()
+	s.host.startWindow()
+	return nil
+}
+
+// close removes the containers, the runners' OUT files and the proxy.
+func (s *soak) close() {
+	s.mu.Lock()
+	ids := slices.Clone(s.ids)
+	s.mu.Unlock()
+	s.b.removeAll(ids)
+	for _, r := range s.runners() {
+		r.removeOut()
+	}
+	if s.proxy != nil {
+		s.proxy.Close()
+	}
+}
+
+func (s *soak) runners() []*runner {
+	var out []*runner
+	for _, r := range []*runner{s.host, s.twin} {
+		if r != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (s *soak) startSteady() error {
+	b := s.b
+	steady, err := b.eng.runMany(b.ctx, b.cfg.soakSteady, b.cfg.workers, func(int) spec {
+		return b.loggen(soakCase, "-lines", "1000000000", "-interval", "50ms", "-stream", "both", "-size", "100", "-hold")
+	}, logf)
+	s.steady = steady
+	s.started(steady)
+	return err
+}
+
+// started notes containers that a wave or the steady set started.
+func (s *soak) started(ids []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ids = append(s.ids, ids...)
+	for _, id := range ids {
+		if id != "" {
+			s.live++
+		}
+	}
+}
+
+func (s *soak) sample() soakRow {
+	hs := sampleRunner(s.host, s.t0)
+	r := soakRow{T: hs.T, HostRSS: hs.RSS, HostFDs: hs.FDs, HostThr: hs.Threads, HostRecs: hs.Records, TwinGor: -1}
+	if s.twin != nil {
+		ts := sampleRunner(s.twin, s.t0)
+		r.TwinGor, r.TwinRSS, r.TwinFDs, r.TwinRecs = ts.Goroutines, ts.RSS, ts.FDs, ts.Records
+	}
+	s.mu.Lock()
+	r.Containers = s.live
+	s.mu.Unlock()
+	return r
+}
+
+// record keeps a sample and writes it to the CSV at once, so a run cut
+// short keeps its samples.
+func (s *soak) record(r soakRow) {
+	s.rows = append(s.rows, r)
+	fmt.Fprintf(s.csv, "%.1f,%.2f,%d,%d,%d,%.2f,%d,%d,%d,%d\n", r.T, float64(r.HostRSS)/1e6, r.HostFDs, r.HostThr,
+		r.TwinGor, float64(r.TwinRSS)/1e6, r.TwinFDs, r.HostRecs, r.TwinRecs, r.Containers)
+	s.csv.Flush()
+}
+
+// loop samples every 10 s and starts a wave every -soak-wave until the
+// duration is over; the last waves must have time to finish inside it.
+func (s *soak) loop() {
+	cfg := s.b.cfg
+	deadline := s.t0.Add(cfg.soakDuration)
+	lastWave := deadline.Add(-15 * time.Second)
 	sampleTick := time.NewTicker(10 * time.Second)
 	defer sampleTick.Stop()
 	waveTick := time.NewTicker(cfg.soakWave)
 	defer waveTick.Stop()
-	wave := 0
-	startWave := func() {
-		wave++
-		w := wave
-		s := sample()
-		pre = append(pre, preWave{Wave: w, Goroutines: s.TwinGor, FDs: s.HostFDs})
-		waves.Add(1)
-		go func() {
-			defer waves.Done()
-			if err := b.soakWave(name, w, cfg.soakWaveSize, readAll, &mu, want, fastRm, &live, &ids); err != nil {
-				mu.Lock()
-				waveErrs = append(waveErrs, err)
-				mu.Unlock()
-				logf("  wave %d: %v", w, err)
-			}
-		}()
-	}
-	// The last waves must have time to finish inside the duration.
-	lastWave := deadline.Add(-15 * time.Second)
-	startWave()
-loop:
+	s.startWave()
 	for {
 		select {
-		case <-b.ctx.Done():
-			break loop
+		case <-s.b.ctx.Done():
+			return
 		case <-sampleTick.C:
-			r := sample()
-			record(r)
+			r := s.sample()
+			s.record(r)
 			logf("  t=%4.0fs containers %3d | host rss %s fds %d thr %d | twin goroutines %d rss %s fds %d | records %d / %d",
 				r.T, r.Containers, mb(r.HostRSS), r.HostFDs, r.HostThr, r.TwinGor, mb(r.TwinRSS), r.TwinFDs, r.HostRecs, r.TwinRecs)
 			if time.Now().After(deadline) {
-				break loop
+				return
 			}
 		case <-waveTick.C:
 			if time.Now().Before(lastWave) {
-				startWave()
+				s.startWave()
 			}
 		}
 	}
-	waves.Wait()
-	faultsDone.Wait()
-	// One more sample with only the steady containers left: the end of the
-	// series.
-	record(sample())
+}
 
+func (s *soak) startWave() {
+	s.wave++
+	w := s.wave
+	r := s.sample()
+	s.pre = append(s.pre, preWave{Wave: w, Goroutines: r.TwinGor, FDs: r.HostFDs})
+	s.waves.Add(1)
+	go func() {
+		defer s.waves.Done()
+		if err := s.runWave(w); err != nil {
+			s.fail(err)
+			logf("  wave %d: %v", w, err)
+		}
+	}()
+}
+
+func (s *soak) fail(err error) {
+	s.mu.Lock()
+	s.waveErrs = append(s.waveErrs, err)
+	s.mu.Unlock()
+}
+
+// runWave starts -soak-wave-size containers of the kinds in turn and runs
+// each to its end.
+func (s *soak) runWave(w int) error {
+	b := s.b
+	started, err := b.eng.runMany(b.ctx, b.cfg.soakWaveSize, b.cfg.workers, func(i int) spec {
+		return b.loggen(soakCase, soakKinds[i%len(soakKinds)].args...)
+	}, logf)
+	s.started(started)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards errs
+	var errs []error
+	for i, id := range started {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.runContainer(id, soakKinds[i%len(soakKinds)]); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("wave %d: %v", w, errs)
+	}
+	return nil
+}
+
+// runContainer waits for a wave container to end (stopping it if its kind
+// says so), notes its last line, waits until it is read unless its kind is
+// removed at once, and removes it.
+func (s *soak) runContainer(id string, k soakKind) error {
+	ctx := context.Background()
+	if k.stopIn > 0 {
+		time.Sleep(k.stopIn)
+		if err := s.b.eng.stop(ctx, id); err != nil {
+			s.fail(err)
+		}
+	}
+	if err := s.b.eng.wait(ctx, id); err != nil {
+		return err
+	}
+	seq, err := s.b.eng.lastSeq(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !k.rmAtOnce {
+		s.readAll(id, seq)
+	}
+	rmErr := s.b.eng.remove(ctx, id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k.rmAtOnce {
+		s.fastRm[id] = seq
+	} else {
+		s.want[id] = seq
+	}
+	s.live--
+	return rmErr
+}
+
+// readAll waits until host and twin have every line of a container that
+// has exited, up to a minute: containers are removed once read (except
+// the burst-rm kind), so a stall costs no line.
+func (s *soak) readAll(id string, n int) {
+	have := func(r *runner) func() bool {
+		return func() bool { c := r.acct.perContainer[id]; return n == 0 || c != nil && c.count >= n }
+	}
+	ok := s.host.wait(time.Minute, have(s.host))
+	if s.twin != nil {
+		ok = s.twin.wait(10*time.Second, have(s.twin)) && ok
+	}
+	if !ok {
+		s.mu.Lock()
+		s.lateRemovals++
+		s.mu.Unlock()
+	}
+}
+
+// soakCheck is what one runner delivered of the kept and the burst-rm
+// containers, and how it exited.
+type soakCheck struct {
+	kept, fast checkResult
+	exit       string
+}
+
+// finish stops the steady containers, waits for their last lines, checks
+// what each runner delivered, stops the runners and reports.
+func (s *soak) finish() error {
 	logf("  stopping the steady containers")
-	if err := each(steady, cfg.workers, func(id string) error { return b.eng.stop(context.Background(), id) }); err != nil {
+	if err := each(s.steady, s.b.cfg.workers, func(id string) error { return s.b.eng.stop(context.Background(), id) }); err != nil {
 		logf("  stop: %v", err)
 	}
-	for _, id := range steady {
-		n, err := b.eng.lastSeq(context.Background(), id)
+	for _, id := range s.steady {
+		n, err := s.b.eng.lastSeq(context.Background(), id)
 		if err != nil {
 			logf("  last line of %s: %v", id[:12], err)
 		}
-		mu.Lock()
-		want[id] = n
-		mu.Unlock()
+		s.mu.Lock()
+		s.want[id] = n
+		s.mu.Unlock()
 	}
-	all := map[string]int{}
-	mu.Lock()
-	for k, v := range want {
-		all[k] = v
+	s.mu.Lock()
+	want, all := maps2(s.want, s.fastRm)
+	s.mu.Unlock()
+	s.host.wait(time.Minute, func() bool { return s.host.haveAll(want) })
+	if s.twin != nil {
+		s.twin.wait(30*time.Second, func() bool { return s.twin.haveAll(want) })
 	}
-	for k, v := range fastRm {
-		all[k] = v
+	// A second more: duplicates would show up in the next collect.
+	s.host.wait(1500*time.Millisecond, func() bool { return false })
+	check := func(r *runner) soakCheck {
+		c := soakCheck{kept: r.check(want), fast: r.check(s.fastRm)}
+		c.fast.Extra = 0 // the kept containers' lines
+		c.kept.Extra = r.check(all).Extra
+		c.exit = r.stop()
+		return c
 	}
-	mu.Unlock()
-	h.wait(time.Minute, func() bool { return h.haveAll(want) })
-	if tw != nil {
-		tw.wait(30*time.Second, func() bool { return tw.haveAll(want) })
+	hc := check(s.host)
+	var tc soakCheck
+	if s.twin != nil {
+		tc = check(s.twin)
 	}
-	h.wait(1500*time.Millisecond, func() bool { return false })
-	split := func(r *runner) (kept, fast checkResult) {
-		kept, fast = r.check(want), r.check(fastRm)
-		kept.Extra, fast.Extra = 0, 0 // each other's lines
-		kept.Extra = r.check(all).Extra
-		return kept, fast
-	}
-	hc, hfast := split(h)
-	hexit := h.stop()
-	var tc, tfast checkResult
-	var texit string
-	if tw != nil {
-		tc, tfast = split(tw)
-		texit = tw.stop()
-	}
-	h.mu.Lock()
-	lat := append([]float32(nil), h.acct.latencyMS...)
-	h.mu.Unlock()
-	slices.Sort(lat)
+	return s.report(hc, tc)
+}
 
-	// Slopes per minute and the chart.
-	xs := make([]float64, len(rows))
-	col := func(f func(r soakRow) float64) []float64 {
-		v := make([]float64, len(rows))
-		for i, r := range rows {
-			v[i] = f(r)
+// maps2 copies want and returns it with fast added.
+func maps2(want, fast map[string]int) (wantCopy, all map[string]int) {
+	wantCopy, all = map[string]int{}, map[string]int{}
+	for k, v := range want {
+		wantCopy[k], all[k] = v, v
+	}
+	for k, v := range fast {
+		all[k] = v
+	}
+	return wantCopy, all
+}
+
+// soakSlope is a series' growth per minute.
+type soakSlope struct {
+	Name     string  `json:"name"`
+	PerMin   float64 `json:"per_minute"`
+	First    float64 `json:"first"`
+	Last     float64 `json:"last"`
+	Unit     string  `json:"unit"`
+	ExclWarm float64 `json:"per_minute_after_first_minute"`
+}
+
+// column is one field of the samples where it is known (not negative),
+// with their times in minutes.
+func (s *soak) column(f func(r soakRow) float64) (x, y []float64) {
+	for _, r := range s.rows {
+		if v := f(r); v >= 0 {
+			x, y = append(x, r.T/60), append(y, v)
 		}
-		return v
 	}
-	for i, r := range rows {
-		xs[i] = r.T / 60
-	}
-	hostRSS := col(func(r soakRow) float64 { return float64(r.HostRSS) / 1e6 })
-	hostFDs := col(func(r soakRow) float64 { return float64(r.HostFDs) })
-	// The twin reports goroutines from its first collect tick on.
-	var gx, twinGor []float64
-	for i, r := range rows {
-		if r.TwinGor >= 0 {
-			gx, twinGor = append(gx, xs[i]), append(twinGor, float64(r.TwinGor))
-		}
-	}
-	twinRSS := col(func(r soakRow) float64 { return float64(r.TwinRSS) / 1e6 })
-	twinFDs := col(func(r soakRow) float64 { return float64(r.TwinFDs) })
+	return x, y
+}
+
+// chart draws the series into soak.svg and returns their slopes by name.
+func (s *soak) chart() (svgPath string, slopes []soakSlope, err error) {
+	cfg := s.b.cfg
+	mbOf := func(v int64) float64 { return float64(v) / 1e6 }
+	// The twin reports goroutines from its first collect tick on: -1 before.
+	gx, twinGor := s.column(func(r soakRow) float64 { return float64(r.TwinGor) })
+	hfx, hostFDs := s.column(func(r soakRow) float64 { return float64(r.HostFDs) })
+	hrx, hostRSS := s.column(func(r soakRow) float64 { return mbOf(r.HostRSS) })
+	tfx, twinFDs := s.column(func(r soakRow) float64 { return float64(r.TwinFDs) })
+	trx, twinRSS := s.column(func(r soakRow) float64 { return mbOf(r.TwinRSS) })
 	panels := []panel{
 		{title: "goroutines (twin: the capture in-process)", unit: "goroutines", lines: []series{{name: "twin", color: "#1f77b4", x: gx, y: twinGor}}},
-		{title: "open file descriptors", unit: "fds", lines: []series{{name: "host (.so)", color: "#d62728", x: xs, y: hostFDs}, {name: "twin", color: "#1f77b4", x: xs, y: twinFDs}}},
-		{title: "resident memory", unit: "MB", lines: []series{{name: "host (.so)", color: "#d62728", x: xs, y: hostRSS}, {name: "twin", color: "#1f77b4", x: xs, y: twinRSS}}},
+		{title: "open file descriptors", unit: "fds", lines: []series{{name: "host (.so)", color: "#d62728", x: hfx, y: hostFDs}, {name: "twin", color: "#1f77b4", x: tfx, y: twinFDs}}},
+		{title: "resident memory", unit: "MB", lines: []series{{name: "host (.so)", color: "#d62728", x: hrx, y: hostRSS}, {name: "twin", color: "#1f77b4", x: trx, y: twinRSS}}},
 	}
-	if tw == nil {
+	if s.twin == nil {
 		panels[0].lines = nil
 	}
-	svgPath := filepath.Join(cfg.out, "soak.svg")
-	if err := os.WriteFile(svgPath, []byte(chartSVG(fmt.Sprintf("docker_logs soak, %s, Stream_Refresh=%s, %d waves", cfg.soakDuration, cfg.soakRefresh, wave), panels)), 0o644); err != nil {
-		return err
+	svgPath = filepath.Join(cfg.out, "soak.svg")
+	title := fmt.Sprintf("docker_logs soak, %s, Stream_Refresh=%s, %d waves", cfg.soakDuration, cfg.soakRefresh, s.wave)
+	if err := os.WriteFile(svgPath, []byte(chartSVG(title, panels)), 0o644); err != nil {
+		return "", nil, err
 	}
-
-	type slopeRow struct {
-		Name     string  `json:"name"`
-		PerMin   float64 `json:"per_minute"`
-		First    float64 `json:"first"`
-		Last     float64 `json:"last"`
-		Unit     string  `json:"unit"`
-		ExclWarm float64 `json:"per_minute_after_first_minute"`
-	}
-	var slopes []slopeRow
-	addSlope := func(n, unit string, x, y []float64) {
+	add := func(n, unit string, x, y []float64) {
 		if len(y) == 0 {
 			return
 		}
 		m, _ := slope(x, y)
-		var mw float64
 		var wx, wy []float64
 		for i := range x {
 			if x[i] >= 1 {
 				wx, wy = append(wx, x[i]), append(wy, y[i])
 			}
 		}
-		mw, _ = slope(wx, wy)
-		slopes = append(slopes, slopeRow{Name: n, PerMin: m, ExclWarm: mw, First: y[0], Last: y[len(y)-1], Unit: unit})
+		mw, _ := slope(wx, wy)
+		slopes = append(slopes, soakSlope{Name: n, PerMin: m, ExclWarm: mw, First: y[0], Last: y[len(y)-1], Unit: unit})
 	}
-	if tw != nil {
-		addSlope("twin goroutines", "goroutines", gx, twinGor)
+	if s.twin != nil {
+		add("twin goroutines", "goroutines", gx, twinGor)
 	}
-	addSlope("host fds", "fds", xs, hostFDs)
-	addSlope("host RSS", "MB", xs, hostRSS)
-	if tw != nil {
-		addSlope("twin fds", "fds", xs, twinFDs)
-		addSlope("twin RSS", "MB", xs, twinRSS)
+	add("host fds", "fds", hfx, hostFDs)
+	add("host RSS", "MB", hrx, hostRSS)
+	if s.twin != nil {
+		add("twin fds", "fds", tfx, twinFDs)
+		add("twin RSS", "MB", trx, twinRSS)
 	}
+	return svgPath, slopes, nil
+}
 
-	s := section{Title: "Soak: growth per minute (least squares over the 10 s samples)",
+// report writes the soak's sections, raw figures and goals.
+func (s *soak) report(hc, tc soakCheck) error {
+	b, cfg := s.b, s.b.cfg
+	svgPath, slopes, err := s.chart()
+	if err != nil {
+		return err
+	}
+	sec := section{Title: "Soak: growth per minute (least squares over the 10 s samples)",
 		Header: []string{"series", "first", "last", "slope/min (all)", "slope/min (after 1st min)"}}
+	perMin := map[string]float64{}
 	for _, r := range slopes {
-		s.Rows = append(s.Rows, []string{r.Name, fmt.Sprintf("%.1f %s", r.First, r.Unit), fmt.Sprintf("%.1f %s", r.Last, r.Unit),
+		sec.Rows = append(sec.Rows, []string{r.Name, fmt.Sprintf("%.1f %s", r.First, r.Unit), fmt.Sprintf("%.1f %s", r.Last, r.Unit),
 			signed(r.PerMin), signed(r.ExclWarm)})
+		perMin[r.Name] = r.ExclWarm
 	}
-	s.Notes = append(s.Notes, fmt.Sprintf("samples: %s (%d rows); chart: %s", csvPath, len(rows), svgPath))
-	b.rep.section(s)
-
-	minPre, maxPre := 1<<30, -1
-	for _, p := range pre {
-		minPre, maxPre = min(minPre, p.Goroutines), max(maxPre, p.Goroutines)
+	sec.Notes = append(sec.Notes, fmt.Sprintf("samples: %s (%d rows); chart: %s", s.csvPath, len(s.rows), svgPath))
+	b.rep.section(sec)
+	base, minPre, maxPre, endGor := s.goroutineFigures()
+	b.rep.section(s.lifecycle(hc, tc, fmt.Sprintf("%d / %d / %d", base, minPre, maxPre), endGor))
+	b.rep.raw("soak", map[string]any{"slopes": slopes, "pre_wave": s.pre, "host_check": hc.kept, "host_check_burst_rm": hc.fast,
+		"twin_check": tc.kept, "twin_check_burst_rm": tc.fast, "rows": s.rows, "wave_errors": fmt.Sprint(s.waveErrs)})
+	if s.proxy != nil {
+		b.rep.raw("faultproxy", s.proxy.Stats())
 	}
-	base := -1
-	if len(pre) > 0 {
-		base = pre[0].Goroutines
-	}
-	endGor := -1
-	if len(rows) > 0 {
-		endGor = rows[len(rows)-1].TwinGor
-	}
-	cs := section{Title: "Soak: lines and lifecycle", Header: []string{"measure", "value"}}
-	cs.Rows = [][]string{
-		{"waves", fmt.Sprintf("%d x %d containers (kinds: exits, burst-rm, stopped after 3 s, exits-slow) + %d steady", wave, cfg.soakWaveSize, cfg.soakSteady)},
-		{"host: containers kept until read (removed after at most a minute)", checkCell(hc) + fmt.Sprintf(" (%d removed unread after the minute)", lateRemovals)},
-		{"host: burst-rm containers (50 lines, removed as soon as they exit, like --rm)", checkCell(hfast)},
-		{"twin: containers kept until read", checkCell(tc)},
-		{"twin: burst-rm containers", checkCell(tfast)},
-		{"twin goroutines before each wave (first / min / max)", fmt.Sprintf("%d / %d / %d", base, minPre, maxPre)},
-		{"twin goroutines at the end (only steady containers)", strconv.Itoa(endGor)},
-		{"latency p50 / p99 / max", fmt.Sprintf("%.0f / %.0f / %.0f ms (%d records)", percentile(lat, .5), percentile(lat, .99), maxF(lat), len(lat))},
-		{"host exit", hexit},
-		{"twin exit", texit},
-		{"faults (stall, outage, cut)", stall},
-	}
-	b.rep.section(cs)
-	if proxy != nil {
-		st := proxy.Stats()
-		b.rep.raw("faultproxy", st)
-		cs.Rows = append(cs.Rows, []string{"faultproxy", fmt.Sprintf("%d connections, %d logs requests, %d cut in a header, %d in a payload", st.Conns, st.LogsRequests, st.HeaderCuts, st.PayloadCuts)})
-	}
-	b.rep.raw("soak", map[string]any{"slopes": slopes, "pre_wave": pre, "host_check": hc, "host_check_burst_rm": hfast,
-		"twin_check": tc, "twin_check_burst_rm": tfast, "rows": rows, "wave_errors": fmt.Sprint(waveErrs)})
-	for _, w := range h.warningSummary() {
-		logf("  host: %s", w)
-		b.rep.note("host: %s", w)
-	}
-	if tw != nil {
-		for _, w := range tw.warningSummary() {
-			logf("  twin: %s", w)
-		}
-	}
-	if err := h.err(); err != nil {
-		b.rep.note("host records: %v", err)
-	}
-
-	var gorSlope, fdSlope, rssSlope float64
-	for _, r := range slopes {
-		switch r.Name {
-		case "twin goroutines":
-			gorSlope = r.ExclWarm
-		case "host fds":
-			fdSlope = r.ExclWarm
-		case "host RSS":
-			rssSlope = r.ExclWarm
-		}
-	}
-	b.rep.goal("6a", "soak: every line of kept containers (host; twin)", checkCell(hc)+"; "+checkCell(tc), "all, once", boolp(hc.ok() && (tw == nil || tc.ok())))
-	if tw != nil {
+	s.notes()
+	b.rep.goal("6a", "soak: every line of kept containers (host; twin)", checkCell(hc.kept)+"; "+checkCell(tc.kept), "all, once",
+		boolp(hc.kept.ok() && (s.twin == nil || tc.kept.ok())))
+	if s.twin != nil {
 		back := maxPre-base <= 3 && endGor-base <= 3
 		b.rep.goal("6b", "soak: twin goroutines back to baseline before each wave (first/max before a wave; end)",
 			fmt.Sprintf("%d/%d; %d", base, maxPre, endGor), "back to baseline", boolp(back))
-	}
-	if tw != nil {
 		b.rep.goal("6d", "soak: twin goroutines growth per minute (after the first minute)",
-			signed(gorSlope), "flat", boolp(abs(gorSlope) < 0.5))
+			signed(perMin["twin goroutines"]), "flat", boolp(abs(perMin["twin goroutines"]) < 0.5))
 	}
+	fdSlope, rssSlope := perMin["host fds"], perMin["host RSS"]
 	b.rep.goal("6c", "soak: host fds and RSS growth per minute (after the first minute)",
 		fmt.Sprintf("%s fds/min, %s MB/min", signed(fdSlope), signed(rssSlope)), "flat", boolp(abs(fdSlope) < 1 && rssSlope < 1))
 	if err := b.rep.write(); err != nil {
 		return err
 	}
 	b.rep.printAll()
-	logf("wrote %s, %s, %s", filepath.Join(cfg.out, "soak.md"), csvPath, svgPath)
+	logf("wrote %s, %s, %s", filepath.Join(cfg.out, "soak.md"), s.csvPath, svgPath)
 	return nil
+}
+
+// goroutineFigures are the twin's goroutines before the first wave, the
+// least and most before any wave, and at the end.
+func (s *soak) goroutineFigures() (base, minPre, maxPre, end int) {
+	base, minPre, maxPre, end = -1, 1<<30, -1, -1
+	for _, p := range s.pre {
+		minPre, maxPre = min(minPre, p.Goroutines), max(maxPre, p.Goroutines)
+	}
+	if len(s.pre) > 0 {
+		base = s.pre[0].Goroutines
+	}
+	if len(s.rows) > 0 {
+		end = s.rows[len(s.rows)-1].TwinGor
+	}
+	return base, minPre, maxPre, end
+}
+
+func (s *soak) lifecycle(hc, tc soakCheck, preGor string, endGor int) section {
+	cfg := s.b.cfg
+	s.host.mu.Lock()
+	lat := slices.Clone(s.host.acct.latencyMS)
+	s.host.mu.Unlock()
+	slices.Sort(lat)
+	sec := section{Title: "Soak: lines and lifecycle", Header: []string{"measure", "value"}}
+	sec.Rows = [][]string{
+		{"waves", fmt.Sprintf("%d x %d containers (kinds: exits, burst-rm, stopped after 3 s, exits-slow) + %d steady", s.wave, cfg.soakWaveSize, cfg.soakSteady)},
+		{"host: containers kept until read (removed after at most a minute)", checkCell(hc.kept) + fmt.Sprintf(" (%d removed unread after the minute)", s.lateRemovals)},
+		{"host: burst-rm containers (50 lines, removed as soon as they exit, like --rm)", checkCell(hc.fast)},
+		{"twin: containers kept until read", checkCell(tc.kept)},
+		{"twin: burst-rm containers", checkCell(tc.fast)},
+		{"twin goroutines before each wave (first / min / max)", preGor},
+		{"twin goroutines at the end (only steady containers)", strconv.Itoa(endGor)},
+		{"latency p50 / p99 / max", fmt.Sprintf("%.0f / %.0f / %.0f ms (%d records)", percentile(lat, .5), percentile(lat, .99), maxF(lat), len(lat))},
+		{"host exit", hc.exit},
+		{"twin exit", tc.exit},
+		{"faults (stall, outage, cut)", s.faults},
+	}
+	if s.proxy != nil {
+		st := s.proxy.Stats()
+		sec.Rows = append(sec.Rows, []string{"faultproxy", fmt.Sprintf("%d connections, %d logs requests, %d cut in a header, %d in a payload", st.Conns, st.LogsRequests, st.HeaderCuts, st.PayloadCuts)})
+	}
+	return sec
+}
+
+// notes passes the runners' warnings and the host's decoding error on.
+func (s *soak) notes() {
+	for _, w := range s.host.warningSummary() {
+		logf("  host: %s", w)
+		s.b.rep.note("host: %s", w)
+	}
+	if s.twin != nil {
+		for _, w := range s.twin.warningSummary() {
+			logf("  twin: %s", w)
+		}
+	}
+	if err := s.host.err(); err != nil {
+		s.b.rep.note("host records: %v", err)
+	}
 }
 
 // soakFaults stalls every logs response for 10 s at a third of the run,
@@ -487,77 +641,6 @@ func (b *bench) soakFaults(p *faultproxy.Proxy, t0 time.Time, d time.Duration) s
 		did = append(did, "a mid-frame cut was armed at t="+at.String()+" but no stream carried two frames within 30 s")
 	}
 	return strings.Join(did, "; ")
-}
-
-// soakWave starts n containers of the kinds in turn and, for each, waits
-// for it to end (stopping it if its kind says so), notes its last line and
-// removes it.
-func (b *bench) soakWave(name string, w, n int, readAll func(id string, n int), mu *sync.Mutex, want, fastRm map[string]int, live *int, ids *[]string) error {
-	started, err := b.eng.runMany(b.ctx, n, b.cfg.workers, func(i int) spec {
-		return b.loggen(name, soakKinds[i%len(soakKinds)].args...)
-	}, logf)
-	mu.Lock()
-	*ids = append(*ids, started...)
-	for _, id := range started {
-		if id != "" {
-			*live++
-		}
-	}
-	mu.Unlock()
-	if err != nil {
-		return err
-	}
-	var wg sync.WaitGroup
-	var errs []error
-	for i, id := range started {
-		k := soakKinds[i%len(soakKinds)]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx := context.Background()
-			if k.stopIn > 0 {
-				time.Sleep(k.stopIn)
-				if err := b.eng.stop(ctx, id); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			}
-			if err := b.eng.wait(ctx, id); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-				return
-			}
-			seq, err := b.eng.lastSeq(ctx, id)
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-				return
-			}
-			if !k.rmAtOnce {
-				readAll(id, seq) // kept until read (a minute at most)
-			}
-			rmErr := b.eng.remove(ctx, id)
-			mu.Lock()
-			if k.rmAtOnce {
-				fastRm[id] = seq
-			} else {
-				want[id] = seq
-			}
-			*live--
-			if rmErr != nil {
-				errs = append(errs, rmErr)
-			}
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return fmt.Errorf("wave %d: %v", w, errs)
-	}
-	return nil
 }
 
 func maxF(v []float32) float64 {
