@@ -40,20 +40,31 @@ func newQueue(maxBytes int) *queue {
 // whenever the queue is below its bound, so one larger than the bound still
 // goes through instead of waiting forever.
 func (q *queue) push(ctx context.Context, c chunk) error {
+	return q.wait(ctx, func() (bool, <-chan struct{}) {
+		if q.bytes >= q.max {
+			return false, q.room
+		}
+		q.chunks = append(q.chunks, c)
+		q.bytes += len(c.data)
+		close(q.queued)
+		q.queued = make(chan struct{})
+		return true, nil
+	})
+}
+
+// wait calls try under the lock until it reports done; between calls it
+// waits for the channel try returned, which is closed when what try waits
+// for may have changed, or for ctx.
+func (q *queue) wait(ctx context.Context, try func() (done bool, changed <-chan struct{})) error {
 	for {
 		q.mu.Lock()
-		if q.bytes < q.max {
-			q.chunks = append(q.chunks, c)
-			q.bytes += len(c.data)
-			close(q.queued)
-			q.queued = make(chan struct{})
-			q.mu.Unlock()
+		done, changed := try()
+		q.mu.Unlock()
+		if done {
 			return nil
 		}
-		room := q.room
-		q.mu.Unlock()
 		select {
-		case <-room:
+		case <-changed:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -93,19 +104,7 @@ func (q *queue) size() int {
 
 // waitQueued returns when something is queued or ctx is done.
 func (q *queue) waitQueued(ctx context.Context) error {
-	q.mu.Lock()
-	if len(q.chunks) > 0 {
-		q.mu.Unlock()
-		return nil
-	}
-	queued := q.queued
-	q.mu.Unlock()
-	select {
-	case <-queued:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return q.wait(ctx, func() (bool, <-chan struct{}) { return len(q.chunks) > 0, q.queued })
 }
 
 // buffer returns an empty chunk buffer, reused when one is free.
