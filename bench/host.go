@@ -10,7 +10,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -379,23 +378,7 @@ func (r *runner) collectBefore(c collectRec) collectRec {
 	return prev
 }
 
-// quiet waits until no records arrived for d, up to timeout.
-func (r *runner) quiet(d, timeout time.Duration) {
-	end := time.Now().Add(timeout)
-	last := -1
-	for time.Now().Before(end) {
-		r.mu.Lock()
-		n := r.acct.records
-		r.mu.Unlock()
-		if n == last {
-			return
-		}
-		last = n
-		time.Sleep(d)
-	}
-}
-
-// snapshot returns a copy of the account's counters (not latency).
+// with runs f on the account, under the runner's lock.
 func (r *runner) with(f func(a *account)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -513,5 +496,3 @@ func (r *runner) warningSummary() []string {
 	}
 	return out
 }
-
-var errNoDaemon = errors.New("no docker daemon")

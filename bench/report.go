@@ -270,14 +270,3 @@ func (r *report) printAll() {
 		fmt.Printf("note: %s\n", n)
 	}
 }
-
-// Formatting helpers.
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
-func msf(d time.Duration) string  { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
-func ratio(a, b float64) string   { return fmt.Sprintf("%.3f", a/b) }
-func usPer(d time.Duration, n int) float64 {
-	if n == 0 {
-		return 0
-	}
-	return float64(d.Nanoseconds()) / 1e3 / float64(n)
-}
