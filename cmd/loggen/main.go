@@ -6,6 +6,14 @@
 // padding with -size) and "\n", written with one unbuffered write, so a test
 // can check order and exactly-once delivery per stream. A restarted container
 // runs it again and writes the same sequence numbers again.
+//
+// After the numbered lines come the -long lines: one of -long bytes of the
+// -fill text, or with -longs K, K of them, each starting with "long=<k> " so
+// they can be told apart. With -stream both they alternate stdout and
+// stderr. -split D writes each in two parts 2D apart, as a process that
+// flushes half a line does; with -between, a numbered line goes to the other
+// stream in the middle of that wait (sequence numbers after the numbered
+// lines), so the other stream moves on while the long line is open.
 package main
 
 import (
@@ -33,6 +41,10 @@ type config struct {
 	hold     bool
 	start    int
 	partial  bool
+	longs    int
+	fill     string
+	split    time.Duration
+	between  bool
 }
 
 func main() {
@@ -77,6 +89,10 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.hold, "hold", false, "after writing, block until SIGTERM, then exit 0")
 	fs.IntVar(&c.start, "start", 1, "first sequence number")
 	fs.BoolVar(&c.partial, "partial", false, "write the last line (the -long one if any) without its newline")
+	fs.IntVar(&c.longs, "longs", 0, "write this many -long lines, each starting with \"long=<k> \" (0: one, unnumbered)")
+	fs.StringVar(&c.fill, "fill", longPattern, "text repeated to fill the -long lines, cut at -long bytes (may cut a multi-byte character)")
+	fs.DurationVar(&c.split, "split", 0, "write each -long line in two parts, 2x this apart (0: one write)")
+	fs.BoolVar(&c.between, "between", false, "with -split, write a numbered line to the other stream between the parts")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -85,8 +101,12 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	case c.stream != "stdout" && c.stream != "stderr" && c.stream != "both":
 		return c, fmt.Errorf("invalid -stream %q: want stdout, stderr or both", c.stream)
-	case c.lines < 0, c.size < 0, c.long < 0, c.interval < 0:
-		return c, errors.New("-lines, -size, -long and -interval must not be negative")
+	case c.lines < 0, c.size < 0, c.long < 0, c.interval < 0, c.longs < 0, c.split < 0:
+		return c, errors.New("-lines, -size, -long, -longs, -split and -interval must not be negative")
+	case c.fill == "":
+		return c, errors.New("-fill must not be empty")
+	case c.between && c.split == 0:
+		return c, errors.New("-between needs -split")
 	}
 	return c, nil
 }
@@ -123,16 +143,55 @@ func write(c config, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 			return fmt.Errorf("write %s: %w", name, err)
 		}
 	}
-	if c.long > 0 {
-		w, name := stdout, "stdout"
-		if c.stream == "stderr" {
-			w, name = stderr, "stderr"
+	if c.long == 0 {
+		return nil
+	}
+	count := max(c.longs, 1)
+	for k := 1; k <= count; k++ {
+		w, name, other, otherName := stdout, "stdout", stderr, "stderr"
+		if c.stream == "stderr" || (c.stream == "both" && k%2 == 0) {
+			w, name, other, otherName = stderr, "stderr", stdout, "stdout"
 		}
-		if _, err := w.Write(long(c.long, !c.partial)); err != nil {
+		seq := 0
+		if c.longs > 0 {
+			seq = k
+		}
+		line := longLine(seq, c.long, c.fill, !(k == count && c.partial))
+		if c.split > 0 {
+			half := c.long / 2
+			if _, err := w.Write(line[:half]); err != nil {
+				return fmt.Errorf("write long line to %s: %w", name, err)
+			}
+			if err := wait(c.split, sigs); err != nil {
+				return err
+			}
+			if c.between {
+				if _, err := other.Write(numbered(c.start+c.lines+k-1, otherName, c.size, true)); err != nil {
+					return fmt.Errorf("write %s: %w", otherName, err)
+				}
+			}
+			if err := wait(c.split, sigs); err != nil {
+				return err
+			}
+			line = line[half:]
+		}
+		if _, err := w.Write(line); err != nil {
 			return fmt.Errorf("write long line to %s: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// wait sleeps d unless a signal comes first.
+func wait(d time.Duration, sigs <-chan os.Signal) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-sigs:
+		return errSignalled
+	}
 }
 
 func numbered(seq int, stream string, size int, newline bool) []byte {
@@ -154,11 +213,19 @@ func numbered(seq int, stream string, size int, newline bool) []byte {
 	return b
 }
 
-func long(n int, newline bool) []byte {
-	b := make([]byte, n, n+1)
-	for i := range b {
-		b[i] = longPattern[i%len(longPattern)]
+// longLine is the k-th -long line: "long=<k> " when k > 0, then fill
+// repeated, n bytes in all.
+func longLine(k, n int, fill string, newline bool) []byte {
+	b := make([]byte, 0, n+1)
+	if k > 0 {
+		b = append(b, "long="...)
+		b = strconv.AppendInt(b, int64(k), 10)
+		b = append(b, ' ')
 	}
+	for len(b) < n {
+		b = append(b, fill...)
+	}
+	b = b[:n]
 	if newline {
 		b = append(b, '\n')
 	}
