@@ -116,7 +116,8 @@ func pipeReaderFor(src Source, q *queue) *reader {
 	opts := &Options{Stdout: true, Stderr: true, StreamRefresh: time.Hour, MaxLineSize: 1 << 20, QueueMaxSize: 1 << 62}
 	cs := newContainerState(pipeContainer.ID, false)
 	cs.setMeta(pipeContainer)
-	return &reader{cs: cs, src: src, opts: opts, q: q, log: logrus.NewEntry(log), stats: new(Stats), tail: firstTail}
+	return &reader{cs: cs, src: src, opts: opts, q: q, log: logrus.NewEntry(log), stats: new(Stats), tail: firstTail,
+		joiner: lineJoiner{maxLine: opts.MaxLineSize}}
 }
 
 // pipeMeter counts what the timed loop costs: mallocs, and the process's
@@ -209,7 +210,7 @@ func BenchmarkPipeline(b *testing.B) {
 			// At the wrap, the same stamps again: positions reset.
 			e := c.next(b, func() { r.cs.pos = position{} })
 			if !r.cs.pos.seen(&e) {
-				r.add(&e)
+				r.joiner.add(&e, false, r)
 			}
 			if len(r.chunk) >= chunkTarget {
 				r.chunk = r.chunk[:0] // flush, minus the queue
@@ -246,7 +247,7 @@ type cyclingDecoder struct {
 func newCyclingDecoder(data []byte, maxFrame int) *cyclingDecoder {
 	rd := &pipeReader{max: pipeReadSize}
 	rd.r.Reset(data)
-	return &cyclingDecoder{data: data, rd: rd, d: newDecoder(rd, false, maxFrame, nil)}
+	return &cyclingDecoder{data: data, rd: rd, d: newDecoder(rd, modeMultiplexed, maxFrame, nil)}
 }
 
 // next returns the next entry; at the end of the stream it starts over,
@@ -262,7 +263,7 @@ func (c *cyclingDecoder) next(b *testing.B, wrapped func()) entry {
 		}
 		if err := c.d.fill(); err == io.EOF {
 			c.rd.r.Reset(c.data)
-			c.d = newDecoder(c.rd, false, c.d.maxFrame, c.d.buffer())
+			c.d = newDecoder(c.rd, modeMultiplexed, c.d.maxFrame, c.d.buffer())
 			wrapped()
 		} else if err != nil {
 			b.Fatal(err)

@@ -39,6 +39,9 @@ type Options struct {
 
 	// seekBound replaces the package's seekBound in tests; 0 keeps it.
 	seekBound time.Duration
+	// clock replaces time.Now in tests of how long a stream stays behind
+	// its position; nil keeps it.
+	clock func() time.Time
 }
 
 // Capture is one running instance: a supervisor, its readers and the queue

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -36,6 +37,9 @@ var (
 	ErrBadStreamByte = errors.New("unknown stream byte in frame header")
 	ErrFrameTooLarge = errors.New("frame larger than any line bound")
 	ErrTruncated     = errors.New("stream ended inside a frame")
+	// ErrSkipped: bytes that are no log entry were dropped; the decoder
+	// has moved past them and reading goes on.
+	ErrSkipped = errors.New("skipped bytes that are no log entry")
 )
 
 const (
@@ -58,31 +62,69 @@ type entry struct {
 	data   []byte
 }
 
+// streamMode says how a logs stream is framed.
+type streamMode int
+
+const (
+	modeMultiplexed streamMode = iota // frame headers, stdout and stderr
+	modeRaw                           // a TTY container: no headers, everything is stdout
+	// modeSniff: the TTY flag is unknown (a container gone before its
+	// inspect); the first byte tells, as a multiplexed stream starts with
+	// a stream byte (1, 2 or 3) and a raw one with a stamp's digit.
+	modeSniff
+)
+
+func modeOf(tty bool) streamMode {
+	if tty {
+		return modeRaw
+	}
+	return modeMultiplexed
+}
+
 // decoder splits a logs stream (timestamps=1) into entries. It reads only in
 // fill, so its owner can flush what it has before a Read that may block.
 type decoder struct {
 	r        io.Reader
-	raw      bool // TTY container: no frame headers, everything is stdout
+	mode     streamMode
 	maxFrame int
 	buf      []byte
 	start    int // first unparsed byte
 	end      int // end of the bytes read
 	eof      bool
+	// skipped counts the bytes dropped as no entry (ErrSkipped).
+	skipped int
+	// contStamp is set while a raw entry longer than maxFrame is handed
+	// out in parts: the stamp (with its space) the parts carry. Its own
+	// copy, as the buffer moves.
+	contStamp []byte
+	contTS    Timestamp
 }
 
-func newDecoder(r io.Reader, raw bool, maxFrame int, buf []byte) *decoder {
+func newDecoder(r io.Reader, mode streamMode, maxFrame int, buf []byte) *decoder {
 	if cap(buf) < minReadBuf {
 		buf = make([]byte, minReadBuf)
 	}
-	return &decoder{r: r, raw: raw, maxFrame: maxFrame, buf: buf[:cap(buf)]}
+	return &decoder{r: r, mode: mode, maxFrame: maxFrame, buf: buf[:cap(buf)]}
 }
+
+// raw reports whether the stream is a TTY's, once known.
+func (d *decoder) raw() bool { return d.mode == modeRaw }
 
 // next returns the next entry from the bytes already read. ok is false when
 // more bytes are needed (call fill) and err is set when the stream is
 // malformed. A SystemErr frame is returned as an entry with its text in data
 // and no timestamp parsed.
 func (d *decoder) next() (e entry, ok bool, err error) {
-	if d.raw {
+	if d.mode == modeSniff {
+		if d.start == d.end {
+			return entry{}, false, nil
+		}
+		d.mode = modeRaw
+		if b := d.buf[d.start]; b >= byte(Stdout) && b <= byte(SystemErr) {
+			d.mode = modeMultiplexed
+		}
+	}
+	if d.mode == modeRaw {
 		return d.nextRaw()
 	}
 	avail := d.buf[d.start:d.end]
@@ -112,43 +154,93 @@ func (d *decoder) next() (e entry, ok bool, err error) {
 	}
 	ts, n, err := parseTimestamp(payload)
 	if err != nil {
-		return entry{}, false, fmt.Errorf("%s frame: %w", stream, err)
+		// The frame says where the next one starts: only this one is lost.
+		d.skipped += frameHeaderLen + size
+		return entry{}, false, fmt.Errorf("%w: %s frame of %d bytes: %w", ErrSkipped, stream, size, err)
 	}
 	return entry{stream: stream, ts: ts, data: payload[n:]}, true, nil
 }
 
-// nextRaw splits a TTY stream: a stamp, then a line up to and including
-// '\n', or a piece of exactly pieceLen bytes when the line is longer. Only at
-// the end of the stream can a shorter unterminated piece be known to be one.
+// nextRaw splits a TTY stream, which has no frames: a stamp, then a line up
+// to and including '\n', or a piece of a longer one. The daemon's pieces
+// are not all 16,384 bytes (json-file replaces the bytes of a character cut
+// at the boundary, other drivers cut elsewhere), but every piece of one line
+// carries the line's first stamp: a piece ends where its own stamp starts
+// again. Only at the end of the stream can an unterminated rest be known to
+// end there.
 func (d *decoder) nextRaw() (entry, bool, error) {
 	avail := d.buf[d.start:d.end]
 	if len(avail) == 0 {
 		return entry{}, false, nil
+	}
+	if d.contStamp != nil {
+		return d.rawBody(d.contTS, d.contStamp, 0, avail)
 	}
 	ts, n, err := parseTimestamp(avail)
 	if err != nil {
 		if len(avail) < maxTimestampLen && !d.eof {
 			return entry{}, false, nil // the stamp may not be complete yet
 		}
-		return entry{}, false, fmt.Errorf("tty stream: %w", err)
+		return d.skipRawLine(err)
 	}
+	return d.rawBody(ts, avail[:n], n, avail)
+}
+
+// rawBody takes the entry stamped ts whose body starts at n in avail; stamp
+// is its stamp with the space, which starts the line's next piece.
+func (d *decoder) rawBody(ts Timestamp, stamp []byte, n int, avail []byte) (entry, bool, error) {
 	body := avail[n:]
-	limit := min(len(body), pieceLen)
-	for i := 0; i < limit; i++ {
-		if body[i] == '\n' {
-			d.start += n + i + 1
-			return entry{stream: Stdout, ts: ts, data: body[:i+1]}, true, nil
+	line := body
+	nl := bytes.IndexByte(body, '\n')
+	if nl >= 0 {
+		line = body[:nl+1]
+	}
+	var size int
+	switch i := bytes.Index(line, stamp); {
+	case i == 0 && n == 0:
+		// The parts of an overlong entry ended where its next piece
+		// starts.
+		d.contStamp = nil
+		return d.nextRaw()
+	case i >= 0:
+		size = i // a piece: the next one starts with the same stamp
+	case nl >= 0:
+		size = nl + 1
+	case d.eof || len(body) >= d.maxFrame:
+		size = len(body)
+	default:
+		return entry{}, false, nil
+	}
+	// No entry is longer than any line bound: the rest of a longer one is
+	// handed out in parts stamped as it, until its end.
+	cont := size > d.maxFrame
+	if cont {
+		size = d.maxFrame
+	}
+	if cont && d.contStamp == nil {
+		d.contStamp, d.contTS = append([]byte(nil), stamp...), ts
+	} else if !cont {
+		d.contStamp = nil
+	}
+	d.start += n + size
+	return entry{stream: Stdout, ts: ts, data: body[:size]}, true, nil
+}
+
+// skipRawLine drops what does not start with a stamp, through the next
+// '\n' (all that is buffered when a line bound holds none), so that
+// reading goes on at the next line.
+func (d *decoder) skipRawLine(cause error) (entry, bool, error) {
+	avail := d.buf[d.start:d.end]
+	n := bytes.IndexByte(avail, '\n') + 1
+	if n == 0 {
+		if len(avail) < d.maxFrame && !d.eof {
+			return entry{}, false, nil // the line's end may come
 		}
+		n = len(avail)
 	}
-	if len(body) >= pieceLen || (d.eof && len(body) > 0) {
-		d.start += n + limit
-		return entry{stream: Stdout, ts: ts, data: body[:limit]}, true, nil
-	}
-	if d.eof {
-		d.start += n // a stamp with nothing after it
-		return entry{stream: Stdout, ts: ts}, true, nil
-	}
-	return entry{}, false, nil
+	d.start += n
+	d.skipped += n
+	return entry{}, false, fmt.Errorf("%w: %d bytes of a tty stream: %w", ErrSkipped, n, cause)
 }
 
 // fill reads more bytes, first moving what is unparsed to the front and
@@ -178,7 +270,7 @@ func (d *decoder) fill() error {
 		if n > 0 {
 			return nil
 		}
-		if d.raw && d.start < d.end {
+		if d.mode != modeMultiplexed && d.start < d.end {
 			return nil // nextRaw can now take the unterminated rest
 		}
 		return d.fill()
@@ -188,7 +280,7 @@ func (d *decoder) fill() error {
 
 // needed is how many buffered bytes the entry at start needs.
 func (d *decoder) needed() int {
-	if d.raw {
+	if d.mode != modeMultiplexed {
 		return d.end - d.start + pieceLen + maxTimestampLen
 	}
 	avail := d.buf[d.start:d.end]

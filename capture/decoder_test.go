@@ -53,13 +53,17 @@ func (e decoded) String() string {
 var errSpinning = errors.New("decoder made no progress")
 
 // drain drives d as the reader does: next until it needs bytes, then fill,
-// calling each for every entry, until an error, which it returns. The test
+// calling each for every entry and going on after skipped bytes
+// (ErrSkipped), until another error, which it returns. The test
 // readers give at least one byte to every Read of a non-empty buffer, so a
 // fill that returns nil having read nothing and seen no end means a decoder
 // that would spin: drain returns errSpinning then, or after steps calls.
 func drain(d *decoder, steps int, each func(entry)) error {
 	for range steps {
 		e, ok, err := d.next()
+		if errors.Is(err, ErrSkipped) {
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -95,7 +99,7 @@ func (r refuseEmpty) Read(p []byte) (int, error) {
 // buffer.
 func decodeAll(r io.Reader, raw bool, maxFrame int, buf []byte, steps int) ([]decoded, error) {
 	var out []decoded
-	err := drain(newDecoder(refuseEmpty{r}, raw, maxFrame, buf), steps, func(e entry) {
+	err := drain(newDecoder(refuseEmpty{r}, modeOf(raw), maxFrame, buf), steps, func(e entry) {
 		out = append(out, decoded{e.stream, e.ts, string(e.data)})
 	})
 	return out, err
@@ -244,6 +248,28 @@ func streamSpecsWith(fill func(n int, seed byte) string) []streamSpec {
 			// the process exited mid-line: a last piece without '\n'.
 			pieceMsgs(Stdout, "2024-03-01T10:00:09.000000000Z", fill(pieceLen+100, 13)),
 		)},
+		// Pieces of other lengths than the cut, on both framings: json-file
+		// replaces the bytes of a character cut at the boundary with
+		// U+FFFD, another driver's log cache cuts later, and a process
+		// killed at a boundary leaves a piece whose line never ends.
+		{file: "pieces-any-length.bin", msgs: piecesAnyLength(fill, "\n")},
+		// Without frames, a piece whose line never ends runs into the next
+		// line (a known limit): not in the TTY stream.
+		{file: "tty-pieces-any-length.bin", raw: true, msgs: piecesAnyLength(fill, "\r\n")[:4]},
+	}
+}
+
+// piecesAnyLength is a stdout log with pieces of unexpected lengths; nl
+// ends its lines.
+func piecesAnyLength(fill func(n int, seed byte) string, nl string) []wireMsg {
+	const a, b, c = "2024-03-01T10:00:04.000000001Z", "2024-03-01T10:00:04.000000002Z", "2024-03-01T10:00:05.000000003Z"
+	return []wireMsg{
+		{Stdout, a, fill(pieceLen-1, 17) + "\u20ac"[:1] + "\ufffd"[1:] + "\ufffd"[:1]},
+		{Stdout, a, "\ufffd"[1:] + "\ufffd\ufffd" + fill(100, 19) + nl},
+		{Stdout, b, fill(2*pieceLen+7, 23)},
+		{Stdout, b, "end of a larger piece" + nl},
+		{Stdout, c, fill(pieceLen, 29)},
+		{Stdout, "2024-03-01T10:00:06.000000000Z", "the next run's line" + nl},
 	}
 }
 
@@ -320,6 +346,8 @@ func fuzzSeeds() []fuzzSeed {
 		fuzzSeed{"bad-stream-byte", append(append([]byte{}, small[:40]...), muxFrame(4, "x")...), false, 7},
 		fuzzSeed{"huge-frame-header", muxHeader(1, 0xffffffff), false, 3},
 		fuzzSeed{"missing-stamp", muxFrame(2, "no stamp here\n"), false, 9},
+		fuzzSeed{"missing-stamp-then-line", append(muxFrame(2, "no stamp here\n"), small[:40]...), false, 5},
+		fuzzSeed{"tty-line-without-stamp", []byte("2024-03-01T10:00:00.000000000Z ok\r\nno stamp\r\n2024-03-01T10:00:00.000000001Z after\r\n"), true, 6},
 	)
 	return seeds
 }
@@ -506,7 +534,7 @@ func TestDecoderGrowsBufferForFrameLargerThanInitial(t *testing.T) {
 				continue // correct but slow for 200 KiB under -race; 7-byte covers small reads
 			}
 			t.Run(fmt.Sprintf("%d/%s", size, rv.name), func(t *testing.T) {
-				d := newDecoder(refuseEmpty{rv.wrap(bytes.NewReader(in))}, false, 1<<20, nil)
+				d := newDecoder(refuseEmpty{rv.wrap(bytes.NewReader(in))}, modeMultiplexed, 1<<20, nil)
 				var got []decoded
 				err := drain(d, stepsFor(in), func(e entry) {
 					got = append(got, decoded{e.stream, e.ts, string(e.data)})
@@ -527,7 +555,7 @@ func TestDecoderReusesBufferItIsGiven(t *testing.T) {
 	in := smallMux.bytes()
 	t.Run("large enough", func(t *testing.T) {
 		buf := make([]byte, 10, 2*minReadBuf)
-		d := newDecoder(bytes.NewReader(in), false, testMaxFrame, buf)
+		d := newDecoder(bytes.NewReader(in), modeMultiplexed, testMaxFrame, buf)
 		err := drain(d, stepsFor(in), func(entry) {})
 		if err != io.EOF {
 			t.Fatalf("decoder ended with %v, want io.EOF", err)
@@ -537,7 +565,7 @@ func TestDecoderReusesBufferItIsGiven(t *testing.T) {
 		}
 	})
 	t.Run("too small", func(t *testing.T) {
-		d := newDecoder(bytes.NewReader(in), false, testMaxFrame, make([]byte, 100))
+		d := newDecoder(bytes.NewReader(in), modeMultiplexed, testMaxFrame, make([]byte, 100))
 		if n := len(d.buffer()); n < minReadBuf {
 			t.Errorf("buffer has %d bytes, want at least %d", n, minReadBuf)
 		}
@@ -584,7 +612,7 @@ func TestDecoderRejectsFrameLargerThanBound(t *testing.T) {
 	for _, size := range []uint32{1 << 31, 0xffffffff} {
 		t.Run(fmt.Sprintf("header claims %d", size), func(t *testing.T) {
 			in := muxHeader(2, size)
-			d := newDecoder(bytes.NewReader(in), false, bound, nil)
+			d := newDecoder(bytes.NewReader(in), modeMultiplexed, bound, nil)
 			err := drain(d, stepsFor(in), func(entry) {})
 			if !errors.Is(err, ErrFrameTooLarge) {
 				t.Errorf("decoder ended with %v, want ErrFrameTooLarge", err)
@@ -638,7 +666,10 @@ func TestDecoderReportsTruncationAtEveryCut(t *testing.T) {
 	}
 }
 
-func TestDecoderRejectsMalformedOrMissingTimestamp(t *testing.T) {
+// A frame whose payload does not start with a stamp is skipped whole, with
+// ErrSkipped naming the cause, and the next frame is read.
+func TestDecoderSkipsFrameWithMalformedOrMissingTimestamp(t *testing.T) {
+	next := muxFrame(1, "2024-03-01T10:00:00.000000001Z next\n")
 	for _, tc := range []struct {
 		name    string
 		stream  byte
@@ -651,10 +682,18 @@ func TestDecoderRejectsMalformedOrMissingTimestamp(t *testing.T) {
 		{"garbled stamp", 2, "2024-03-01X10:00:00.000000000Z line\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in := muxFrame(tc.stream, tc.payload)
-			got, err := decodeAll(bytes.NewReader(in), false, testMaxFrame, nil, stepsFor(in))
-			if !errors.Is(err, ErrBadTimestamp) {
-				t.Errorf("decoder ended with %v (entries %v), want ErrBadTimestamp", err, got)
+			bad := muxFrame(tc.stream, tc.payload)
+			d := newDecoder(bytes.NewReader(append(append([]byte{}, bad...), next...)), modeMultiplexed, testMaxFrame, nil)
+			if err := d.fill(); err != nil {
+				t.Fatal(err)
+			}
+			_, ok, err := d.next()
+			if ok || !errors.Is(err, ErrSkipped) || !errors.Is(err, ErrBadTimestamp) || d.skipped != len(bad) {
+				t.Fatalf("next = ok %v, %v, %d bytes skipped; want ErrSkipped for ErrBadTimestamp, %d bytes", ok, err, d.skipped, len(bad))
+			}
+			e, ok, err := d.next()
+			if !ok || err != nil || string(e.data) != "next\n" {
+				t.Errorf("after the skipped frame: %q, %v, %v; want the next frame", e.data, ok, err)
 			}
 		})
 	}
@@ -753,18 +792,74 @@ func TestDecoderRawCutsLongTTYLineIntoStampedPieces(t *testing.T) {
 	}
 }
 
-func TestDecoderRawRejectsLineWithoutStamp(t *testing.T) {
-	for _, in := range []string{
-		"2024-03-01T10:00:00.000000000Z ok\r\nthis line has no timestamp at all, only text\r\n",
-		"2024-03-01T10:00:00.000000000Z ok\r\n2024-03-01T10:0", // stream ends inside a stamp
+// What does not start with a stamp in a TTY stream is skipped to the end of
+// its line, and the lines after it are read.
+func TestDecoderRawSkipsLineWithoutStamp(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		skipped int
+		want    []string
+	}{
+		{"2024-03-01T10:00:00.000000000Z ok\r\nthis line has no timestamp at all, only text\r\n2024-03-01T10:00:00.000000001Z after\r\n",
+			len("this line has no timestamp at all, only text\r\n"), []string{"ok\r\n", "after\r\n"}},
+		// The stream ends inside a stamp.
+		{"2024-03-01T10:00:00.000000000Z ok\r\n2024-03-01T10:0", len("2024-03-01T10:0"), []string{"ok\r\n"}},
 	} {
-		got, err := decodeAll(iotest.HalfReader(strings.NewReader(in)), true, testMaxFrame, nil, stepsFor([]byte(in)))
-		if !errors.Is(err, ErrBadTimestamp) && !errors.Is(err, ErrTruncated) {
-			t.Errorf("%q: decoder ended with %v, want ErrBadTimestamp or ErrTruncated", in, err)
+		d := newDecoder(refuseEmpty{iotest.HalfReader(strings.NewReader(tc.in))}, modeRaw, testMaxFrame, nil)
+		var got []string
+		err := drain(d, stepsFor([]byte(tc.in)), func(e entry) { got = append(got, string(e.data)) })
+		if err != io.EOF || d.skipped != tc.skipped || fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%q: ended with %v, %d bytes skipped, entries %q; want io.EOF, %d, %q", tc.in, err, d.skipped, got, tc.skipped, tc.want)
 		}
-		if len(got) != 1 || got[0].data != "ok\r\n" {
-			t.Errorf("%q: entries %v, want only the good line", in, got)
+	}
+}
+
+// The daemon's pieces of a TTY line are not all 16,384 bytes: json-file
+// replaces the bytes of a character cut at a piece boundary with U+FFFD,
+// and other drivers cut at other sizes. A piece ends where its line's stamp
+// starts again.
+func TestDecoderRawSplitsPiecesOfAnyLengthAtTheirStamp(t *testing.T) {
+	const stamp = "2024-03-01T10:00:00.000000000Z"
+	grown := strings.Repeat("€", 5461) + "\uFFFD" // 16,386 bytes
+	larger := strings.Repeat("y", 100000)
+	spec := streamSpec{raw: true, msgs: []wireMsg{
+		{Stdout, stamp, grown},
+		{Stdout, stamp, "\uFFFD\uFFFD" + strings.Repeat("€", 100)},
+		{Stdout, stamp, "end\r\n"},
+		{Stdout, "2024-03-01T10:00:01.000000000Z", larger},
+		{Stdout, "2024-03-01T10:00:01.000000000Z", "z\r\n"},
+	}}
+	in := spec.bytes()
+	for _, rv := range readerVariants {
+		t.Run(rv.name, func(t *testing.T) {
+			got, err := decodeAll(rv.wrap(bytes.NewReader(in)), true, 1<<20, nil, stepsFor(in))
+			if err != io.EOF {
+				t.Errorf("decoder ended with %v, want io.EOF", err)
+			}
+			sameEntries(t, got, spec.want(t))
+		})
+	}
+}
+
+// A raw entry with no end within the bound is handed out in parts of the
+// bound, each stamped as the entry.
+func TestDecoderRawHandsOutAnOverlongEntryInParts(t *testing.T) {
+	const stamp = "2024-03-01T10:00:00.000000000Z"
+	body := strings.Repeat("q", 3*testMaxFrame+5)
+	in := []byte(stamp + " " + body + "\r\n" + stamp[:len(stamp)-2] + "1Z next\r\n")
+	got, err := decodeAll(bytes.NewReader(in), true, testMaxFrame, nil, stepsFor(in))
+	if err != io.EOF {
+		t.Fatalf("decoder ended with %v", err)
+	}
+	var joined string
+	for _, e := range got[:len(got)-1] {
+		joined += e.data
+		if e.ts != got[0].ts {
+			t.Errorf("part stamped %d, want %d", e.ts, got[0].ts)
 		}
+	}
+	if len(got) != 5 || joined != body+"\r\n" || got[len(got)-1].data != "next\r\n" {
+		t.Errorf("%d entries, parts joined %d bytes; want 4 parts of %d bytes and the next line", len(got), len(joined), len(body)+2)
 	}
 }
 
@@ -792,10 +887,21 @@ func FuzzDecoder(f *testing.F) {
 		// make each run of a large input slow.
 		readLen := max(int(readSize)+1, len(in)/64)
 		cr := &countingReader{r: refuseEmpty{&sizedReader{r: bytes.NewReader(in), n: readLen}}}
-		d := newDecoder(cr, raw, testMaxFrame, buf)
+		d := newDecoder(cr, modeOf(raw), testMaxFrame, buf)
 		var got []decoded
 		off := 0 // bytes of in accounted for by the entries so far
+		skipped := 0
+		// skips accounts for bytes the decoder skipped since the last
+		// entry: they were no entry.
+		skips := func() {
+			if d.skipped < skipped {
+				t.Fatalf("skipped bytes went down from %d to %d", skipped, d.skipped)
+			}
+			off += d.skipped - skipped
+			skipped = d.skipped
+		}
 		err := drain(d, stepsFor(in), func(e entry) {
+			skips()
 			// The entry's bytes live in the decoder's buffer.
 			if len(e.data) > 0 {
 				base := uintptr(unsafe.Pointer(unsafe.SliceData(d.buf[:cap(d.buf)])))
@@ -821,8 +927,12 @@ func FuzzDecoder(f *testing.F) {
 				}
 				dataStart = off + sp + 1
 				frameEnd = dataStart + len(e.data)
-				if len(e.data) > pieceLen {
-					t.Fatalf("raw entry of %d bytes, longer than a piece", len(e.data))
+				if len(e.data) > testMaxFrame {
+					t.Fatalf("raw entry of %d bytes, longer than the bound", len(e.data))
+				}
+				// A piece ends where its stamp starts again.
+				if bytes.Contains(e.data, in[off:dataStart]) {
+					t.Fatalf("raw entry holds its own stamp %q", in[off:dataStart])
 				}
 				if i := bytes.IndexByte(e.data, '\n'); i >= 0 && i != len(e.data)-1 {
 					t.Fatalf("raw entry has a newline before its end: %q", e.data)
@@ -853,6 +963,7 @@ func FuzzDecoder(f *testing.F) {
 			}
 			got = append(got, decoded{e.stream, e.ts, string(e.data)})
 		})
+		skips()
 		switch {
 		case err == io.EOF:
 			if off != len(in) {

@@ -24,10 +24,22 @@ type lastLine struct {
 	valid  bool
 }
 
+// openLine is a long line of one stream whose first pieces come before L
+// in the file but which was not delivered: its writer had not finished it.
+// Its later pieces carry its stamp, which is before lines of the other
+// stream read meanwhile, so a resume must reach back to it and take those
+// pieces again, neither skip them nor take them for a missed window.
+type openLine struct {
+	ts     Timestamp
+	pieces int // its pieces before L
+	valid  bool
+}
+
 // position is how far a container's log has been read.
 type position struct {
 	last    lastLine
 	streams [2]streamPos // indexed by streamIndex
+	open    [2]openLine  // indexed by streamIndex
 }
 
 func streamIndex(s StreamKind) int { return int(s) - 1 }
@@ -78,6 +90,7 @@ const (
 	seekSkip   seekResult = iota // read before L: skip it
 	seekFound                    // it is L (or a piece of L's line)
 	seekMissed                   // it must come after L: the window missed L
+	seekOpen                     // a piece of an open line, before L: take it again
 )
 
 // seek classifies entry e of a stream that has not met L yet. enabled
@@ -86,6 +99,9 @@ const (
 func (p *position) seek(e *entry) seekResult {
 	if e.stream == p.last.stream && e.ts == p.last.ts {
 		return seekFound
+	}
+	if o := p.open[streamIndex(e.stream)]; o.valid && e.ts == o.ts {
+		return seekOpen
 	}
 	if sp := p.streams[streamIndex(e.stream)]; sp.valid {
 		if e.ts <= sp.ts {
@@ -109,7 +125,8 @@ func (p *position) seen(e *entry) bool {
 
 // since is the since parameter of a resume: the earliest stream position,
 // less the inversion margin when an enabled stream has no position yet, but
-// never more than the margin before L.
+// never more than the margin before L, unless a line open at L began
+// earlier.
 func (p *position) since(stdout, stderr bool) Timestamp {
 	var since Timestamp
 	first, unknown := true, false
@@ -136,5 +153,11 @@ func (p *position) since(stdout, stderr bool) Timestamp {
 	// L in the file, so it is stamped at most the margin before L: a quiet
 	// stream must not make the resume send everything since its last line.
 	since = max(since, p.last.ts-inversionMargin)
+	// An open line's pieces carry its first stamp, however long ago.
+	for _, o := range p.open {
+		if o.valid && o.ts < since {
+			since = o.ts
+		}
+	}
 	return max(since, 1)
 }

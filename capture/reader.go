@@ -38,12 +38,15 @@ type containerState struct {
 
 	// Reader's fields (the supervisor hands them over by starting the
 	// reader and takes them back when the reader has returned).
-	pos          position
-	fromNow      bool // read from the end of the log as found at start-up
-	tty          bool
-	excluded     bool // Include rejected it; a rename re-decides
-	unreadable   bool // the daemon answered 501: logged once, not retried
-	readerBuffer []byte
+	pos        position
+	fromNow    bool // read from the end of the log as found at start-up
+	tty        bool
+	excluded   bool // Include rejected it; a rename re-decides
+	unreadable bool // the daemon answered 501: logged once, not retried
+
+	// Set by the supervisor from the start event while no reader runs:
+	// the name and image of a container gone before its inspect.
+	eventName, eventImage string
 }
 
 func newContainerState(id string, fromNow bool) *containerState {
@@ -64,14 +67,6 @@ func (cs *containerState) setMeta(c Container) {
 	cs.meta.Store(&containerMeta{info: c, fixed: containerFields(c, cs.md)})
 }
 
-// pendingLine gathers the pieces of a line longer than one piece.
-type pendingLine struct {
-	active    bool
-	ts        Timestamp
-	data      []byte
-	truncated bool
-}
-
 // reader follows one container's logs through short-lived streams.
 type reader struct {
 	cs   *containerState
@@ -82,11 +77,18 @@ type reader struct {
 	// stats may be nil (benchmarks build readers without one).
 	stats *Stats
 
-	chunk   []byte
-	lines   int
-	counts  lineCounts // what chunk holds, added to stats when it is queued
-	pending [2]pendingLine
-	tail    int
+	chunk  []byte
+	lines  int
+	counts lineCounts // what chunk holds, added to stats when it is queued
+	joiner lineJoiner
+	// readBuf is the decoder's buffer, reused by the streams of one run
+	// and dropped when the reader returns: memory follows the running
+	// containers, not every container seen.
+	readBuf []byte
+	// behind tracks, per stream, lines dropped because they are stamped
+	// before the stream's position (see noteBehind).
+	behind [2]behindRun
+	tail   int
 	// seekWait is how long a resume may stay silent; see seekBound.
 	seekWait time.Duration
 	running  bool // as inspect last found it; false once a follow stream ended on a stop
@@ -115,6 +117,7 @@ const (
 // way out is logged; the supervisor learns of the exit when run returns.
 func (r *reader) run(ctx context.Context) {
 	r.tail = firstTail
+	r.joiner.maxLine = r.opts.MaxLineSize
 	r.seekWait = cmp.Or(r.opts.seekBound, seekBound)
 	r.chunk = r.q.buffer()
 	defer func() { r.q.release(r.chunk) }()
@@ -143,14 +146,14 @@ func (r *reader) run(ctx context.Context) {
 			p = r.plan(true)
 			p.inspect = true
 		case !known:
-			ok, err := r.inspect(ctx)
+			res, err := r.inspect(ctx)
 			switch {
 			case err != nil:
 				if !again(0) {
 					return
 				}
 				continue
-			case !ok:
+			case res != inspectRead:
 				return
 			}
 			known = true
@@ -226,7 +229,7 @@ func (r *reader) run(ctx context.Context) {
 			// Read without follow to its end, or gone: the log is
 			// complete, including a last line that did not end in a
 			// newline.
-			r.flushPending()
+			r.joiner.flush(r)
 			if r.flush(ctx) != nil {
 				return
 			}
@@ -242,30 +245,66 @@ func (r *reader) opensBeforeInspect() bool {
 	return !r.cs.pos.last.valid && !r.cs.fromNow
 }
 
-// inspect learns the container's details. It reports whether to read it;
+// inspectResult is what an inspect decides about reading a container.
+type inspectResult int
+
+const (
+	inspectRead inspectResult = iota // read it
+	inspectSkip                      // not selected, nothing wanted, or stopping
+	inspectGone                      // it no longer exists
+)
+
+// inspect learns the container's details and decides whether to read it;
 // an error is the daemon's, logged and counted here, to retry.
-func (r *reader) inspect(ctx context.Context) (bool, error) {
+func (r *reader) inspect(ctx context.Context) (inspectResult, error) {
 	c, err := r.src.Inspect(ctx, r.cs.id)
 	switch {
 	case ctx.Err() != nil:
-		return false, nil
+		return inspectSkip, nil
 	case errors.Is(err, ErrNotFound):
 		r.log.Debug("container is gone")
-		return false, nil
+		return inspectGone, nil
 	case err != nil:
 		r.stats.countError(ReasonInspect)
 		r.log.WithError(err).Warn("cannot inspect container, retrying")
-		return false, err
+		return inspectSkip, err
 	}
-	if r.opts.Include != nil && !r.opts.Include(c) {
-		r.cs.excluded = true
-		r.log.WithField("container_name", c.Name).Debug("container not selected")
-		return false, nil
+	if !r.selected(c) {
+		return inspectSkip, nil
 	}
 	r.cs.setMeta(c)
 	r.cs.tty, r.running = c.TTY, c.Running
 	// Only stdout exists with a TTY.
-	return r.opts.Stdout || (!c.TTY && r.opts.Stderr), nil
+	if r.opts.Stdout || (!c.TTY && r.opts.Stderr) {
+		return inspectRead, nil
+	}
+	return inspectSkip, nil
+}
+
+// selected applies the filter to what is known of the container.
+func (r *reader) selected(c Container) bool {
+	if r.opts.Include != nil && !r.opts.Include(c) {
+		r.cs.excluded = true
+		r.log.WithField("container_name", c.Name).Debug("container not selected")
+		return false
+	}
+	return true
+}
+
+// readGone decides whether to keep what the open stream of a container
+// gone before its inspect delivers: it is known only by its start event,
+// whose name and image the records carry and the filter judges.
+func (r *reader) readGone() bool {
+	if r.cs.meta.Load() == nil {
+		c := Container{ID: r.cs.id, Name: r.cs.eventName, Image: r.cs.eventImage}
+		if !r.selected(c) {
+			return false
+		}
+		r.cs.setMeta(c)
+	}
+	r.running = false
+	r.log.Debug("container gone before its inspect; reading what its stream delivers")
+	return true
 }
 
 // A resume that has read nothing yet may be the daemon scanning its log
@@ -340,19 +379,19 @@ func (r *reader) read(ctx, streamCtx context.Context, w *streamWatch, p plan) (s
 		// Inspect runs alongside the open: a container removed as soon as
 		// it exits is then gone for neither or for both.
 		result := make(chan error, 1) // the inspecting goroutine's, never blocks
-		var ok bool
+		var res inspectResult
 		go func() {
 			var err error
-			ok, err = r.inspect(ctx)
+			res, err = r.inspect(ctx)
 			result <- err
 		}()
 		// Waited for on every way out, so it never outlives the stream.
 		waited, err := false, error(nil)
-		inspected := func() (bool, error) {
+		inspected := func() (inspectResult, error) {
 			if !waited {
 				waited, err = true, <-result
 			}
-			return ok, err
+			return res, err
 		}
 		defer inspected() //nolint:errcheck // waited for only
 		return r.readOpened(ctx, streamCtx, w, p, inspected)
@@ -362,14 +401,14 @@ func (r *reader) read(ctx, streamCtx context.Context, w *streamWatch, p plan) (s
 
 // readOpened is read's body; inspected waits for the inspect that runs
 // alongside the open (p.inspect).
-func (r *reader) readOpened(ctx, streamCtx context.Context, w *streamWatch, p plan, inspected func() (bool, error)) (streamEnd, int, error) {
+func (r *reader) readOpened(ctx, streamCtx context.Context, w *streamWatch, p plan, inspected func() (inspectResult, error)) (streamEnd, int, error) {
 	rc, err := r.src.Logs(streamCtx, r.cs.id, p.req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return endStopped, 0, nil
 		}
 		if inspected != nil {
-			if ok, err := inspected(); err == nil && !ok {
+			if res, err := inspected(); err == nil && res != inspectRead {
 				return endSkipped, 0, nil // not an error of a container not read
 			}
 		}
@@ -381,23 +420,40 @@ func (r *reader) readOpened(ctx, streamCtx context.Context, w *streamWatch, p pl
 	r.stats.add(gaugeStreams, 1)
 	defer r.stats.add(gaugeStreams, -1)
 	defer rc.Close()
+	gone := false
 	if p.inspect {
 		// The decoder needs the TTY flag, and records the name.
-		if ok, err := inspected(); err != nil {
+		res, err := inspected()
+		switch {
+		case err != nil:
 			return endInspectFailed, 0, err
-		} else if !ok {
+		case res == inspectGone && r.readGone():
+			// Removed right after it exited: what the stream delivers is
+			// all there will ever be.
+			gone = true
+		case res != inspectRead:
 			return endSkipped, 0, nil
 		}
 	}
-	r.discardPending()
+	r.joiner.discard()
 
-	d := newDecoder(rc, r.cs.tty, maxFrameSize(r.opts.MaxLineSize), r.cs.readerBuffer)
-	defer func() { r.cs.readerBuffer = d.buffer() }()
+	mode := modeOf(r.cs.tty)
+	if gone {
+		mode = modeSniff // the TTY flag is unknown: the first byte tells
+	}
+	d := newDecoder(rc, mode, maxFrameSize(r.opts.MaxLineSize), r.readBuf)
+	defer func() { r.readBuf = d.buffer() }()
 	seeking := p.seek
 	before := r.linesRead()
 	var lastTS Timestamp // of the last entry decoded, for the watch
 	for {
 		e, ok, err := d.next()
+		if errors.Is(err, ErrSkipped) {
+			// Decided by the decoder, which has moved past the bytes.
+			r.stats.countError(ReasonMalformed)
+			r.log.WithError(err).Warn("skipped bytes of the logs stream that are no log entry")
+			continue
+		}
 		if err != nil {
 			r.flush(ctx) //nolint:errcheck // stopping is seen below
 			if ctx.Err() != nil {
@@ -448,7 +504,16 @@ func (r *reader) readOpened(ctx, streamCtx context.Context, w *streamWatch, p pl
 			switch r.cs.pos.seek(&e) {
 			case seekSkip:
 				continue
+			case seekOpen:
+				// Taken again from its first piece; it stays open in the
+				// position until its last piece is read.
+				r.joiner.add(&e, d.raw(), r)
+				continue
 			case seekFound:
+				if !r.openLinesTaken() && !p.full {
+					// The window began inside a line open at L.
+					return endIncomplete, r.linesRead() - before, nil
+				}
 				seeking, r.tail = false, firstTail
 				w.restart()
 				continue
@@ -461,13 +526,14 @@ func (r *reader) readOpened(ctx, streamCtx context.Context, w *streamWatch, p pl
 				r.log.Warn("last position is no longer in the log, continuing after it by time")
 			}
 		} else if r.cs.pos.seen(&e) {
+			r.noteBehind(&e)
 			continue
 		}
 		if !r.wanted(e.stream) {
-			r.cs.pos.advance(e.stream, e.ts) // read, not delivered
+			r.advance(e.stream, e.ts) // read, not delivered
 			continue
 		}
-		r.add(&e)
+		r.joiner.add(&e, d.raw(), r)
 		if len(r.chunk) >= chunkTarget {
 			if err := r.flush(ctx); err != nil {
 				return endStopped, r.linesRead() - before, nil
@@ -484,62 +550,78 @@ func (r *reader) wanted(s StreamKind) bool {
 	return (s == Stdout && r.opts.Stdout) || (s == Stderr && r.opts.Stderr)
 }
 
-// add takes one entry that was not read before: a whole line, or a piece of
-// a long one.
-func (r *reader) add(e *entry) {
-	p := &r.pending[streamIndex(e.stream)]
-	complete := len(e.data) > 0 && e.data[len(e.data)-1] == '\n'
-	// A piece shorter than the daemon's cut without a newline is the last
-	// piece of a line whose writer stopped mid-line.
-	final := complete || len(e.data) < pieceLen
-	body := trimEOL(e.data, r.cs.tty)
-	if !p.active && final {
-		line, truncated := body, false
-		if len(line) > r.opts.MaxLineSize {
-			line, truncated = line[:r.opts.MaxLineSize], true
-		}
-		r.emit(e.stream, e.ts, line, truncated)
-		return
-	}
-	if !p.active {
-		*p = pendingLine{active: true, ts: e.ts, data: p.data[:0]}
-	}
-	room := r.opts.MaxLineSize - len(p.data)
-	if len(body) > room {
-		body, p.truncated = body[:room], true
-	}
-	p.data = append(p.data, body...)
-	if final {
-		r.emit(e.stream, p.ts, p.data, p.truncated)
-		p.active = false
-	}
-}
-
-// flushPending emits lines whose last piece never came: the container
-// stopped mid-line.
-func (r *reader) flushPending() {
-	for i := range r.pending {
-		if p := &r.pending[i]; p.active {
-			r.emit(StreamKind(i+1), p.ts, p.data, p.truncated)
-			p.active = false
+// openLinesTaken reports whether a resume that met L took again every piece
+// before L of the lines open there.
+func (r *reader) openLinesTaken() bool {
+	for i, o := range r.cs.pos.open {
+		if o.valid && r.joiner.pieces(StreamKind(i+1)) < o.pieces {
+			return false
 		}
 	}
+	return true
 }
 
-// discardPending drops partial lines when a stream is reopened: they were
-// not counted as read, so the new stream brings them again from their
-// first piece.
-func (r *reader) discardPending() {
-	for i := range r.pending {
-		r.pending[i].active = false
-	}
-}
-
+// emit encodes a complete line (lineSink).
 func (r *reader) emit(s StreamKind, ts Timestamp, line []byte, truncated bool) {
 	r.chunk = appendRecord(r.chunk, ts, line, s, truncated, r.cs.meta.Load().fixed)
-	r.cs.pos.advance(s, ts)
+	r.advance(s, ts)
 	r.lines++
 	r.counts.add(s, len(line), truncated)
+}
+
+// advance makes the line (s, ts) L, and records the lines left open before
+// it.
+func (r *reader) advance(s StreamKind, ts Timestamp) {
+	r.cs.pos.advance(s, ts)
+	for i := range r.cs.pos.open {
+		r.cs.pos.open[i] = r.joiner.open(StreamKind(i + 1))
+	}
+	r.behind[streamIndex(s)] = behindRun{}
+}
+
+// behindRun is a run of lines of one stream stamped before its position.
+type behindRun struct {
+	since    time.Time // when the first was dropped
+	count    int
+	reported bool
+}
+
+// clockStepAfter is how long lines stamped before a stream's position may
+// keep coming before it is reported: the daemon's own repeats (Docker
+// 20.10 around a rotation) come in a burst, lines written after its clock
+// stepped back keep coming as long as the container writes.
+const clockStepAfter = time.Second
+
+// noteBehind reports a stream whose new lines are stamped before its
+// position. They cannot be told from lines read before, so they are
+// dropped (the daemon's clock stepped back); this says so once a run of
+// them has lasted clockStepAfter.
+func (r *reader) noteBehind(e *entry) {
+	i := streamIndex(e.stream)
+	pos := r.cs.pos.streams[i].ts
+	if e.ts >= pos {
+		return // a later piece of the line at the position
+	}
+	b := &r.behind[i]
+	now := r.now()
+	if b.count == 0 {
+		b.since = now
+	}
+	b.count++
+	if b.reported || now.Sub(b.since) < clockStepAfter {
+		return
+	}
+	b.reported = true
+	r.stats.countError(ReasonClockStep)
+	r.log.WithFields(logrus.Fields{"stream": e.stream.String(), "position": pos.String(), "stamp": e.ts.String(), "dropped": b.count}).
+		Warn("new lines are stamped before the stream's position (the daemon's clock stepped back?): they are dropped as read until their stamps pass it")
+}
+
+func (r *reader) now() time.Time {
+	if r.opts.clock != nil {
+		return r.opts.clock()
+	}
+	return time.Now()
 }
 
 // flush hands the encoded chunk to the queue, waiting for room.

@@ -54,6 +54,7 @@ type Event struct {
 	Action EventAction
 	ID     string
 	Name   string // new name, without the leading "/"
+	Image  string // as the container was created with it
 }
 
 // Source is the Docker daemon as capture sees it. The docker package

@@ -20,10 +20,11 @@ const (
 	ReasonUnreadable                    // the daemon cannot serve a container's logs (501)
 	ReasonEvents                        // the events stream ended with an error
 	ReasonPositions                     // writing the positions file failed
+	ReasonClockStep                     // a stream's new lines are stamped before its position
 	NumErrorReasons
 )
 
-var reasonNames = [NumErrorReasons]string{"inspect", "list", "open", "read", "malformed", "unreadable", "events", "positions"}
+var reasonNames = [NumErrorReasons]string{"inspect", "list", "open", "read", "malformed", "unreadable", "events", "positions", "clock_step"}
 
 func (r ErrorReason) String() string {
 	if r < 0 || r >= NumErrorReasons {

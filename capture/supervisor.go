@@ -181,6 +181,10 @@ func (s *supervisor) handle(ctx context.Context, ev Event) {
 			s.containers[ev.ID] = cs
 		}
 		cs.starts++
+		if cs.cancel == nil {
+			// Its reader's only details if it is gone before its inspect.
+			cs.eventName, cs.eventImage = ev.Name, ev.Image
+		}
 		s.start(ctx, cs)
 	case ActionDestroy:
 		if cs != nil {

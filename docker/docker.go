@@ -365,6 +365,7 @@ func translate(m events.Message) (capture.Event, bool) {
 		Action: a,
 		ID:     m.Actor.ID,
 		Name:   strings.TrimPrefix(m.Actor.Attributes["name"], "/"),
+		Image:  m.Actor.Attributes["image"],
 	}, true
 }
 

@@ -340,8 +340,8 @@ func TestEventsTranslatesAndEndsWithNilWhenCtxIsCancelled(t *testing.T) {
 	defer cancel()
 	evc, errc := c.Events(ctx)
 	want := []capture.Event{
-		{Action: capture.ActionStart, ID: id64, Name: "web"},
-		{Action: capture.ActionRename, ID: id64, Name: "new"},
+		{Action: capture.ActionStart, ID: id64, Name: "web", Image: "x"},
+		{Action: capture.ActionRename, ID: id64, Name: "new", Image: "x"},
 	}
 	for i, w := range want {
 		if got := <-evc; got != w {
