@@ -54,6 +54,13 @@ type dbContainer struct {
 	LastTime   int64  `json:"last_time"`
 	Stdout     int64  `json:"stdout_time,omitempty"`
 	Stderr     int64  `json:"stderr_time,omitempty"`
+	// A long line begun before the last line and not delivered yet: its
+	// stamp and how many of its pieces come before the last line. A
+	// restart reads it again from its first piece.
+	StdoutOpen       int64 `json:"stdout_open_time,omitempty"`
+	StdoutOpenPieces int   `json:"stdout_open_pieces,omitempty"`
+	StderrOpen       int64 `json:"stderr_open_time,omitempty"`
+	StderrOpenPieces int   `json:"stderr_open_pieces,omitempty"`
 }
 
 // OpenPositions loads path (a missing file is an empty store) and checks
@@ -102,6 +109,12 @@ func (s *store) decode(b []byte) error {
 		}
 		if c.Stderr != 0 {
 			p.streams[streamIndex(Stderr)] = streamPos{ts: Timestamp(c.Stderr), valid: true}
+		}
+		if c.StdoutOpenPieces > 0 {
+			p.open[streamIndex(Stdout)] = openLine{ts: Timestamp(c.StdoutOpen), pieces: c.StdoutOpenPieces, valid: true}
+		}
+		if c.StderrOpenPieces > 0 {
+			p.open[streamIndex(Stderr)] = openLine{ts: Timestamp(c.StderrOpen), pieces: c.StderrOpenPieces, valid: true}
 		}
 		s.positions[id] = p
 	}
@@ -219,6 +232,12 @@ func (s *store) write() error {
 		}
 		if sp := p.streams[streamIndex(Stderr)]; sp.valid {
 			c.Stderr = int64(sp.ts)
+		}
+		if o := p.open[streamIndex(Stdout)]; o.valid {
+			c.StdoutOpen, c.StdoutOpenPieces = int64(o.ts), o.pieces
+		}
+		if o := p.open[streamIndex(Stderr)]; o.valid {
+			c.StderrOpen, c.StderrOpenPieces = int64(o.ts), o.pieces
 		}
 		f.Containers[id] = c
 	}

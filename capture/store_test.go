@@ -157,3 +157,55 @@ func TestRestartWithDBContinuesAfterLastDeliveredLine(t *testing.T) {
 	checkExactlyOnce(t, all, testID, w.want)
 	checkExactlyOnce(t, all, stoppedID, ws.want)
 }
+
+// The same across a restart of Fluent Bit between the pieces: the line
+// begun before the stderr line is in the committed position.
+func TestLongLineOpenAtARestartArrivesWholeAfterIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "positions.db")
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	long := strings.Repeat("abcdefghij", 4000)
+	d.write(testID, Stdout, longLineStamp, long[:pieceLen])
+	d.write(testID, Stderr, longLineStamp+Timestamp(1500*time.Millisecond), "between\n")
+	opts := testOptions()
+	var err error
+	if opts.Positions, err = OpenPositions(path, quietLog()); err != nil {
+		t.Fatal(err)
+	}
+	first := newHarness(t, d, opts)
+	first.waitFor("the stderr line", 10*time.Second, countFor(testID, 1))
+	first.stop()
+
+	d.write(testID, Stdout, longLineStamp, long[pieceLen:2*pieceLen])
+	d.write(testID, Stdout, longLineStamp, long[2*pieceLen:]+"\n")
+	if opts.Positions, err = OpenPositions(path, quietLog()); err != nil {
+		t.Fatal(err)
+	}
+	second := newHarness(t, d, opts)
+	second.waitFor("the long line", 10*time.Second, countFor(testID, 1))
+	second.stop()
+	checkExactlyOnce(t, append(first.records(), second.records()...), testID, map[StreamKind][]string{
+		Stdout: {long}, Stderr: {"between"}})
+}
+
+func TestPositionsKeepLinesOpenAtTheLastLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "positions.db")
+	s, err := OpenPositions(path, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p position
+	p.advance(Stderr, 100)
+	p.open[streamIndex(Stdout)] = openLine{ts: 90, pieces: 2, valid: true}
+	s.commit(testID, p)
+	if err := s.flush(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := OpenPositions(path, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := again.get(testID); got != p {
+		t.Errorf("reloaded %+v, want %+v", got, p)
+	}
+}
