@@ -363,7 +363,7 @@ func (s *fakeStream) produce() error {
 			}
 			s.emit(e)
 			if repeat != nil && s.req.Follow {
-				if n := min(repeat(), len(s.sent)); n > 0 {
+				if n := min(repeat(), len(s.sent)); n > 0 && wholeLines(s.sent[len(s.sent)-n:]) {
 					for _, r := range s.sent[len(s.sent)-n:] {
 						s.emit(r)
 					}
@@ -400,6 +400,18 @@ func (s *fakeStream) produce() error {
 			return io.ErrClosedPipe
 		}
 	}
+}
+
+// wholeLines reports whether entries hold no piece of an unfinished line:
+// the reader cannot tell a repeated piece from the line's next one (a
+// known limit), so the fake daemon repeats only whole lines.
+func wholeLines(entries []entry) bool {
+	for _, e := range entries {
+		if n := len(e.data); n == 0 || e.data[n-1] != '\n' {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *fakeStream) wanted(e entry) bool {

@@ -16,6 +16,9 @@ type pendingLine struct {
 	pieces    int // taken so far
 	data      []byte
 	truncated bool
+	// other is the other stream's pending line when this one began: its
+	// pieces that come before this line's first one in the file.
+	other openLine
 }
 
 // lineJoiner joins the pieces of long lines, per stream, bounding each line
@@ -23,6 +26,10 @@ type pendingLine struct {
 type lineJoiner struct {
 	maxLine int
 	pending [2]pendingLine // by streamIndex
+	// ending is the pending line being emitted by end, nil otherwise: a
+	// resume finds it at its first piece, so what is open on the other
+	// stream counts only the pieces before that one.
+	ending *pendingLine
 }
 
 // add takes one entry that was not read before: a whole line, or a piece of
@@ -51,7 +58,7 @@ func (j *lineJoiner) add(e *entry, tty bool, out lineSink) {
 		return
 	}
 	if !p.active {
-		*p = pendingLine{active: true, ts: e.ts, data: p.data[:0]}
+		*p = pendingLine{active: true, ts: e.ts, data: p.data[:0], other: j.open(otherStream(e.stream))}
 	}
 	p.pieces++
 	room := j.maxLine - len(p.data)
@@ -68,7 +75,9 @@ func (j *lineJoiner) add(e *entry, tty bool, out lineSink) {
 func (j *lineJoiner) end(s StreamKind, out lineSink) {
 	p := &j.pending[streamIndex(s)]
 	p.active = false // before emit, which reads the open lines
+	j.ending = p
 	out.emit(s, p.ts, p.data, p.truncated)
+	j.ending = nil
 }
 
 // flush emits lines whose last piece never came: the log ended mid-line.
@@ -88,14 +97,34 @@ func (j *lineJoiner) discard() {
 	}
 }
 
-// open is stream s's line begun and not yet delivered, as a position
-// records it.
+// open is stream s's line begun and not yet delivered.
 func (j *lineJoiner) open(s StreamKind) openLine {
 	p := &j.pending[streamIndex(s)]
 	if !p.active {
 		return openLine{}
 	}
 	return openLine{ts: p.ts, pieces: p.pieces, valid: true}
+}
+
+// openAtL is stream s's line left open by the line being emitted (L), as
+// a position records it: only its pieces before L's first piece, where a
+// resume finds L. One begun after that is read again after L anyway.
+func (j *lineJoiner) openAtL(s StreamKind) openLine {
+	o := j.open(s)
+	if !o.valid || j.ending == nil {
+		return o
+	}
+	if before := j.ending.other; before.valid && before.ts == o.ts {
+		return before
+	}
+	return openLine{}
+}
+
+func otherStream(s StreamKind) StreamKind {
+	if s == Stdout {
+		return Stderr
+	}
+	return Stdout
 }
 
 // pieces is how many pieces of stream s's pending line were taken.

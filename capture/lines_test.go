@@ -273,3 +273,28 @@ func TestLinesStampedBeforeThePositionForLongAreReported(t *testing.T) {
 		t.Errorf("%d clock steps counted, want 1", n)
 	}
 }
+
+// Long lines open on both streams at once: the stderr line ends while the
+// stdout one is open, and a resume finds the stderr line at its first
+// piece, so only the stdout pieces before that one are taken again there.
+func TestLongLinesOpenOnBothStreamsResumeWithinTheirWindow(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	out := strings.Repeat("o", 3*pieceLen)
+	errLine := strings.Repeat("e", 2*pieceLen)
+	errStamp := longLineStamp + Timestamp(time.Second)
+	d.write(testID, Stdout, longLineStamp, out[:pieceLen])
+	d.write(testID, Stderr, errStamp, errLine[:pieceLen])
+	d.write(testID, Stdout, longLineStamp, out[pieceLen:2*pieceLen])
+	d.write(testID, Stderr, errStamp, errLine[pieceLen:]+"\n")
+	d.cutFirstStreamAfter(4)
+	d.onCut = func() { d.write(testID, Stdout, longLineStamp, out[2*pieceLen:]+"\n") }
+	h := newHarness(t, d, testOptions())
+	h.waitFor("both lines", 10*time.Second, countFor(testID, 2))
+	checkExactlyOnce(t, h.records(), testID, map[StreamKind][]string{Stdout: {out}, Stderr: {errLine}})
+	for _, r := range d.logRequests() {
+		if r.Tail < 0 && r.Since != 0 || r.Tail > firstTail {
+			t.Errorf("a resume went beyond its first window: %+v", r)
+		}
+	}
+}

@@ -483,6 +483,7 @@ func (r *reader) readOpened(ctx, streamCtx context.Context, w *streamWatch, p pl
 			case errors.Is(err, io.EOF) && seeking && !p.full:
 				// Without L, nothing proves the window reached back far
 				// enough. (With the whole log read, it held nothing new.)
+				r.log.Debug("the resume window ended before the last line")
 				return endIncomplete, read, nil
 			case errors.Is(err, io.EOF):
 				return endEOF, read, nil
@@ -511,7 +512,7 @@ func (r *reader) readOpened(ctx, streamCtx context.Context, w *streamWatch, p pl
 				continue
 			case seekFound:
 				if !r.openLinesTaken() && !p.full {
-					// The window began inside a line open at L.
+					r.log.Debug("the resume window began inside a line open at the last line")
 					return endIncomplete, r.linesRead() - before, nil
 				}
 				seeking, r.tail = false, firstTail
@@ -519,6 +520,8 @@ func (r *reader) readOpened(ctx, streamCtx context.Context, w *streamWatch, p pl
 				continue
 			case seekMissed:
 				if !p.full {
+					r.log.WithFields(logrus.Fields{"stream": e.stream.String(), "stamp": e.ts.String()}).
+						Debug("the resume window met a line after the last line before it")
 					return endIncomplete, r.linesRead() - before, nil
 				}
 				seeking = false
@@ -574,7 +577,7 @@ func (r *reader) emit(s StreamKind, ts Timestamp, line []byte, truncated bool) {
 func (r *reader) advance(s StreamKind, ts Timestamp) {
 	r.cs.pos.advance(s, ts)
 	for i := range r.cs.pos.open {
-		r.cs.pos.open[i] = r.joiner.open(StreamKind(i + 1))
+		r.cs.pos.open[i] = r.joiner.openAtL(StreamKind(i + 1))
 	}
 	r.behind[streamIndex(s)] = behindRun{}
 }

@@ -3,24 +3,35 @@ package capture
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
 
 // FuzzResume drives the reader through a stopped container's log whose
 // streams the daemon breaks, corrupts and repeats at places chosen by the
-// input, with stamps that interleave across stdout and stderr. Whatever
-// happens, every line must arrive exactly once, in order per stream.
+// input, with stamps that interleave across stdout and stderr and long
+// lines whose pieces are written while the other stream writes (so their
+// later pieces are stamped before lines of the other stream read first).
+// Whatever happens, every line must arrive exactly once, whole, in order
+// per stream.
 //
 // Input bytes, consumed in order: the number of lines, then per line a
-// byte whose low bit picks the stream and the rest the stamp step (stderr
-// may be stamped up to 1 ms before the stdout line ahead of it, never out
-// of order within its own stream); then per stream the daemon opens, a
-// byte for where it is cut, a byte for corruption and one for repeats.
+// byte whose low bit picks the stream, whose bit 6 starts a long line of
+// two or three pieces (bit 3) on it, and whose rest is the stamp step
+// (stderr may be stamped up to 1 ms before the stdout line ahead of it,
+// never out of order within its own stream); while a stream has a long
+// line open, its next line is that line's next piece. Then per stream the
+// daemon opens, a byte for where it is cut, a byte for corruption and one
+// for repeats.
 func FuzzResume(f *testing.F) {
 	f.Add([]byte{40, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 3, 0, 0, 5, 1, 0, 9, 0, 2})
 	f.Add([]byte{200, 0xff, 0xfe, 0x01, 0x80, 0x81, 7, 0, 3, 1, 2, 0, 0, 0})
 	f.Add([]byte{3, 1, 1, 1})
+	// A long stdout line open across stderr lines and cuts (case 1).
+	f.Add([]byte{8, 0x40, 0x05, 0x07, 0x02, 0x09, 0x02, 0x4b, 0x03, 2, 0, 0, 3, 0, 0, 2, 0, 0, 4, 0, 0})
+	// Long lines open on both streams at once.
+	f.Add([]byte{12, 0x48, 0x49, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x42, 0x43, 0x02, 0x03, 1, 0, 0, 1, 0, 0, 2, 0, 0, 5, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := &fuzzInput{data: data}
 		d := newFakeDaemon()
@@ -38,26 +49,64 @@ func FuzzResume(f *testing.F) {
 		n := int(in.next())
 		want := map[StreamKind][]string{}
 		last := map[StreamKind]Timestamp{}
+		type longLine struct {
+			ts     Timestamp
+			left   int // pieces still to write
+			text   string
+			letter byte
+		}
+		open := map[StreamKind]*longLine{}
 		ts := Timestamp(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+		// piece writes the next piece of s's open long line.
+		piece := func(s StreamKind) {
+			l := open[s]
+			l.left--
+			p := strings.Repeat(string(l.letter), pieceLen)
+			if l.left == 0 {
+				p = fmt.Sprintf("%s end", s)
+			}
+			l.text += p
+			if l.left == 0 {
+				p += "\n"
+				want[s] = append(want[s], l.text)
+				delete(open, s)
+			}
+			d.write(testID, s, l.ts, p)
+		}
 		for i := 0; i < n; i++ {
 			b := in.next()
 			s := Stdout
 			if b&1 == 1 {
 				s = Stderr
 			}
-			ts += Timestamp(b>>1) * 997
+			if open[s] != nil {
+				piece(s)
+				continue
+			}
+			ts += Timestamp(b>>1&0x1f) * 997
 			stamp := ts
 			if s == Stderr && b&2 == 2 {
-				stamp -= Timestamp(int(b>>2)) * 4000 // under a millisecond early
+				stamp -= Timestamp(int(b>>2&0xf)) * 4000 // under a millisecond early
 			}
 			if stamp <= last[s] {
 				stamp = last[s] + 1
 			}
 			last[s] = stamp
+			if b&0x40 != 0 {
+				open[s] = &longLine{ts: stamp, left: 2 + int(b>>3&1), letter: 'a' + byte(i%26)}
+				piece(s)
+				continue
+			}
 			line := fmt.Sprintf("%s %d", s, i)
 			d.write(testID, s, stamp, line+"\n")
 			want[s] = append(want[s], line)
 		}
+		for _, s := range []StreamKind{Stdout, Stderr} {
+			for open[s] != nil {
+				piece(s)
+			}
+		}
+		total := len(want[Stdout]) + len(want[Stderr])
 		opts := testOptions()
 		h := newHarness(t, d, opts)
 		// It stops once the reader has asked for its log: the reader
@@ -67,7 +116,7 @@ func FuzzResume(f *testing.F) {
 			runtime.Gosched()
 		}
 		d.setRunningQuietly(testID, false)
-		h.waitFor("every line", 30*time.Second, countFor(testID, n))
+		h.waitFor("every line", 30*time.Second, countFor(testID, total))
 		h.stop()
 		checkExactlyOnce(t, h.records(), testID, want)
 	})

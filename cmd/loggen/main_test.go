@@ -83,9 +83,47 @@ func TestSignalEndsTheWaitBetweenLines(t *testing.T) {
 }
 
 func TestRejectsBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-stream", "both2"}, {"-lines", "-1"}, {"extra"}, {"-size", "x"}} {
+	for _, args := range [][]string{{"-stream", "both2"}, {"-lines", "-1"}, {"extra"}, {"-size", "x"}, {"-between"}, {"-fill", ""}, {"-longs", "-2"}} {
 		if _, err := parseFlags(args); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)
 		}
+	}
+}
+
+func TestLongsAreNumberedFilledAndAlternateWithBoth(t *testing.T) {
+	var out, errOut bytes.Buffer
+	c := mustParse(t, "-lines", "0", "-long", "14", "-longs", "3", "-fill", "€", "-stream", "both")
+	if err := write(c, &out, &errOut, nil); err != nil {
+		t.Fatal(err)
+	}
+	// 7 bytes of "long=k " and the fill cut at 14 bytes: the last € is cut.
+	if want := "long=1 €€\xe2\nlong=3 €€\xe2\n"; out.String() != want {
+		t.Errorf("stdout = %q, want %q", out.String(), want)
+	}
+	if want := "long=2 €€\xe2\n"; errOut.String() != want {
+		t.Errorf("stderr = %q, want %q", errOut.String(), want)
+	}
+}
+
+// writeLog records the order of writes to either stream.
+type writeLog struct {
+	mu     *[]string
+	stream string
+}
+
+func (w writeLog) Write(p []byte) (int, error) {
+	*w.mu = append(*w.mu, w.stream+":"+string(p))
+	return len(p), nil
+}
+
+func TestSplitWritesLongLineInTwoPartsWithALineOnTheOtherStreamBetween(t *testing.T) {
+	var log []string
+	c := mustParse(t, "-lines", "1", "-long", "10", "-longs", "1", "-split", "1ms", "-between")
+	if err := write(c, writeLog{&log, "out"}, writeLog{&log, "err"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"out:seq=1 stream=stdout\n", "out:long=", "err:seq=2 stream=stderr\n", "out:1 012\n"}
+	if strings.Join(log, "|") != strings.Join(want, "|") {
+		t.Errorf("writes = %q, want %q", log, want)
 	}
 }

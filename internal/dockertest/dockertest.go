@@ -26,6 +26,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 const (
@@ -51,13 +52,44 @@ func RunID() string { return runID() }
 
 // LongPayload is the payload of loggen's -long line of n bytes: byte i is
 // pattern[i%62]. It mirrors cmd/loggen; the package's tests check the two agree.
-func LongPayload(n int) string {
-	const pattern = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = pattern[i%len(pattern)]
+func LongPayload(n int) string { return LongLine(0, n, "") }
+
+// LongLine is the payload of loggen's k-th -long line (with -longs; k = 0
+// without it) of n bytes filled with fill ("" for the default pattern): it
+// mirrors cmd/loggen.
+func LongLine(k, n int, fill string) string {
+	if fill == "" {
+		fill = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	}
-	return string(b)
+	var b strings.Builder
+	if k > 0 {
+		fmt.Fprintf(&b, "long=%d ", k)
+	}
+	for b.Len() < n {
+		b.WriteString(fill)
+	}
+	return b.String()[:n]
+}
+
+// Stored is line as the json-file driver gives it back: cut into pieces of
+// 16 KiB, each kept as a JSON string, in which every byte that is not valid
+// UTF-8 (a character cut at a piece boundary) becomes U+FFFD.
+func Stored(line string) string {
+	const piece = 16 * 1024
+	var b strings.Builder
+	for off := 0; off < len(line); off += piece {
+		p := line[off:min(off+piece, len(line))]
+		for len(p) > 0 {
+			r, size := utf8.DecodeRuneInString(p)
+			if r == utf8.RuneError && size == 1 {
+				b.WriteString("\uFFFD")
+			} else {
+				b.WriteString(p[:size])
+			}
+			p = p[size:]
+		}
+	}
+	return b.String()
 }
 
 var available = sync.OnceValue(probe)

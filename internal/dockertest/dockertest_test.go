@@ -62,6 +62,20 @@ func TestLoggenLongLineMatchesLongPayloadAndPartialDropsNewline(t *testing.T) {
 	}
 }
 
+// Numbered long lines with another fill, written in parts, on both
+// streams: LongLine says what loggen writes.
+func TestLoggenLongsMatchLongLine(t *testing.T) {
+	id := Run(t, RunOptions{Args: []string{"-lines", "0", "-long", "40000", "-longs", "2", "-fill", "€", "-stream", "both", "-split", "10ms"}})
+	WaitExited(t, id, time.Minute)
+	out, errOut := Logs(t, id)
+	if want := Stored(LongLine(1, 40000, "€") + "\n"); out != want {
+		t.Errorf("stdout is %d bytes ending %q, want %d bytes ending %q", len(out), tail(out), len(want), tail(want))
+	}
+	if want := Stored(LongLine(2, 40000, "€") + "\n"); errOut != want {
+		t.Errorf("stderr is %d bytes ending %q, want %d bytes ending %q", len(errOut), tail(errOut), len(want), tail(want))
+	}
+}
+
 func tail(s string) string { return s[max(0, len(s)-20):] }
 
 func TestLoggenHoldExitsZeroOnSIGTERM(t *testing.T) {
