@@ -136,12 +136,12 @@ func (d *decoder) next() (e entry, ok bool, err error) {
 	switch stream {
 	case Stdout, Stderr, SystemErr:
 	default:
-		return entry{}, false, fmt.Errorf("%w: %d", ErrBadStreamByte, avail[0])
+		return d.resync(fmt.Errorf("%w: %d", ErrBadStreamByte, avail[0]))
 	}
 	// Compared before converting: on 32-bit platforms int(size32) can be
 	// negative.
 	if uint64(size32) > uint64(d.maxFrame) {
-		return entry{}, false, fmt.Errorf("%w: %d bytes, bound %d", ErrFrameTooLarge, size32, d.maxFrame)
+		return d.resync(fmt.Errorf("%w: %d bytes, bound %d", ErrFrameTooLarge, size32, d.maxFrame))
 	}
 	size := int(size32)
 	if len(avail) < frameHeaderLen+size {
@@ -159,6 +159,49 @@ func (d *decoder) next() (e entry, ok bool, err error) {
 		return entry{}, false, fmt.Errorf("%w: %s frame of %d bytes: %w", ErrSkipped, stream, size, err)
 	}
 	return entry{stream: stream, ts: ts, data: payload[n:]}, true, nil
+}
+
+// resync drops the bytes of a multiplexed stream up to the next frame
+// header that is plausible: a stream byte, three zeros, a size within the
+// bound and, for stdout and stderr, a payload that starts with a stamp's
+// digit. Without one among the bytes read, it keeps the last bytes a header
+// may start in and waits for more.
+func (d *decoder) resync(cause error) (entry, bool, error) {
+	avail := d.buf[d.start:d.end]
+	n := -1 // bytes to drop
+	for k := 1; k+frameHeaderLen < len(avail); k++ {
+		if plausibleHeader(avail[k:], d.maxFrame) {
+			n = k
+			break
+		}
+	}
+	switch {
+	case n > 0:
+	case d.eof:
+		n = len(avail)
+	default:
+		// A header may start in the last bytes: keep them.
+		if n = len(avail) - frameHeaderLen; n <= 0 {
+			return entry{}, false, nil
+		}
+	}
+	d.start += n
+	d.skipped += n
+	return entry{}, false, fmt.Errorf("%w: %d bytes of a multiplexed stream: %w", ErrSkipped, n, cause)
+}
+
+// plausibleHeader reports whether b, longer than a header, starts with one
+// the daemon could have written.
+func plausibleHeader(b []byte, maxFrame int) bool {
+	s := StreamKind(b[0])
+	if s < Stdout || s > SystemErr || b[1] != 0 || b[2] != 0 || b[3] != 0 {
+		return false
+	}
+	size := binary.BigEndian.Uint32(b[frameSizeIndex:frameHeaderLen])
+	if size == 0 || uint64(size) > uint64(maxFrame) {
+		return false
+	}
+	return s == SystemErr || (b[frameHeaderLen] >= '0' && b[frameHeaderLen] <= '9')
 }
 
 // nextRaw splits a TTY stream, which has no frames: a stamp, then a line up
@@ -287,7 +330,9 @@ func (d *decoder) needed() int {
 	if len(avail) < frameHeaderLen {
 		return frameHeaderLen
 	}
-	return frameHeaderLen + int(binary.BigEndian.Uint32(avail[frameSizeIndex:frameHeaderLen]))
+	// A header that is not one (resync drops it) claims nothing.
+	size := min(binary.BigEndian.Uint32(avail[frameSizeIndex:frameHeaderLen]), uint32(d.maxFrame))
+	return frameHeaderLen + int(size) + 1
 }
 
 // buffer hands the read buffer back for reuse.

@@ -572,18 +572,44 @@ func TestDecoderReusesBufferItIsGiven(t *testing.T) {
 	})
 }
 
-func TestDecoderRejectsUnknownStreamByte(t *testing.T) {
+// decodeSkipping drains a new decoder of in as the reader does, going on
+// after skipped bytes; it returns the entries, the skip errors and how the
+// stream ended.
+func decodeSkipping(in []byte, maxFrame int) (got []decoded, skips []error, err error) {
+	d := newDecoder(refuseEmpty{bytes.NewReader(in)}, modeMultiplexed, maxFrame, nil)
+	for range stepsFor(in) {
+		e, ok, err := d.next()
+		switch {
+		case errors.Is(err, ErrSkipped):
+			skips = append(skips, err)
+			continue
+		case err != nil:
+			return got, skips, err
+		case ok:
+			got = append(got, decoded{e.stream, e.ts, string(e.data)})
+			continue
+		}
+		if err := d.fill(); err != nil {
+			return got, skips, err
+		}
+	}
+	return got, skips, errSpinning
+}
+
+// A frame header with an unknown stream byte is no frame: the decoder skips
+// to the next plausible header and reads on.
+func TestDecoderSkipsToTheNextFrameAfterAnUnknownStreamByte(t *testing.T) {
 	good := muxFrame(1, "2024-03-01T10:00:00.000000000Z ok\n")
 	for _, b := range []byte{0, 4, 255} {
 		t.Run(fmt.Sprint(b), func(t *testing.T) {
 			in := append(append([]byte{}, good...), muxFrame(b, "2024-03-01T10:00:00.000000000Z bad\n")...)
 			in = append(in, good...)
-			got, err := decodeAll(bytes.NewReader(in), false, testMaxFrame, nil, stepsFor(in))
-			if !errors.Is(err, ErrBadStreamByte) {
-				t.Fatalf("decoder ended with %v, want ErrBadStreamByte", err)
+			got, skips, err := decodeSkipping(in, testMaxFrame)
+			if err != io.EOF || len(skips) != 1 || !errors.Is(skips[0], ErrBadStreamByte) {
+				t.Fatalf("decoder ended with %v after skips %v, want io.EOF after one ErrBadStreamByte", err, skips)
 			}
-			if len(got) != 1 || got[0].data != "ok\n" {
-				t.Errorf("entries before the bad frame = %v, want the one good line", got)
+			if len(got) != 2 || got[0].data != "ok\n" || got[1].data != "ok\n" {
+				t.Errorf("entries = %v, want the good line on both sides of the bad frame", got)
 			}
 		})
 	}
@@ -601,21 +627,22 @@ func TestDecoderRejectsFrameLargerThanBound(t *testing.T) {
 		}
 	})
 	t.Run("one over", func(t *testing.T) {
-		in := muxFrame(1, atBound+"x")
-		_, err := decodeAll(bytes.NewReader(in), false, bound, nil, stepsFor(in))
-		if !errors.Is(err, ErrFrameTooLarge) {
-			t.Errorf("decoder ended with %v, want ErrFrameTooLarge", err)
+		in := append(muxFrame(1, atBound+"x"), muxFrame(1, stamp+"next\n")...)
+		got, skips, err := decodeSkipping(in, bound)
+		if err != io.EOF || len(skips) == 0 || !errors.Is(skips[0], ErrFrameTooLarge) || len(got) != 1 || got[0].data != "next\n" {
+			t.Errorf("decoder ended with %v after skips %v, entries %v; want ErrFrameTooLarge skipped, then the next frame", err, skips, got)
 		}
 	})
-	// A corrupt header claiming 4 GiB is refused from the header alone:
+	// A corrupt header claiming 4 GiB is skipped from the header alone:
 	// no waiting for the payload, no buffer of that size.
 	for _, size := range []uint32{1 << 31, 0xffffffff} {
 		t.Run(fmt.Sprintf("header claims %d", size), func(t *testing.T) {
-			in := muxHeader(2, size)
-			d := newDecoder(bytes.NewReader(in), modeMultiplexed, bound, nil)
-			err := drain(d, stepsFor(in), func(entry) {})
-			if !errors.Is(err, ErrFrameTooLarge) {
-				t.Errorf("decoder ended with %v, want ErrFrameTooLarge", err)
+			in := append(muxHeader(2, size), muxFrame(1, stamp+"next\n")...)
+			d := newDecoder(refuseEmpty{bytes.NewReader(in)}, modeMultiplexed, bound, nil)
+			var got []string
+			err := drain(d, stepsFor(in), func(e entry) { got = append(got, string(e.data)) })
+			if err != io.EOF || d.skipped != frameHeaderLen || len(got) != 1 || got[0] != "next\n" {
+				t.Errorf("ended with %v, %d bytes skipped, entries %q; want the header skipped and the next frame read", err, d.skipped, got)
 			}
 			if n := len(d.buffer()); n > minReadBuf {
 				t.Errorf("buffer grew to %d bytes for a frame it refuses", n)
