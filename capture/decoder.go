@@ -98,6 +98,9 @@ type decoder struct {
 	// copy, as the buffer moves.
 	contStamp []byte
 	contTS    Timestamp
+	// resyncing is set while a multiplexed stream is being searched for
+	// a plausible frame header after a bad one.
+	resyncing bool
 }
 
 func newDecoder(r io.Reader, mode streamMode, maxFrame int, buf []byte) *decoder {
@@ -127,6 +130,9 @@ func (d *decoder) next() (e entry, ok bool, err error) {
 	if d.mode == modeRaw {
 		return d.nextRaw()
 	}
+	if d.resyncing {
+		return d.resync(0, errNoHeaderYet)
+	}
 	avail := d.buf[d.start:d.end]
 	if len(avail) < frameHeaderLen {
 		return entry{}, false, nil
@@ -135,13 +141,16 @@ func (d *decoder) next() (e entry, ok bool, err error) {
 	size32 := binary.BigEndian.Uint32(avail[frameSizeIndex:frameHeaderLen])
 	switch stream {
 	case Stdout, Stderr, SystemErr:
+		if avail[1] != 0 || avail[2] != 0 || avail[3] != 0 {
+			return d.resync(1, fmt.Errorf("%w: %d with %x after it", ErrBadStreamByte, avail[0], avail[1:4]))
+		}
 	default:
-		return d.resync(fmt.Errorf("%w: %d", ErrBadStreamByte, avail[0]))
+		return d.resync(1, fmt.Errorf("%w: %d", ErrBadStreamByte, avail[0]))
 	}
 	// Compared before converting: on 32-bit platforms int(size32) can be
 	// negative.
 	if uint64(size32) > uint64(d.maxFrame) {
-		return d.resync(fmt.Errorf("%w: %d bytes, bound %d", ErrFrameTooLarge, size32, d.maxFrame))
+		return d.resync(1, fmt.Errorf("%w: %d bytes, bound %d", ErrFrameTooLarge, size32, d.maxFrame))
 	}
 	size := int(size32)
 	if len(avail) < frameHeaderLen+size {
@@ -161,29 +170,38 @@ func (d *decoder) next() (e entry, ok bool, err error) {
 	return entry{stream: stream, ts: ts, data: payload[n:]}, true, nil
 }
 
+// errNoHeaderYet: resync goes on dropping bytes after a bad header.
+var errNoHeaderYet = errors.New("no frame header yet after a bad one")
+
 // resync drops the bytes of a multiplexed stream up to the next frame
-// header that is plausible: a stream byte, three zeros, a size within the
-// bound and, for stdout and stderr, a payload that starts with a stamp's
-// digit. Without one among the bytes read, it keeps the last bytes a header
-// may start in and waits for more.
-func (d *decoder) resync(cause error) (entry, bool, error) {
+// header that is plausible, searching from offset from: a stream byte,
+// three zeros, a size within the bound and, for stdout and stderr, a
+// payload that starts with a stamp's digit. Without one among the bytes
+// read, it keeps the last bytes a header may start in, and the search goes
+// on when more come.
+func (d *decoder) resync(from int, cause error) (entry, bool, error) {
 	avail := d.buf[d.start:d.end]
+	d.resyncing = true
 	n := -1 // bytes to drop
-	for k := 1; k+frameHeaderLen < len(avail); k++ {
+	for k := from; k+frameHeaderLen < len(avail); k++ {
 		if plausibleHeader(avail[k:], d.maxFrame) {
 			n = k
+			d.resyncing = false
 			break
 		}
 	}
 	switch {
-	case n > 0:
+	case n >= 0:
 	case d.eof:
 		n = len(avail)
 	default:
-		// A header may start in the last bytes: keep them.
-		if n = len(avail) - frameHeaderLen; n <= 0 {
-			return entry{}, false, nil
-		}
+		n = len(avail) - frameHeaderLen
+	}
+	if n == 0 && !d.resyncing {
+		return d.next() // a header right here
+	}
+	if n <= 0 {
+		return entry{}, false, nil // waiting for bytes
 	}
 	d.start += n
 	d.skipped += n
@@ -247,6 +265,10 @@ func (d *decoder) rawBody(ts Timestamp, stamp []byte, n int, avail []byte) (entr
 		return d.nextRaw()
 	case i >= 0:
 		size = i // a piece: the next one starts with the same stamp
+	case nextRunStamp(line, ts) >= 0:
+		// A piece whose line never ended (its process was killed at the
+		// cut), then the next entry.
+		size = nextRunStamp(line, ts)
 	case nl >= 0:
 		size = nl + 1
 	case d.eof || len(body) >= d.maxFrame:
@@ -267,6 +289,27 @@ func (d *decoder) rawBody(ts Timestamp, stamp []byte, n int, avail []byte) (entr
 	}
 	d.start += n + size
 	return entry{stream: Stdout, ts: ts, data: body[:size]}, true, nil
+}
+
+// killedPieceSlack is how much longer than pieceLen json-file stores a
+// piece: a character cut at each end comes back as U+FFFD, three bytes for
+// each byte cut.
+const killedPieceSlack = 8
+
+// nextRunStamp finds, where a piece cut by the daemon ends, a json-file
+// stamp not before ts that starts the next entry: in a raw stream nothing
+// else tells that a piece was the last of its line. It returns -1 if there
+// is none.
+func nextRunStamp(line []byte, ts Timestamp) int {
+	for k := pieceLen; k <= pieceLen+killedPieceSlack && k+fixedTimestampLen < len(line); k++ {
+		if line[k+fixedTimestampLen] != ' ' || line[k+fixedTimestampLen-1] != 'Z' {
+			continue
+		}
+		if next, ok := parseFixedUTC(line[k : k+fixedTimestampLen]); ok && next >= ts {
+			return k
+		}
+	}
+	return -1
 }
 
 // skipRawLine drops what does not start with a stamp, through the next
@@ -316,9 +359,24 @@ func (d *decoder) fill() error {
 		if d.mode != modeMultiplexed && d.start < d.end {
 			return nil // nextRaw can now take the unterminated rest
 		}
+		if d.mode == modeMultiplexed && (d.resyncing || d.badHeader()) {
+			return nil // next can now skip the rest
+		}
 		return d.fill()
 	}
 	return err
+}
+
+// badHeader reports whether the bytes at start hold a frame header the
+// daemon cannot have written.
+func (d *decoder) badHeader() bool {
+	avail := d.buf[d.start:d.end]
+	if len(avail) < frameHeaderLen {
+		return false
+	}
+	s := StreamKind(avail[0])
+	return s < Stdout || s > SystemErr || avail[1] != 0 || avail[2] != 0 || avail[3] != 0 ||
+		uint64(binary.BigEndian.Uint32(avail[frameSizeIndex:frameHeaderLen])) > uint64(d.maxFrame)
 }
 
 // needed is how many buffered bytes the entry at start needs.
