@@ -65,7 +65,7 @@ type Capture struct {
 func New(src Source, opts Options, log *logrus.Entry) *Capture {
 	q := newQueue(opts.QueueMaxSize)
 	if opts.Positions == nil {
-		opts.Positions, _ = OpenPositions("", log) // cannot fail without a file
+		opts.Positions, _ = OpenPositions("", 0, log) // cannot fail without a file
 	}
 	c := &Capture{opts: opts, q: q, done: make(chan struct{})}
 	c.stats.perContainer = opts.ContainerStats
@@ -151,10 +151,18 @@ func (c *Capture) Drain(maxBytes int) Batch {
 // Commit records that Fluent Bit has taken the batch: the positions of its
 // containers advance, and its buffers are reused.
 func (c *Capture) Commit(b Batch) {
+	c.opts.Positions.commitBatch(b.chunks)
 	for _, ch := range b.chunks {
-		c.opts.Positions.commit(ch.owner.id, ch.pos)
 		c.q.release(ch.data)
 	}
+}
+
+// WaitDBWritten returns, once the positions file holds the positions of
+// more than after committed batches (counting Commit calls), how many it
+// holds; or ctx's error. A test host knows with it which batches a crash
+// may repeat.
+func (c *Capture) WaitDBWritten(ctx context.Context, after int64) (int64, error) {
+	return c.opts.Positions.waitWritten(ctx, after)
 }
 
 // Pause stops the draining; readers fill the queue up to its bound and then

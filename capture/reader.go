@@ -36,10 +36,15 @@ type containerState struct {
 	startsSeen int                // starts when the running reader was started
 	removed    bool               // destroyed: forget it once its reader is done
 
+	// forgotten: destroyed, so a chunk committed later does not bring its
+	// position back. Guarded by the positions store's lock.
+	forgotten bool
+
 	// Reader's fields (the supervisor hands them over by starting the
 	// reader and takes them back when the reader has returned).
 	pos        position
-	fromNow    bool // read from the end of the log as found at start-up
+	fromNow    bool      // read from the end of the log as found at start-up
+	since      Timestamp // without a position, read from this stamp on (0: the head)
 	tty        bool
 	excluded   bool // Include rejected it; a rename re-decides
 	unreadable bool // the daemon answered 501: logged once, not retried
@@ -339,6 +344,7 @@ func (r *reader) plan(running bool) plan {
 		return plan{req: req, seed: true}
 	}
 	if !pos.last.valid {
+		req.Since = r.cs.since
 		return plan{req: req}
 	}
 	req.Since = pos.since(stdout, stderr)

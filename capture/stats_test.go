@@ -214,7 +214,7 @@ func TestStatsCountPositionWritesAndTheirFailures(t *testing.T) {
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			pos, err := OpenPositions(filepath.Join(dir, "positions.json"), logrus.NewEntry(logrus.New()))
+			pos, err := OpenPositions(filepath.Join(dir, "positions.json"), 0, logrus.NewEntry(logrus.New()))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"time"
 
@@ -16,36 +17,82 @@ import (
 // ErrPositionsDB marks a positions file that cannot be read or written.
 var ErrPositionsDB = errors.New("positions db")
 
-// dbVersion is the positions file's format version.
-const dbVersion = 1
+// dbVersion is the positions file's format version. Version 2 added
+// watch_since; version 1 files are still read (see decode).
+const dbVersion = 2
 
 // dbWriteInterval is the most often the file is written while positions
 // change.
 const dbWriteInterval = time.Second
 
+// What to do about a file the store cannot use, for the init error.
+const dbAdvice = "move it away or delete it (the plugin then starts without positions, " +
+	"as on a first start), or point DB at another file"
+
 // Positions keeps the committed positions: the lines Fluent Bit has taken.
 // With a path they survive a restart in a file written atomically.
+//
+// Crash semantics: a crash must repeat lines, never lose them. A batch that
+// Fluent Bit has appended to an input with memory storage dies with its
+// process until an output has sent it, so with a margin the file holds, for
+// each container, the newest position committed at least margin ago: a
+// crash repeats what was committed in the last margin plus one write
+// interval, and loses nothing an output sends within the margin. A clean
+// stop writes the exact positions. Margin 0 writes what is committed, for
+// storage.type filesystem, which keeps appended chunks across a crash.
 type Positions = store
 
 type store struct {
-	path string
-	log  *logrus.Entry
+	path   string
+	margin time.Duration
+	log    *logrus.Entry
 	// stats counts the writes; New points it at the Capture's before the
 	// writer runs, so OpenPositions' own write is not reported.
 	stats *Stats
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// positions are the committed ones, exact; commits never move them
+	// back.
 	positions map[string]position
-	dirty     bool
-	// changed wakes the writer; Commit sends without blocking (it has room
-	// for one), the writer receives; nobody closes it.
+	// durable are what the file holds, or will at the next write: the
+	// positions committed at least margin ago.
+	durable map[string]position
+	// trail holds the batches committed within the margin, oldest first.
+	trail []trailBatch
+	// watch is the start of the watch, carried across restarts: every line
+	// stamped after it of a container without a position is still to be
+	// delivered. restarted says it comes from a previous run's file.
+	watch     Timestamp
+	restarted bool
+	// batches counts commitBatch calls; durableBatches those in durable;
+	// writtenBatches those in the file.
+	batches, durableBatches, writtenBatches int64
+	dirty                                   bool
+	// written is closed and replaced after every write; WaitDBWritten
+	// selects on it.
+	written chan struct{}
+	// changed wakes the writer; commits send without blocking (it has
+	// room for one), the writer receives; nobody closes it.
 	changed chan struct{}
+}
+
+// trailBatch is one committed batch not yet durable.
+type trailBatch struct {
+	at      time.Time
+	seq     int64
+	commits []trailCommit
+}
+
+type trailCommit struct {
+	owner *containerState
+	pos   position
 }
 
 // dbFile is the file's JSON form. Stamps are nanoseconds since the epoch;
 // 0 means no position.
 type dbFile struct {
 	Version    int                    `json:"version"`
+	WatchSince int64                  `json:"watch_since,omitempty"`
 	Containers map[string]dbContainer `json:"containers"`
 }
 
@@ -63,21 +110,31 @@ type dbContainer struct {
 	StderrOpenPieces int   `json:"stderr_open_pieces,omitempty"`
 }
 
-// OpenPositions loads path (a missing file is an empty store) and checks
+// OpenPositions loads path (a missing file is an empty store whose watch
+// starts now), removes temporary files a crash left beside it, and checks
 // that it can be written. An empty path keeps positions in memory only.
-func OpenPositions(path string, log *logrus.Entry) (*Positions, error) {
-	s := &store{path: path, log: log, stats: new(Stats), positions: map[string]position{}, changed: make(chan struct{}, 1)}
+// margin is how far the file trails the committed positions.
+func OpenPositions(path string, margin time.Duration, log *logrus.Entry) (*Positions, error) {
+	s := &store{path: path, margin: margin, log: log, stats: new(Stats), positions: map[string]position{},
+		durable: map[string]position{}, watch: Timestamp(time.Now().UnixNano()),
+		written: make(chan struct{}), changed: make(chan struct{}, 1)}
 	if path == "" {
+		s.margin = 0 // nothing outlives the process: no reason to trail
 		return s, nil
 	}
+	s.removeTemporaryFiles()
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
 		return nil, fmt.Errorf("%w: read %s: %w", ErrPositionsDB, path, err)
 	default:
-		if err := s.decode(b); err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrPositionsDB, path, err)
+		var modified time.Time
+		if fi, err := os.Stat(path); err == nil {
+			modified = fi.ModTime()
+		}
+		if err := s.decode(b, modified); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w; %s", ErrPositionsDB, path, err, dbAdvice)
 		}
 	}
 	if err := s.write(); err != nil {
@@ -86,13 +143,44 @@ func OpenPositions(path string, log *logrus.Entry) (*Positions, error) {
 	return s, nil
 }
 
-func (s *store) decode(b []byte) error {
+// removeTemporaryFiles removes what writeAtomic leaves when the process
+// dies between creating its temporary file and the rename: only names
+// os.CreateTemp made from the file's own pattern.
+func (s *store) removeTemporaryFiles() {
+	dir, base := filepath.Dir(s.path), filepath.Base(s.path)
+	temp := regexp.MustCompile(`^\.` + regexp.QuoteMeta(base) + `\.[0-9]+$`)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // the write that follows reports an unusable directory
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !temp.MatchString(e.Name()) {
+			continue
+		}
+		f := filepath.Join(dir, e.Name())
+		if err := os.Remove(f); err != nil {
+			s.log.WithError(err).WithField("file", f).Warn("cannot remove a temporary positions file")
+			continue
+		}
+		s.log.WithField("file", f).Info("removed a temporary positions file left by a crash")
+	}
+}
+
+// decode loads a file of this version or of version 1, which had no watch:
+// its last write (modified) stands in, the latest moment its positions
+// were saved.
+func (s *store) decode(b []byte, modified time.Time) error {
 	var f dbFile
 	if err := json.Unmarshal(b, &f); err != nil {
 		return fmt.Errorf("not a positions file: %w", err)
 	}
-	if f.Version != dbVersion {
-		return fmt.Errorf("format version %d, this plugin reads %d", f.Version, dbVersion)
+	switch {
+	case f.Version == 1 && !modified.IsZero():
+		f.WatchSince = modified.UnixNano()
+	case f.Version != dbVersion:
+		return fmt.Errorf("format version %d, this plugin reads 1 and %d", f.Version, dbVersion)
+	case f.WatchSince <= 0:
+		return errors.New("no watch_since")
 	}
 	for id, c := range f.Containers {
 		var p position
@@ -117,7 +205,9 @@ func (s *store) decode(b []byte) error {
 			p.open[streamIndex(Stderr)] = openLine{ts: Timestamp(c.StderrOpen), pieces: c.StderrOpenPieces, valid: true}
 		}
 		s.positions[id] = p
+		s.durable[id] = p
 	}
+	s.watch, s.restarted = Timestamp(f.WatchSince), true
 	return nil
 }
 
@@ -127,6 +217,14 @@ func (s *store) get(id string) (position, bool) {
 	defer s.mu.Unlock()
 	p, ok := s.positions[id]
 	return p, ok
+}
+
+// resumedWatch returns the watch's start when it comes from a previous
+// run's file: a container without a position is then read from it.
+func (s *store) resumedWatch() (Timestamp, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.watch, s.restarted
 }
 
 // ids lists the containers with a position.
@@ -140,27 +238,63 @@ func (s *store) ids() []string {
 	return out
 }
 
-// commit advances a container's position; it never moves back.
-func (s *store) commit(id string, p position) {
-	if !p.last.valid {
-		return
-	}
+// commitBatch records a batch Fluent Bit has taken: each chunk's position
+// advances its container's, never backwards, unless the container was
+// destroyed meanwhile (its chunk was queued before the destroy).
+func (s *store) commitBatch(chunks []chunk) {
+	now := time.Now()
 	s.mu.Lock()
-	if old, ok := s.positions[id]; !ok || p.after(old) {
-		s.positions[id] = p
-		s.dirty = true
+	s.batches++
+	tb := trailBatch{at: now, seq: s.batches}
+	for _, ch := range chunks {
+		if !ch.pos.last.valid || ch.owner.forgotten {
+			continue
+		}
+		id := ch.owner.id
+		if old, ok := s.positions[id]; ok && !ch.pos.after(old) {
+			continue
+		}
+		s.positions[id] = ch.pos
+		tb.commits = append(tb.commits, trailCommit{owner: ch.owner, pos: ch.pos})
+	}
+	s.trail = append(s.trail, tb)
+	if s.margin == 0 {
+		s.promoteLocked(now)
 	}
 	s.mu.Unlock()
 	s.wake()
 }
 
-// forget drops the position of a container that no longer exists.
-func (s *store) forget(id string) {
-	s.mu.Lock()
-	if _, ok := s.positions[id]; ok {
-		delete(s.positions, id)
+// promoteLocked makes durable the batches committed at least margin
+// before now.
+func (s *store) promoteLocked(now time.Time) {
+	n := 0
+	for ; n < len(s.trail) && !s.trail[n].at.After(now.Add(-s.margin)); n++ {
+		for _, c := range s.trail[n].commits {
+			if !c.owner.forgotten {
+				s.durable[c.owner.id] = c.pos // in commit order: never backwards
+			}
+		}
+		s.durableBatches = s.trail[n].seq
 		s.dirty = true
 	}
+	clear(s.trail[:n]) // drop the references to their containers
+	s.trail = s.trail[n:]
+}
+
+// forget drops the position of a container that no longer exists, for
+// good: a chunk of it committed later does not bring it back. cs is nil
+// for a container known only from the file.
+func (s *store) forget(id string, cs *containerState) {
+	s.mu.Lock()
+	if cs != nil {
+		cs.forgotten = true
+	}
+	_, had := s.positions[id]
+	_, hadDurable := s.durable[id]
+	delete(s.positions, id)
+	delete(s.durable, id)
+	s.dirty = s.dirty || had || hadDurable
 	s.mu.Unlock()
 	s.wake()
 }
@@ -172,30 +306,38 @@ func (s *store) wake() {
 	}
 }
 
-// run writes the file when positions change, at most once per interval,
-// and once more when ctx ends. A failed write is logged and retried.
+// run writes the file when durable positions change, at most once per
+// interval, and the exact positions once more when ctx ends. A failed
+// write is logged and retried.
 func (s *store) run(ctx context.Context) {
 	if s.path == "" {
 		return
 	}
-	retry := time.NewTicker(dbWriteInterval)
-	defer retry.Stop()
+	// tick retries failed writes and promotes what ages past the margin.
+	tick := time.NewTicker(dbWriteInterval)
+	defer tick.Stop()
 	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
+			// A clean stop: Fluent Bit has flushed its outputs before its
+			// exit callbacks, so the exact positions are delivered.
+			s.mu.Lock()
+			s.promoteLocked(time.Now().Add(s.margin))
+			s.mu.Unlock()
 			if err := s.flush(); err != nil {
 				s.log.WithError(err).Error("writing positions at exit")
 			}
 			return
 		case <-s.changed:
-		case <-retry.C:
-			s.mu.Lock()
-			dirty := s.dirty
-			s.mu.Unlock()
-			if !dirty {
-				continue // nothing to retry; last stays the last write
-			}
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		s.promoteLocked(time.Now())
+		dirty := s.dirty
+		s.mu.Unlock()
+		if !dirty {
+			continue // last stays the last write
 		}
 		if wait := dbWriteInterval - time.Since(last); wait > 0 {
 			if !sleepCtx(ctx, wait) {
@@ -212,6 +354,7 @@ func (s *store) run(ctx context.Context) {
 // flush writes the file if positions changed since the last write.
 func (s *store) flush() error {
 	s.mu.Lock()
+	s.promoteLocked(time.Now())
 	dirty := s.dirty
 	s.mu.Unlock()
 	if !dirty || s.path == "" {
@@ -224,8 +367,8 @@ func (s *store) flush() error {
 // rename, fsync of the directory.
 func (s *store) write() error {
 	s.mu.Lock()
-	f := dbFile{Version: dbVersion, Containers: make(map[string]dbContainer, len(s.positions))}
-	for id, p := range s.positions {
+	f := dbFile{Version: dbVersion, WatchSince: int64(s.watch), Containers: make(map[string]dbContainer, len(s.durable))}
+	for id, p := range s.durable {
 		c := dbContainer{LastStream: p.last.stream.String(), LastTime: int64(p.last.ts)}
 		if sp := p.streams[streamIndex(Stdout)]; sp.valid {
 			c.Stdout = int64(sp.ts)
@@ -241,6 +384,7 @@ func (s *store) write() error {
 		}
 		f.Containers[id] = c
 	}
+	batches := s.durableBatches
 	s.dirty = false
 	s.mu.Unlock()
 	if err := writeAtomic(s.path, f); err != nil {
@@ -251,7 +395,30 @@ func (s *store) write() error {
 		return fmt.Errorf("%w: %w", ErrPositionsDB, err)
 	}
 	s.stats.add(countPositionWrites, 1)
+	s.mu.Lock()
+	s.writtenBatches = max(s.writtenBatches, batches)
+	close(s.written)
+	s.written = make(chan struct{})
+	s.mu.Unlock()
 	return nil
+}
+
+// waitWritten returns how many committed batches the file holds once
+// they are more than after, or when ctx ends.
+func (s *store) waitWritten(ctx context.Context, after int64) (int64, error) {
+	for {
+		s.mu.Lock()
+		n, written := s.writtenBatches, s.written
+		s.mu.Unlock()
+		if n > after {
+			return n, nil
+		}
+		select {
+		case <-written:
+		case <-ctx.Done():
+			return n, ctx.Err()
+		}
+	}
 }
 
 func writeAtomic(path string, f dbFile) error {
@@ -260,6 +427,7 @@ func writeAtomic(path string, f dbFile) error {
 		return fmt.Errorf("encode: %w", err)
 	}
 	dir := filepath.Dir(path)
+	// The pattern's "*" becomes digits: removeTemporaryFiles knows it.
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("create temporary file in %s: %w", dir, err)

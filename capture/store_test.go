@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -20,18 +21,18 @@ func quietLog() *logrus.Entry {
 
 func TestPositionsSurviveAWriteAndAReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "positions.db")
-	s, err := OpenPositions(path, quietLog())
+	s, err := OpenPositions(path, 0, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var p position
 	p.advance(Stderr, 100)
 	p.advance(Stdout, 99) // stdout's last line stamped before stderr's
-	s.commit(testID, p)
+	commitOne(s, testID, p)
 	if err := s.flush(); err != nil {
 		t.Fatal(err)
 	}
-	again, err := OpenPositions(path, quietLog())
+	again, err := OpenPositions(path, 0, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,12 +43,12 @@ func TestPositionsSurviveAWriteAndAReload(t *testing.T) {
 }
 
 func TestPositionsNeverMoveBackwards(t *testing.T) {
-	s, _ := OpenPositions("", quietLog())
+	s, _ := OpenPositions("", 0, quietLog())
 	var newer, older position
 	newer.advance(Stdout, 200)
 	older.advance(Stdout, 100)
-	s.commit(testID, newer)
-	s.commit(testID, older)
+	commitOne(s, testID, newer)
+	commitOne(s, testID, older)
 	if got, _ := s.get(testID); got != newer {
 		t.Errorf("position moved back to %+v", got)
 	}
@@ -56,14 +57,14 @@ func TestPositionsNeverMoveBackwards(t *testing.T) {
 func TestPositionsFileIsReplacedAtomically(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "positions.db")
-	s, err := OpenPositions(path, quietLog())
+	s, err := OpenPositions(path, 0, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 50; i++ {
 		var p position
 		p.advance(Stdout, Timestamp(i))
-		s.commit(testID, p)
+		commitOne(s, testID, p)
 		if err := s.flush(); err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +72,7 @@ func TestPositionsFileIsReplacedAtomically(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(string(b), `"version":1`) {
+		if !strings.Contains(string(b), `"version":2`) {
 			t.Fatalf("write %d left %q", i, b)
 		}
 	}
@@ -94,9 +95,11 @@ func TestUnreadablePositionsFileIsAnError(t *testing.T) {
 			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := OpenPositions(path, quietLog())
-			if !errors.Is(err, ErrPositionsDB) || !strings.Contains(err.Error(), path) {
-				t.Errorf("err = %v, want ErrPositionsDB naming %s", err, path)
+			_, err := OpenPositions(path, 0, quietLog())
+			// The message goes to the user: it names the file and what to
+			// do about it.
+			if !errors.Is(err, ErrPositionsDB) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "delete it") {
+				t.Errorf("err = %v, want ErrPositionsDB naming %s and saying what to do", err, path)
 			}
 		})
 	}
@@ -104,7 +107,7 @@ func TestUnreadablePositionsFileIsAnError(t *testing.T) {
 
 func TestUnwritablePositionsDirectoryIsAnError(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "missing-dir", "positions.db")
-	_, err := OpenPositions(path, quietLog())
+	_, err := OpenPositions(path, 0, quietLog())
 	if !errors.Is(err, ErrPositionsDB) {
 		t.Errorf("err = %v, want ErrPositionsDB", err)
 	}
@@ -125,7 +128,7 @@ func TestRestartWithDBContinuesAfterLastDeliveredLine(t *testing.T) {
 	ws.lines(200)
 
 	opts := testOptions()
-	pos1, err := OpenPositions(path, quietLog())
+	pos1, err := OpenPositions(path, 0, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +146,7 @@ func TestRestartWithDBContinuesAfterLastDeliveredLine(t *testing.T) {
 	ws.lines(100)
 	d.setRunning(stoppedID, false)
 
-	pos2, err := OpenPositions(path, quietLog())
+	pos2, err := OpenPositions(path, 0, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +172,7 @@ func TestLongLineOpenAtARestartArrivesWholeAfterIt(t *testing.T) {
 	d.write(testID, Stderr, longLineStamp+Timestamp(1500*time.Millisecond), "between\n")
 	opts := testOptions()
 	var err error
-	if opts.Positions, err = OpenPositions(path, quietLog()); err != nil {
+	if opts.Positions, err = OpenPositions(path, 0, quietLog()); err != nil {
 		t.Fatal(err)
 	}
 	first := newHarness(t, d, opts)
@@ -178,7 +181,7 @@ func TestLongLineOpenAtARestartArrivesWholeAfterIt(t *testing.T) {
 
 	d.write(testID, Stdout, longLineStamp, long[pieceLen:2*pieceLen])
 	d.write(testID, Stdout, longLineStamp, long[2*pieceLen:]+"\n")
-	if opts.Positions, err = OpenPositions(path, quietLog()); err != nil {
+	if opts.Positions, err = OpenPositions(path, 0, quietLog()); err != nil {
 		t.Fatal(err)
 	}
 	second := newHarness(t, d, opts)
@@ -190,22 +193,154 @@ func TestLongLineOpenAtARestartArrivesWholeAfterIt(t *testing.T) {
 
 func TestPositionsKeepLinesOpenAtTheLastLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "positions.db")
-	s, err := OpenPositions(path, quietLog())
+	s, err := OpenPositions(path, 0, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var p position
 	p.advance(Stderr, 100)
 	p.open[streamIndex(Stdout)] = openLine{ts: 90, pieces: 2, valid: true}
-	s.commit(testID, p)
+	s.commitBatch([]chunk{{owner: newContainerState(testID, false), pos: p}})
 	if err := s.flush(); err != nil {
 		t.Fatal(err)
 	}
-	again, err := OpenPositions(path, quietLog())
+	again, err := OpenPositions(path, 0, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := again.get(testID); got != p {
 		t.Errorf("reloaded %+v, want %+v", got, p)
 	}
+}
+
+// nowWriter is a lineWriter whose stamps start now, as a live daemon's
+// would, so they fall after the watch of a capture started earlier.
+func nowWriter(d *fakeDaemon, id string, seed uint64) *lineWriter {
+	w := newLineWriter(d, id, seed)
+	w.ts = Timestamp(time.Now().UnixNano())
+	return w
+}
+
+// With DB, the watch continues across a restart of Fluent Bit: a container
+// that had no position when it stopped, or that was created while it was
+// down, has every line written while it was down delivered, and nothing
+// the first run deliberately skipped (Read_From_Head off).
+func TestRestartWithDBReadsContainersWithoutPositionSinceTheWatchBegan(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "positions.db")
+	d := newFakeDaemon()
+	const (
+		busy    = "a000000000000000000000000000000000000000000000000000000000000000"
+		quiet   = "b000000000000000000000000000000000000000000000000000000000000000"
+		old     = "c000000000000000000000000000000000000000000000000000000000000000"
+		started = "d000000000000000000000000000000000000000000000000000000000000000"
+		exited  = "e000000000000000000000000000000000000000000000000000000000000000"
+	)
+	for _, id := range []string{quiet, old} {
+		d.add(runningContainer(id))
+	}
+	// old wrote before the first run: with Read_From_Head off those lines
+	// are not read, in either run.
+	pastW := newLineWriter(d, old, 31)
+	pastW.lines(50)
+	opts := testOptions()
+	opts.ReadFromHead = false
+	pos1, err := OpenPositions(path, 0, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Positions = pos1
+	h1 := newHarness(t, d, opts)
+	// Both running containers are seeded and followed: the first run
+	// watches them.
+	awaitStats(t, h1.c, "two streams followed", func(s StatsSnapshot) bool {
+		return s.StreamsOpen == 2 && len(d.logRequests()) >= 4
+	})
+	// Started while the first run watches: read from its first line.
+	d.add(Container{ID: busy, Name: "busy", Image: "loggen:1"})
+	d.setRunning(busy, true)
+	bw := nowWriter(d, busy, 30)
+	bw.lines(100)
+	h1.waitFor("the busy container's lines", 10*time.Second, countFor(busy, 100))
+	h1.stop()
+
+	// Fluent Bit is down: the quiet containers write, one container starts
+	// and one runs and exits.
+	bw.lines(100)
+	qw := nowWriter(d, quiet, 32)
+	qw.lines(100)
+	ow := nowWriter(d, old, 33)
+	ow.lines(100)
+	d.add(runningContainer(started))
+	sw := nowWriter(d, started, 34)
+	sw.lines(100)
+	d.add(Container{ID: exited, Name: "done", Image: "loggen:1"})
+	ew := nowWriter(d, exited, 35)
+	ew.lines(100)
+
+	pos2, err := OpenPositions(path, 0, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Positions = pos2
+	h2 := newHarness(t, d, opts)
+	h2.waitFor("the lines written while down", 10*time.Second, func(recs []recordsT) bool {
+		return countFor(busy, 100)(recs) && countFor(quiet, 100)(recs) && countFor(old, 100)(recs) &&
+			countFor(started, 100)(recs) && countFor(exited, 100)(recs)
+	})
+	h2.stop()
+	all := append(h1.records(), h2.records()...)
+	for id, w := range map[string]*lineWriter{busy: bw, quiet: qw, old: ow, started: sw, exited: ew} {
+		checkExactlyOnce(t, all, id, w.want)
+	}
+}
+
+// A chunk still queued when its container is destroyed is committed after
+// the destroy: its position must not come back, or the file grows with
+// every --rm container.
+func TestPositionOfADestroyedContainerDoesNotComeBack(t *testing.T) {
+	d := newFakeDaemon()
+	c := New(d, testOptions(), quietLog())
+	cs := newContainerState(testID, false)
+	c.sup.containers[testID] = cs
+	var p position
+	p.advance(Stdout, 100)
+	if err := c.q.push(context.Background(), chunk{data: []byte{0x90}, owner: cs, pos: p, lines: 1}); err != nil {
+		t.Fatal(err)
+	}
+	b := c.Drain(1 << 20)
+	c.sup.remove(cs)
+	c.Commit(b)
+	if got, ok := c.opts.Positions.get(testID); ok {
+		t.Errorf("destroyed container has position %+v again", got)
+	}
+}
+
+// A crash between creating a temporary file and renaming it leaves the
+// file behind; the next start removes it, and only it.
+func TestTemporaryFilesOfACrashAreRemovedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "positions.db")
+	left := filepath.Join(dir, ".positions.db.123456789")
+	keep := []string{filepath.Join(dir, ".positions.db.bak"), filepath.Join(dir, "other.db.123")}
+	for _, f := range append([]string{left}, keep...) {
+		if err := os.WriteFile(f, []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := OpenPositions(path, 0, quietLog()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s is still there (%v)", left, err)
+	}
+	for _, f := range keep {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s, not a temporary file of the store, is gone: %v", f, err)
+		}
+	}
+}
+
+// commitOne commits one position of container id as a batch of one chunk.
+func commitOne(s *store, id string, p position) {
+	s.commitBatch([]chunk{{owner: newContainerState(id, false), pos: p}})
 }

@@ -126,6 +126,12 @@ func (s *supervisor) wait(ctx context.Context, d time.Duration) {
 // been removed unseen.
 func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bool) {
 	present := make(map[string]bool, len(list))
+	// With DB, the watch continues across a restart of Fluent Bit: a
+	// container without a position (quiet so far, only an unselected
+	// stream, or started while Fluent Bit was down) is read from the
+	// watch's start, not from now.
+	watch, resumed := s.store.resumedWatch()
+	resumed = resumed && startup && !s.opts.ReadFromHead
 	for _, c := range list {
 		present[c.ID] = true
 		cs := s.containers[c.ID]
@@ -145,15 +151,21 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 		// events were lost: one created since capture started and never
 		// seen, or a known one that ran again. Its reader reads what is new
 		// once, without follow.
+		// So may a stopped one created while Fluent Bit was down.
 		unseenRun := !startup && !c.Running &&
 			(cs != nil || !c.Created.Before(s.startedAt.Truncate(time.Second)))
+		unseenRun = unseenRun || (resumed && !c.Running && !c.Created.Before(watch.Time().Truncate(time.Second)))
 		if cs == nil {
 			if !c.Running && !unseenRun {
 				continue
 			}
 			// Already running at start-up: read from now on unless asked
-			// for the head. Found later: it started unseen, read it all.
-			cs = newContainerState(c.ID, startup && !s.opts.ReadFromHead)
+			// for the head, or from the watch's start. Found later: it
+			// started unseen, read it all.
+			cs = newContainerState(c.ID, startup && !s.opts.ReadFromHead && !resumed)
+			if resumed {
+				cs.since = watch
+			}
 			s.containers[c.ID] = cs
 		}
 		if c.Running || unseenRun {
@@ -167,7 +179,7 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 	}
 	for _, id := range s.store.ids() {
 		if !present[id] {
-			s.store.forget(id) // its logs are gone with it
+			s.store.forget(id, nil) // destroyed while Fluent Bit was down: its logs are gone with it
 		}
 	}
 }
@@ -252,7 +264,7 @@ func (s *supervisor) onExit(ctx context.Context, cs *containerState) {
 // reads to the end of the stream, finds the container gone and returns.
 func (s *supervisor) remove(cs *containerState) {
 	cs.removed = true
-	s.store.forget(cs.id)
+	s.store.forget(cs.id, cs)
 	if cs.cancel == nil {
 		delete(s.containers, cs.id)
 		s.stats.untrack(cs)
