@@ -113,7 +113,7 @@ func childMain(args []string) int {
 	}
 	say("goroutines baseline=%d", baseline)
 
-	positions, err := capture.OpenPositions(cfg.DB, log)
+	positions, err := capture.OpenPositions(cfg.DB, cfg.DBMargin, log)
 	if err != nil {
 		say("init failed")
 		return 3

@@ -73,6 +73,11 @@ var Keys = []Key{
 		}},
 	{KeyDB, "", "File where positions are kept across restarts",
 		func(c *Config, v string) error { c.DB = v; return nil }},
+	// 5s: with the default memory storage an appended batch dies in a
+	// crash until an output has sent it, which takes a Flush (1 s by
+	// default) and the output's round trip; a crash repeats about that much.
+	{"DB_Margin", "5s", "How far the positions written to `DB` trail those Fluent Bit has taken",
+		func(c *Config, v string) (err error) { c.DBMargin, err = parseDuration(v, 0); return err }},
 	{"Plugin_Log_Level", "info", "`error`, `warn`, `info`, `debug` or `trace`.",
 		func(c *Config, v string) (err error) { c.LogLevel, err = parseLevel(v); return err }},
 	{"Labels", "off", "`on`: every label of the container in the record",
@@ -126,6 +131,9 @@ type Config struct {
 	LogLevel      logrus.Level
 	// DB is the positions file; empty keeps positions in memory only.
 	DB string
+	// DBMargin is how far the positions written to DB trail the committed
+	// ones; 0 for an input with storage.type filesystem.
+	DBMargin time.Duration
 
 	// Labels puts every container label in the record's "labels" map;
 	// LabelKeys only those keys. ComposeFields adds compose_project and

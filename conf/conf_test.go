@@ -89,6 +89,8 @@ func TestParseAcceptsEachKey(t *testing.T) {
 		{"plugin_log_level debug", map[string]string{"Plugin_Log_Level": "debug"}, func(c conf.Config) any { return c.LogLevel }, logrus.DebugLevel},
 		{"plugin_log_level WARN", map[string]string{"plugin_log_level": "WARN"}, func(c conf.Config) any { return c.LogLevel }, logrus.WarnLevel},
 		{"db", map[string]string{"DB": "/var/lib/fluent-bit/docker.pos"}, func(c conf.Config) any { return c.DB }, "/var/lib/fluent-bit/docker.pos"},
+		{"db_margin 0 for filesystem storage", map[string]string{"DB_Margin": "0"}, func(c conf.Config) any { return c.DBMargin }, time.Duration(0)},
+		{"db_margin 10s", map[string]string{"db_margin": "10s"}, func(c conf.Config) any { return c.DBMargin }, 10 * time.Second},
 		{"labels on", map[string]string{"Labels": "on"}, func(c conf.Config) any { return c.Labels }, true},
 		{"label_keys", map[string]string{"Label_Keys": "app, tier"}, func(c conf.Config) any { return c.LabelKeys }, []string{"app", "tier"}},
 		{"compose_fields off", map[string]string{"Compose_Fields": "off"}, func(c conf.Config) any { return c.ComposeFields }, false},
@@ -133,6 +135,7 @@ func TestParseRejectsBadValueNamingItsKey(t *testing.T) {
 		{"stderr bad", map[string]string{"Stderr": "2"}, "stderr"},
 		{"stdout and stderr both off", map[string]string{"Stdout": "off", "Stderr": "no"}, "stdout"},
 		{"read_from_head bad", map[string]string{"Read_From_Head": "sometimes"}, "read_from_head"},
+		{"db_margin negative", map[string]string{"DB_Margin": "-1s"}, "db_margin"},
 		{"stream_refresh banana", map[string]string{"Stream_Refresh": "banana"}, "stream_refresh"},
 		{"stream_refresh below minimum", map[string]string{"Stream_Refresh": "1ms"}, "stream_refresh"},
 		{"stream_refresh bare seconds below minimum", map[string]string{"Stream_Refresh": "0.05"}, "stream_refresh"},
@@ -190,6 +193,7 @@ func TestParseEmptyValueMeansDefault(t *testing.T) {
 		MaxLineSize:   1 << 20,
 		QueueMaxSize:  64 << 20,
 		LogLevel:      logrus.InfoLevel,
+		DBMargin:      5 * time.Second,
 		ComposeFields: true, DockerTLSVerify: true,
 	}
 	if !reflect.DeepEqual(want, defaults) {

@@ -82,16 +82,23 @@ func startCrashcap(t *testing.T, bin, stderrPath string, args ...string) *crashc
 // holds, failing t at timeout or when the process ends first.
 func (c *crashcap) waitLine(t *testing.T, what string, ok func(string) bool) {
 	t.Helper()
+	c.waitLineFrom(t, 0, what, ok)
+}
+
+// waitLineFrom is waitLine for the lines reported from index from on; it
+// returns the index of the line found.
+func (c *crashcap) waitLineFrom(t *testing.T, from int, what string, ok func(string) bool) int {
+	t.Helper()
 	deadline := time.NewTimer(collectTimeout)
 	defer deadline.Stop()
-	for seen := 0; ; {
+	for seen := from; ; {
 		c.mu.Lock()
 		lines, added, eof := c.lines[seen:], c.added, c.eof
 		seen = len(c.lines)
 		c.mu.Unlock()
-		for _, l := range lines {
+		for i, l := range lines {
 			if ok(l) {
-				return
+				return seen - len(lines) + i
 			}
 		}
 		if eof {

@@ -58,7 +58,7 @@ func (p *instance) start(cfg conf.Config) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.log.Logger.SetLevel(cfg.LogLevel)
-	positions, err := capture.OpenPositions(cfg.DB, p.log)
+	positions, err := capture.OpenPositions(cfg.DB, cfg.DBMargin, p.log)
 	if err != nil {
 		return fmt.Errorf("%s: %w", strings.ToLower(conf.KeyDB), err)
 	}

@@ -13,7 +13,7 @@
  * Everything below is written for this project; each behaviour names the
  * Fluent Bit source file it mirrors.
  *
- *   goproxy-testhost -o OUT.msgpack [-p key=value]... PLUGIN.so
+ *   goproxy-testhost -o OUT.msgpack [-F FLUSH_MS] [-p key=value]... PLUGIN.so
  *   goproxy-testhost [-C] -o OUT1 [-p k=v]... [-i -o OUT2 [-p k=v]...]... PLUGIN.so
  *
  * -i starts the next [INPUT] section of the plugin; -C makes the host a
@@ -21,7 +21,24 @@
  * as multi_main describes (the section "several instances" below).
  *
  * OUT receives, raw and concatenated, every buffer a collect hands over:
- * exactly the bytes Fluent Bit would pass to flb_input_log_append().
+ * exactly the bytes Fluent Bit would pass to flb_input_log_append(). OUT is
+ * what an output has sent, so what it holds survives a kill of the host.
+ *
+ * Storage of one instance (without -i and -C; several instances write each
+ * collect straight to their OUT), as the input's storage.type (a key Fluent
+ * Bit's core consumes, as this host does; the plugin never sees it):
+ *   memory      appended buffers wait in memory, as Fluent Bit's chunks do
+ *               for its engine's flush, and an "output" thread writes them
+ *               to OUT every FLUSH_MS (-F, default 1000: Fluent Bit's
+ *               Flush). A kill loses what waits; an exit writes it first,
+ *               as Fluent Bit's grace period flushes the outputs before the
+ *               exit callbacks.
+ *   filesystem  (and when storage.type is not set) appended buffers go to
+ *               OUT at once: a chunk Fluent Bit keeps in a file is sent
+ *               after a kill too, so nothing appended is lost. (Fluent Bit
+ *               5.1.1 itself passes a threaded input's appends through a
+ *               ring buffer drained every 250 ms, which a kill loses; this
+ *               host models the storage, not that buffer.)
  *
  * Commands on stdin, one per line: pause, resume, exit (also on EOF of stdin
  * and on SIGTERM/SIGINT). Each is answered with "ok <command>" once done.
@@ -30,7 +47,8 @@
  *   registered name=<name> type=<t> proxy=<p> flags=<f> event_type=<e>
  *   goroutines baseline=<n>          (only if DockerLogsGoroutines is exported)
  *   init ok | init failed            (init failed: exit code 3)
- *   collect bytes=<n>                (after the bytes are in OUT)
+ *   collect bytes=<n>                (after the append and the cleanup callback)
+ *   out bytes=<n>                    (after the bytes are in OUT)
  *   ok pause | ok resume
  *   exit took_ms=<n> goroutines=<m> at_return=<r> settle_ms=<s>
  *                                    (m, r are -1 without DockerLogsGoroutines)
@@ -171,6 +189,18 @@ static struct host_api api;
 static struct input_proxy_context proxy_ctx;
 static struct instance ins;
 static int out_fd = -1;
+
+/* storage.type memory: appended buffers wait in pending until the output
+ * thread, or the exit, writes them to OUT. Guarded by pending_mu. */
+struct pending_buf {
+    struct pending_buf *next;
+    size_t size;
+    char data[];
+};
+static int storage_memory;
+static int flush_ms = 1000;
+static pthread_mutex_t pending_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct pending_buf *pending_head, **pending_tail = &pending_head;
 
 /* Input thread <-> main thread. */
 static int cmd_pipe[2];  /* main writes a command byte, input thread reads */
@@ -337,6 +367,14 @@ static int add_property(char *kv)
     for (p = k; *p; p++) {
         *p = (char) tolower((unsigned char) *p);
     }
+    if (strcmp(k, "storage.type") == 0) {
+        if (strcasecmp(v, "memory") == 0) {
+            storage_memory = 1;
+        }
+        else if (strcasecmp(v, "filesystem") != 0) {
+            return -1;
+        }
+    }
     if (is_core_key(k)) {
         say("testhost: property %s is consumed by Fluent Bit's core; the plugin never sees it", k);
         return 0;
@@ -493,6 +531,70 @@ static void write_all(int fd, const char *p, size_t n)
 }
 
 /*
+ * flush_pending writes what waits in memory to OUT, in append order: the
+ * output thread's flush, and the flush of the grace period at exit.
+ */
+static void flush_pending(void)
+{
+    struct pending_buf *b, *next;
+    size_t total = 0;
+
+    pthread_mutex_lock(&pending_mu);
+    b = pending_head;
+    pending_head = NULL;
+    pending_tail = &pending_head;
+    for (; b != NULL; b = next) {
+        next = b->next;
+        write_all(out_fd, b->data, b->size);
+        total += b->size;
+        free(b);
+    }
+    /* Said under the lock: "out" lines come in the order of OUT's bytes. */
+    if (total > 0) {
+        say("out bytes=%zu", total);
+    }
+    pthread_mutex_unlock(&pending_mu);
+}
+
+/* The output thread of storage.type memory. */
+static void *output_thread(void *arg)
+{
+    (void) arg;
+    for (;;) {
+        sleep_ms(flush_ms);
+        flush_pending();
+    }
+    return NULL;
+}
+
+/* append takes one collect's bytes as flb_input_log_append does: into
+ * memory or, for a chunk kept in a file, straight to OUT. */
+static void append(const void *data, size_t size)
+{
+    struct pending_buf *b;
+
+    if (!storage_memory) {
+        pthread_mutex_lock(&pending_mu);
+        write_all(out_fd, data, size);
+        say("out bytes=%zu", size);
+        pthread_mutex_unlock(&pending_mu);
+        return;
+    }
+    b = malloc(sizeof(*b) + size);
+    if (b == NULL) {
+        say("testhost: out of memory");
+        _exit(EXIT_IO);
+    }
+    b->next = NULL;
+    b->size = size;
+    memcpy(b->data, data, size);
+    pthread_mutex_lock(&pending_mu);
+    *pending_tail = b;
+    pending_tail = &b->next;
+    pthread_mutex_unlock(&pending_mu);
+}
+
+/*
  * collect mirrors flb_proxy_input_cb_collect (src/flb_plugin_proxy.c) with
  * proxy_go_input_collect/_cleanup (src/proxy/go/go.c): the Ctx variants win
  * when exported; size 0 returns at once, WITHOUT the cleanup callback (a
@@ -532,7 +634,7 @@ static void collect(void)
     }
 
     /* flb_input_log_append(ins, NULL, 0, data, len) */
-    write_all(out_fd, data, size);
+    append(data, size);
 
     if (plugin.cb_cleanup_ctx) {
         ret = plugin.cb_cleanup_ctx(proxy_ctx.remote_context, data);
@@ -675,6 +777,7 @@ static void *input_thread(void *arg)
              * (proxy_go_input_destroy). Fluent Bit spends up to its grace
              * period between the pause and the exit; this host does not. */
             pause_input(&timer_fd);
+            flush_pending();
             if (syms.pre_exit) {
                 syms.pre_exit(0);
             }
@@ -1190,7 +1293,7 @@ static int multi_main(struct proxy_def *def, int sig_fd, int baseline)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: goproxy-testhost [-C] -o OUT.msgpack [-p key=value]... [-i -o OUT2 [-p key=value]...]... PLUGIN.so\n"
+            "usage: goproxy-testhost [-C] [-F FLUSH_MS] -o OUT.msgpack [-p key=value]... [-i -o OUT2 [-p key=value]...]... PLUGIN.so\n"
             "-i starts the next [INPUT] of the plugin; -C is a host without the Ctx\n"
             "callbacks (Fluent Bit before 4.1).\n"
             "A test host that drives a Fluent Bit Go input plugin as Fluent Bit's\n"
@@ -1299,10 +1402,16 @@ int main(int argc, char **argv)
     int baseline = -1, at_return = -1, settled = -1;
     int64_t settle_ms = 0;
 
-    while ((opt = getopt(argc, argv, "o:p:iCh")) != -1) {
+    while ((opt = getopt(argc, argv, "o:p:iCF:h")) != -1) {
         switch (opt) {
         case 'o':
             out_path = optarg;
+            break;
+        case 'F':
+            flush_ms = atoi(optarg);
+            if (flush_ms <= 0) {
+                usage();
+            }
             break;
         case 'i': /* several instances: see multi_main */
             if (multi_add(out_path) != 0) {
@@ -1431,6 +1540,16 @@ int main(int argc, char **argv)
     if (pipe2(cmd_pipe, O_CLOEXEC) != 0 || pipe2(ack_pipe, O_CLOEXEC) != 0) {
         say("testhost: pipe: %s", strerror(errno));
         return EXIT_IO;
+    }
+    if (storage_memory) {
+        pthread_t out_th;
+
+        ret = pthread_create(&out_th, NULL, output_thread, NULL);
+        if (ret != 0) {
+            say("testhost: pthread_create: %s", strerror(ret));
+            return EXIT_IO;
+        }
+        pthread_detach(out_th); /* it ends with the process */
     }
     ret = pthread_create(&th, NULL, input_thread, NULL);
     if (ret != 0) {

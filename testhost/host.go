@@ -121,12 +121,16 @@ type Host struct {
 	changed  chan struct{} // closed and replaced by follow whenever a line arrives
 	exitCode int           // -1 until exited is closed
 	outs     []*out        // one per instance; guarded by mu
+	// several: the host runs the instances as several (-i, -C), each
+	// collect written straight to its OUT; one instance's OUT is written
+	// by the host's output (storage.type), which says "out".
+	several bool
 }
 
 // out is the OUT file of one instance.
 type out struct {
 	path      string
-	collected int // sum of its "collect ... bytes=N" lines: how much of the file is complete
+	collected int // bytes its "out" (one instance) or "collect" lines (several) report: how much of the file is complete
 	decoded   []records.Record
 	decodedTo int // bytes of the file already in decoded
 }
@@ -168,6 +172,12 @@ func StartWithoutCtx(t testing.TB, props []map[string]string) *Host {
 	return start(t, props, []string{"-C"})
 }
 
+// StartArgs is Start with more arguments for the host itself (-F).
+func StartArgs(t testing.TB, props map[string]string, hostArgs ...string) *Host {
+	t.Helper()
+	return start(t, []map[string]string{props}, hostArgs)
+}
+
 func start(t testing.TB, props []map[string]string, hostArgs []string) *Host {
 	t.Helper()
 	so := BuildPlugin(t)
@@ -178,6 +188,7 @@ func start(t testing.TB, props []map[string]string, hostArgs []string) *Host {
 		exited:   make(chan struct{}),
 		changed:  make(chan struct{}),
 		exitCode: -1,
+		several:  len(props) > 1 || slices.Contains(hostArgs, "-C"),
 	}
 	dir := t.TempDir()
 	args := hostArgs
@@ -230,7 +241,10 @@ func (h *Host) follow(stderr io.Reader) {
 		line := sc.Text()
 		h.mu.Lock()
 		h.lines = append(h.lines, line)
-		if l := ParseLine(line); l.Kind == LineCollect && l.Instance >= 1 && l.Instance <= len(h.outs) {
+		switch l := ParseLine(line); {
+		case !h.several && l.Kind == LineOut:
+			h.outs[0].collected += l.Bytes
+		case h.several && l.Kind == LineCollect && l.Instance >= 1 && l.Instance <= len(h.outs):
 			h.outs[l.Instance-1].collected += l.Bytes
 		}
 		close(h.changed)
@@ -363,6 +377,17 @@ func (h *Host) baseline() int {
 		}
 	}
 	return -1
+}
+
+// Kill ends the host with SIGKILL, as a crash of Fluent Bit: nothing of
+// the plugin runs, and with storage.type memory what the host's output had
+// not written is lost.
+func (h *Host) Kill() {
+	h.t.Helper()
+	if err := h.cmd.Process.Kill(); err != nil {
+		h.t.Fatalf("kill the test host: %v", err)
+	}
+	<-h.exited
 }
 
 // ExitCode is the host's exit code, or -1 while it runs.

@@ -17,6 +17,7 @@ const (
 	LineBaseline                   // goroutines baseline=<n>
 	LineGoroutines                 // goroutines now=<n> (the twin, at a collect with nothing)
 	LineCollect                    // collect bytes=<n> [goroutines=<g>]; collect instance=<k> bytes=<n>|empty
+	LineOut                        // out bytes=<n>: the OUT of one instance holds n more bytes
 	LineOK                         // ok <command>
 	LineExit                       // exit took_ms=<n> ...
 )
@@ -24,8 +25,9 @@ const (
 // Line is one parsed stderr line.
 type Line struct {
 	Kind LineKind
-	// Bytes is how many bytes a collect appended to OUT; 0 for a collect
-	// that handed nothing over.
+	// Bytes is how many bytes a collect appended (several instances: to
+	// OUT), or an out line wrote to OUT; 0 for a collect that handed
+	// nothing over.
 	Bytes int
 	// Instance is the instance (from 1) a collect was of: 1 unless the host
 	// runs several.
@@ -54,6 +56,9 @@ func ParseLine(s string) Line {
 		l.Kind, l.Goroutines = number(LineBaseline, strings.TrimPrefix(s, "goroutines baseline="))
 	case strings.HasPrefix(s, "goroutines now="):
 		l.Kind, l.Goroutines = number(LineGoroutines, strings.TrimPrefix(s, "goroutines now="))
+	case strings.HasPrefix(s, "out bytes="):
+		l.Kind, l.Bytes = number(LineOut, strings.TrimPrefix(s, "out bytes="))
+		l.Instance = 1
 	case strings.HasPrefix(s, "collect instance="):
 		k, rest, _ := strings.Cut(strings.TrimPrefix(s, "collect instance="), " ")
 		if rest == "empty" {

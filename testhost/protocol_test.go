@@ -13,6 +13,8 @@ func TestParseLineReadsEachLineOfTheProtocol(t *testing.T) {
 		{"goroutines now=12", Line{Kind: LineGoroutines, Goroutines: 12}},
 		{"collect bytes=4096", Line{Kind: LineCollect, Bytes: 4096, Instance: 1, Goroutines: -1}},
 		{"collect bytes=10 goroutines=30", Line{Kind: LineCollect, Bytes: 10, Instance: 1, Goroutines: 30}},
+		{"out bytes=4096", Line{Kind: LineOut, Bytes: 4096, Instance: 1, Goroutines: -1}},
+		{"out bytes=", Line{Goroutines: -1}},
 		{"collect instance=2 bytes=512", Line{Kind: LineCollect, Bytes: 512, Instance: 2, Goroutines: -1}},
 		{"collect instance=1 empty", Line{Kind: LineCollect, Instance: 1, Goroutines: -1}},
 		{"collect instance=x bytes=5", Line{Goroutines: -1}},

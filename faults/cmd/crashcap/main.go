@@ -6,17 +6,24 @@
 //
 // Each output line is "<run> <batch> <container id> <stream> <log>". On
 // stdout it reports "written batch=<n> lines=<k>" once a batch is in the
-// output file (before its commit) and "committed batch=<n>" after. SIGTERM
-// stops it cleanly.
+// output file (before its commit), "committed batch=<n>" after, and
+// "durable batches=<n>" once the DB file holds the positions of batches
+// 1..n. SIGTERM stops it cleanly.
+//
+// Its output file is fsynced before a commit, as Fluent Bit's filesystem
+// storage keeps an appended chunk, so its DB margin is 0 unless -margin
+// says otherwise.
 package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -47,6 +54,7 @@ type config struct {
 	runID, test   string
 	run           string
 	collect       time.Duration
+	margin        time.Duration
 }
 
 func main() {
@@ -58,6 +66,7 @@ func main() {
 	flag.StringVar(&c.test, "test", "", "value of "+labelTest+" of the containers to capture")
 	flag.StringVar(&c.run, "run", "1", "name of this run, first field of every output line")
 	flag.DurationVar(&c.collect, "collect", time.Second, "collect interval (Fluent Bit's is 1s)")
+	flag.DurationVar(&c.margin, "margin", 0, "how far the DB trails the committed positions")
 	flag.Parse()
 	if c.db == "" || c.out == "" || c.runID == "" || c.test == "" {
 		fmt.Fprintln(os.Stderr, "crashcap: -db, -out, -run-id and -test are required")
@@ -74,7 +83,7 @@ func run(c config) error {
 	l.SetOutput(os.Stderr)
 	l.SetLevel(logrus.DebugLevel)
 	log := logrus.NewEntry(l).WithField("run", c.run)
-	positions, err := capture.OpenPositions(c.db, log)
+	positions, err := capture.OpenPositions(c.db, c.margin, log)
 	if err != nil {
 		return err
 	}
@@ -88,7 +97,7 @@ func run(c config) error {
 		return fmt.Errorf("open output: %w", err)
 	}
 	defer out.Close()
-	report := bufio.NewWriter(os.Stdout)
+	report := &reporter{w: bufio.NewWriter(os.Stdout)}
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -101,8 +110,24 @@ func run(c config) error {
 		Positions: positions,
 	}, log)
 	capt.Start()
-	fmt.Fprintln(report, "started")
-	report.Flush()
+	report.say("started")
+
+	// The durable reporter; cancelled and waited for on the way out.
+	ctx, cancel := context.WithCancel(context.Background())
+	var durable sync.WaitGroup
+	durable.Add(1)
+	go func() {
+		defer durable.Done()
+		for n := int64(0); ; {
+			var err error
+			if n, err = capt.WaitDBWritten(ctx, n); err != nil {
+				return
+			}
+			report.say("durable batches=%d", n)
+		}
+	}()
+	defer durable.Wait()
+	defer cancel()
 
 	tick := time.NewTicker(c.collect)
 	defer tick.Stop()
@@ -130,11 +155,23 @@ func run(c config) error {
 		if err := out.Sync(); err != nil {
 			return errors.Join(fmt.Errorf("fsync output: %w", err), capt.Stop(stopTimeout))
 		}
-		fmt.Fprintf(report, "written batch=%d lines=%d\n", batch, len(recs))
-		report.Flush()
+		report.say("written batch=%d lines=%d", batch, len(recs))
 		capt.Commit(b)
-		fmt.Fprintf(report, "committed batch=%d\n", batch)
-		report.Flush()
+		report.say("committed batch=%d", batch)
 		batch++
 	}
+}
+
+// reporter writes whole lines to stdout from the main loop and the durable
+// reporter.
+type reporter struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+}
+
+func (r *reporter) say(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(r.w, format+"\n", args...)
+	r.w.Flush()
 }
