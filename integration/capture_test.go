@@ -10,11 +10,16 @@ package integration
 
 import (
 	"fmt"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/capturetest"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/linecheck"
@@ -491,4 +496,57 @@ func TestFrequentRefreshesWhileBothStreamsLogLoseAndRepeatNothing(t *testing.T) 
 		t.Errorf("%d logs streams opened in 6 s with a 250 ms refresh, want at least 8", len(reqs))
 	}
 	t.Logf("%d logs streams opened", len(reqs))
+}
+
+// With DB, a restart of the capture (Fluent Bit stopped and started again,
+// Read_From_Head off) delivers every line written while it was down by a
+// container that had no position: one created before and started while
+// down, one run while down, one that ran and exited while down.
+func TestRestartWithDBDeliversLinesWrittenWhileDownByContainersWithoutPosition(t *testing.T) {
+	t.Parallel()
+	const lines = 100
+	db := filepath.Join(t.TempDir(), "positions.db")
+	opts := defaultOptions()
+	opts.ReadFromHead = false
+	openDB := func() *capture.Positions {
+		p, err := capture.OpenPositions(db, 0, logrus.NewEntry(logrus.New()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Created, never started while the first run watches.
+	name := "dl-it-" + strings.ToLower(capturetest.TagOf(t)) + "-created-" + dockertest.RunID()
+	created := strings.TrimSpace(dockertest.Docker(t, "create", "--network", "none", "--name", name,
+		"--label", dockertest.LabelTest+"=1", "--label", dockertest.LabelRun+"="+dockertest.RunID(),
+		"--label", labelTest+"="+capturetest.TagOf(t),
+		dockertest.LoggenImage(t), "-lines", strconv.Itoa(lines), "-stream", "both", "-hold"))
+	t.Cleanup(func() { dockertest.Docker(t, "rm", "-f", "-v", created) })
+
+	opts.Positions = openDB()
+	h1 := startCapture(t, opts)
+	// Proof that the first run watches: a container started under it.
+	busy, _ := run(t, "busy", dockertest.RunOptions{Args: []string{"-lines", "10", "-hold"}})
+	h1.waitFor("the busy container's lines", busy, capturetest.AtLeast(10))
+	h1.Stop()
+
+	dockertest.Docker(t, "start", created)
+	started, _ := run(t, "started", dockertest.RunOptions{Args: []string{"-lines", strconv.Itoa(lines), "-stream", "both", "-hold"}})
+	exited, _ := run(t, "exited", dockertest.RunOptions{Args: []string{"-lines", strconv.Itoa(lines), "-stream", "both"}})
+	dockertest.WaitExited(t, exited, time.Minute)
+	for _, id := range []string{created, started} {
+		dockertest.WaitForLog(t, id, fmt.Sprintf("seq=%d ", lines), time.Minute)
+	}
+
+	opts.Positions = openDB()
+	h2 := startCapture(t, opts)
+	want := capturetest.LoggenLines(lines, "both", 0, 1)
+	for name, id := range map[string]string{"created before, started while down": created,
+		"run while down": started, "ran and exited while down": exited} {
+		h2.waitFor("every line of the container "+name, id, capturetest.AllOf(want))
+	}
+	h2.Stop()
+	for _, id := range []string{created, started, exited} {
+		capturetest.CheckExactlyOnce(t, append(h1.Of(id), h2.Of(id)...), want)
+	}
 }
