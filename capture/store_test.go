@@ -304,7 +304,7 @@ func TestPositionOfADestroyedContainerDoesNotComeBack(t *testing.T) {
 	c.sup.containers[testID] = cs
 	var p position
 	p.advance(Stdout, 100)
-	if err := c.q.push(context.Background(), chunk{data: []byte{0x90}, owner: cs, pos: p, lines: 1}); err != nil {
+	if err := c.q.push(context.Background(), chunk{data: []byte{0x90}, owner: cs, pos: p}); err != nil {
 		t.Fatal(err)
 	}
 	b := c.Drain(1 << 20)

@@ -506,7 +506,7 @@ func TestRestartWithDBDeliversLinesWrittenWhileDownByContainersWithoutPosition(t
 	t.Parallel()
 	const lines = 100
 	db := filepath.Join(t.TempDir(), "positions.db")
-	opts := defaultOptions()
+	opts := capturetest.Options()
 	opts.ReadFromHead = false
 	openDB := func() *capture.Positions {
 		p, err := capture.OpenPositions(db, 0, logrus.NewEntry(logrus.New()))
