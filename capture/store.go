@@ -38,8 +38,10 @@ const dbAdvice = "move it away or delete it (the plugin then starts without posi
 // each container, the newest position committed at least margin ago: a
 // crash repeats what was committed in the last margin plus one write
 // interval, and loses nothing an output sends within the margin. A clean
-// stop writes the exact positions. Margin 0 writes what is committed, for
-// storage.type filesystem, which keeps appended chunks across a crash.
+// stop writes the exact positions. Margin 0 writes what is committed; even
+// with storage.type filesystem Fluent Bit 5.1.1 can lose a threaded input's
+// last appended batches in a crash (its ring buffer), so the default is not
+// 0 for either storage type.
 type Positions = store
 
 type store struct {

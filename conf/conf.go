@@ -132,7 +132,7 @@ type Config struct {
 	// DB is the positions file; empty keeps positions in memory only.
 	DB string
 	// DBMargin is how far the positions written to DB trail the committed
-	// ones; 0 for an input with storage.type filesystem.
+	// ones, with either storage type (see the README's Known limits).
 	DBMargin time.Duration
 
 	// Labels puts every container label in the record's "labels" map;
