@@ -335,7 +335,7 @@ func TestCrashRepeatsOnlyBatchesTheDBDidNotHoldYet(t *testing.T) {
 			t.Logf("crashcap's stderr, last lines:\n%s", strings.Join(lines[max(0, len(lines)-60):], "\n"))
 		}
 	}()
-	const lines = 24000 // about 26 s at one line every ms
+	const lines = 12000 // about 13 s at one line every ms: writing through the crashes under load
 	id := runLoggen(t, "-lines", strconv.Itoa(lines), "-interval", "1ms", "-stream", "both")
 	args := func(run int) []string {
 		return []string{"-db", db, "-out", out, "-run-id", dockertest.RunID(), "-test", capturetest.TagOf(t),
