@@ -130,8 +130,9 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 	// container without a position (quiet so far, only an unselected
 	// stream, or started while Fluent Bit was down) is read from the
 	// watch's start, not from now.
-	watch, resumed := s.store.resumedWatch()
-	resumed = resumed && startup && !s.opts.ReadFromHead
+	watch, restart := s.store.resumedWatch()
+	restart = restart && startup
+	fromWatch := restart && !s.opts.ReadFromHead // else from the head
 	for _, c := range list {
 		present[c.ID] = true
 		cs := s.containers[c.ID]
@@ -154,7 +155,7 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 		// So may a stopped one created while Fluent Bit was down.
 		unseenRun := !startup && !c.Running &&
 			(cs != nil || !c.Created.Before(s.startedAt.Truncate(time.Second)))
-		unseenRun = unseenRun || (resumed && !c.Running && !c.Created.Before(watch.Time().Truncate(time.Second)))
+		unseenRun = unseenRun || (restart && !c.Running && !c.Created.Before(watch.Time().Truncate(time.Second)))
 		if cs == nil {
 			if !c.Running && !unseenRun {
 				continue
@@ -162,8 +163,8 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 			// Already running at start-up: read from now on unless asked
 			// for the head, or from the watch's start. Found later: it
 			// started unseen, read it all.
-			cs = newContainerState(c.ID, startup && !s.opts.ReadFromHead && !resumed)
-			if resumed {
+			cs = newContainerState(c.ID, startup && !s.opts.ReadFromHead && !restart)
+			if fromWatch {
 				cs.since = watch
 			}
 			s.containers[c.ID] = cs
@@ -179,7 +180,7 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 	}
 	for _, id := range s.store.ids() {
 		if !present[id] {
-			s.store.forget(id, nil) // destroyed while Fluent Bit was down: its logs are gone with it
+			s.store.forget(id, nil) // destroyed unseen (Fluent Bit or the events were down): its logs are gone with it
 		}
 	}
 }
