@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -343,4 +344,82 @@ func TestTemporaryFilesOfACrashAreRemovedAtStart(t *testing.T) {
 // commitOne commits one position of container id as a batch of one chunk.
 func commitOne(s *store, id string, p position) {
 	s.commitBatch([]chunk{{owner: newContainerState(id, false), pos: p}})
+}
+
+// With a margin the file holds, per container, the newest position
+// committed at least the margin ago; a clean stop writes the exact ones.
+func TestPositionsFileTrailsCommitsByTheMargin(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "positions.db")
+	s, err := OpenPositions(path, time.Hour, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var older, newer position
+	older.advance(Stdout, 100)
+	newer.advance(Stdout, 200)
+	commitOne(s, testID, older)
+	s.mu.Lock()
+	s.trail[0].at = time.Now().Add(-2 * time.Hour) // committed long ago
+	s.mu.Unlock()
+	commitOne(s, testID, newer)
+	if err := s.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := reloaded(t, path); got != older {
+		t.Errorf("the file holds %+v, want the position committed before the margin %+v", got, older)
+	}
+	if n, _ := s.waitWritten(context.Background(), 0); n != 1 {
+		t.Errorf("the file holds %d batches, want 1", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.run(ctx) // a clean stop
+	if got := reloaded(t, path); got != newer {
+		t.Errorf("after a clean stop the file holds %+v, want the exact %+v", got, newer)
+	}
+}
+
+// reloaded opens path again and returns testID's position.
+func reloaded(t *testing.T, path string) position {
+	t.Helper()
+	s, err := OpenPositions(path, 0, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := s.get(testID)
+	return p
+}
+
+// A version 1 file (no watch) is read: its positions are kept, and its last
+// modification stands in for the start of the watch.
+func TestVersion1FileIsReadWithItsModificationTimeAsTheWatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "positions.db")
+	v1 := `{"version":1,"containers":{"` + testID + `":{"last_stream":"stderr","last_time":300,"stdout_time":250,"stderr_time":300}}}`
+	if err := os.WriteFile(path, []byte(v1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	modified := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	if err := os.Chtimes(path, modified, modified); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenPositions(path, 0, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want position
+	want.advance(Stdout, 250)
+	want.advance(Stderr, 300)
+	if got, ok := s.get(testID); !ok || got != want {
+		t.Errorf("position %+v (found %v), want %+v", got, ok, want)
+	}
+	if w, restarted := s.resumedWatch(); !restarted || w != Timestamp(modified.UnixNano()) {
+		t.Errorf("watch %v (restarted %v), want %v", w, restarted, modified)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"version":2`) || !strings.Contains(string(b), fmt.Sprintf(`"watch_since":%d`, modified.UnixNano())) {
+		t.Errorf("the file was not rewritten as version 2 with the watch: %s", b)
+	}
 }
