@@ -19,11 +19,13 @@ var (
 
 // Container is what capture needs to know about one container.
 type Container struct {
-	ID      string            // all 64 hex digits
-	Name    string            // without the leading "/"
-	Image   string            // as created, e.g. "nginx:1.27"
-	Labels  map[string]string // may be nil
-	TTY     bool              // Config.Tty: the logs stream is raw, not multiplexed
+	ID     string            // all 64 hex digits
+	Name   string            // without the leading "/"
+	Image  string            // as created, e.g. "nginx:1.27"
+	Labels map[string]string // may be nil
+	TTY    bool              // Config.Tty: the logs stream is raw, not multiplexed
+	// Running: its process exists, so a follow stream stays open; true
+	// for a paused container too.
 	Running bool
 	// Created is when the container was created, to the second (List
 	// gives no more); zero when unknown.
@@ -47,6 +49,10 @@ const (
 	ActionStart   EventAction = "start"
 	ActionDestroy EventAction = "destroy"
 	ActionRename  EventAction = "rename"
+	// A paused container keeps its follow stream open and quiet; unpause
+	// starts a reader if none runs.
+	ActionPause   EventAction = "pause"
+	ActionUnpause EventAction = "unpause"
 )
 
 // Event is one container event.
@@ -55,6 +61,9 @@ type Event struct {
 	ID     string
 	Name   string // new name, without the leading "/"
 	Image  string // as the container was created with it
+	// Time is the daemon's, as the log's stamps: a rename's tells the old
+	// name's lines from the new one's. Zero when unknown.
+	Time time.Time
 }
 
 // Source is the Docker daemon as capture sees it. The docker package
@@ -67,8 +76,8 @@ type Source interface {
 	// Logs opens a logs stream. Cancelling ctx or closing the stream ends a
 	// Read blocked on it.
 	Logs(ctx context.Context, id string, req LogsRequest) (io.ReadCloser, error)
-	// Events subscribes to start, destroy and rename events of
-	// containers (a reader sees its container stop when its stream ends). When the subscription ends, the error that ended it (nil
+	// Events subscribes to start, destroy, rename, pause and unpause events
+	// of containers (a reader sees its container stop when its stream ends). When the subscription ends, the error that ended it (nil
 	// when ctx was cancelled) is sent once on the error channel, which is
 	// buffered, and then the Source's goroutine closes the events channel
 	// as the last thing it does, so a closed channel means it has ended.

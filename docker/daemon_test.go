@@ -231,3 +231,27 @@ func TestDaemonEventsReportLifecycleOfAContainer(t *testing.T) {
 		t.Errorf("Events ended with %v after cancel, want nil", err)
 	}
 }
+
+func TestDaemonPausedContainerIsListedAndInspectedAsRunning(t *testing.T) {
+	c := newClient(t, "")
+	id := dockertest.Run(t, dockertest.RunOptions{Args: []string{"-lines", "1", "-hold"}})
+	dockertest.WaitForLog(t, id, "seq=1 ", time.Minute)
+	dockertest.Docker(t, "pause", id)
+	got, err := c.Inspect(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Running {
+		t.Errorf("Inspect of a paused container: Running false")
+	}
+	list, err := c.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range list {
+		if l.ID == id && !l.Running {
+			t.Errorf("List of a paused container: Running false: %+v", l)
+		}
+	}
+	dockertest.Docker(t, "unpause", id)
+}

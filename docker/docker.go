@@ -193,11 +193,13 @@ func (c *Client) List(ctx context.Context) ([]capture.Container, error) {
 	out := make([]capture.Container, 0, len(res.Items))
 	for _, s := range res.Items {
 		out = append(out, capture.Container{
-			ID:      s.ID,
-			Name:    primaryName(s.Names),
-			Image:   s.Image,
-			Labels:  s.Labels,
-			Running: s.State == container.StateRunning,
+			ID:     s.ID,
+			Name:   primaryName(s.Names),
+			Image:  s.Image,
+			Labels: s.Labels,
+			// Paused: the process and its follow stream live on; only
+			// its lines wait for the unpause.
+			Running: s.State == container.StateRunning || s.State == container.StatePaused,
 			Created: unixTime(s.Created),
 		})
 	}
@@ -244,7 +246,9 @@ func (c *Client) Inspect(ctx context.Context, id string) (capture.Container, err
 		out.Labels = r.Config.Labels
 	}
 	if r.State != nil {
-		out.Running = r.State.Running
+		// Docker reports a paused container as running; Podman's
+		// compatible API does not.
+		out.Running = r.State.Running || r.State.Paused
 	}
 	if t, err := time.Parse(time.RFC3339Nano, r.Created); err == nil {
 		out.Created = t
@@ -270,12 +274,18 @@ func (c *Client) Logs(ctx context.Context, id string, req capture.LogsRequest) (
 	}
 	rc, err := c.api.ContainerLogs(ctx, id, opts)
 	if err != nil {
+		if cerrdefs.IsConflict(err) {
+			// 409: "can not get logs from container which is dead or
+			// marked for removal": as good as gone.
+			return nil, fmt.Errorf("logs of container %s: %w: %w", id, capture.ErrNotFound, err)
+		}
 		return nil, wrap(err, "logs of container %s", id)
 	}
 	return rc, nil
 }
 
-// Events subscribes to start, destroy and rename events of containers.
+// Events subscribes to start, destroy, rename, pause and unpause events of
+// containers.
 // The goroutine started here owns both channels: it closes events when the
 // subscription ends, after the SDK's own goroutine has ended, then sends one
 // error (nil when ctx was cancelled) on the buffered error channel.
@@ -286,7 +296,8 @@ func (c *Client) Events(ctx context.Context) (<-chan capture.Event, <-chan error
 	sub, cancel := context.WithCancel(ctx)
 	filters := make(client.Filters).
 		Add("type", string(events.ContainerEventType)).
-		Add("event", string(capture.ActionStart), string(capture.ActionDestroy), string(capture.ActionRename))
+		Add("event", string(capture.ActionStart), string(capture.ActionDestroy), string(capture.ActionRename),
+			string(capture.ActionPause), string(capture.ActionUnpause))
 	// Blocks until the daemon has answered, so the subscription is in place
 	// when Events returns: a List that follows misses nothing.
 	// A daemon that accepts the request but never answers would hold the
@@ -357,15 +368,21 @@ func errOrEOF(err error) error {
 func translate(m events.Message) (capture.Event, bool) {
 	a := capture.EventAction(m.Action)
 	switch a {
-	case capture.ActionStart, capture.ActionDestroy, capture.ActionRename:
+	case capture.ActionStart, capture.ActionDestroy, capture.ActionRename,
+		capture.ActionPause, capture.ActionUnpause:
 	default:
 		return capture.Event{}, false
+	}
+	t := time.Unix(m.Time, 0)
+	if m.TimeNano != 0 {
+		t = time.Unix(0, m.TimeNano)
 	}
 	return capture.Event{
 		Action: a,
 		ID:     m.Actor.ID,
 		Name:   strings.TrimPrefix(m.Actor.Attributes["name"], "/"),
 		Image:  m.Actor.Attributes["image"],
+		Time:   t.UTC(),
 	}, true
 }
 

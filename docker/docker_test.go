@@ -94,6 +94,9 @@ func TestListTranslatesSummariesAndAsksForAll(t *testing.T) {
 			{"Id": id64, "Names": []string{"/db/alias", "/web"}, "Image": "nginx:1.27",
 				"Labels": map[string]string{"a": "b"}, "State": "running", "Created": 1795888803},
 			{"Id": "b" + id64[1:], "Names": []string{"/old"}, "Image": "sha256:abc", "State": "exited"},
+			// A paused container still has its process and its follow
+			// stream stays open: it is read like a running one.
+			{"Id": "c" + id64[1:], "Names": []string{"/frozen"}, "Image": "x", "State": "paused"},
 		})
 	})
 	got, err := c.List(context.Background())
@@ -103,6 +106,7 @@ func TestListTranslatesSummariesAndAsksForAll(t *testing.T) {
 	want := []capture.Container{
 		{ID: id64, Name: "web", Image: "nginx:1.27", Labels: map[string]string{"a": "b"}, Running: true, Created: time.Unix(1795888803, 0)},
 		{ID: "b" + id64[1:], Name: "old", Image: "sha256:abc"},
+		{ID: "c" + id64[1:], Name: "frozen", Image: "x", Running: true},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("List = %+v\nwant %+v", got, want)
@@ -129,6 +133,23 @@ func TestInspectTranslatesConfigAndState(t *testing.T) {
 		Created: time.Date(2026, 11, 28, 12, 0, 3, 123456789, time.UTC)}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Inspect = %+v, want %+v", got, want)
+	}
+}
+
+func TestInspectTakesAPausedContainerForRunning(t *testing.T) {
+	f, c := fakeClient(t)
+	// Podman's compatible API says Running false for a paused container
+	// (Docker says true): its process and follow stream live on all the same.
+	f.mux.HandleFunc("GET /containers/{id}/json", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"Id": r.PathValue("id"), "Name": "/web",
+			"State": map[string]any{"Running": false, "Paused": true, "Status": "paused"}})
+	})
+	got, err := c.Inspect(context.Background(), id64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Running {
+		t.Errorf("Inspect of a paused container = %+v, want Running", got)
 	}
 }
 
@@ -172,14 +193,18 @@ func TestErrorsAreClassifiedAndNameTheContainer(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		status int
-		want   error // nil: none of the capture sentinels
+		// nil: none of the capture sentinels
+		wantLogs, wantInspect error
 	}{
-		{"404", http.StatusNotFound, capture.ErrNotFound},
-		{"501", http.StatusNotImplemented, capture.ErrLogsUnreadable},
-		{"500", http.StatusInternalServerError, ErrUnavailable},
-		{"503", http.StatusServiceUnavailable, ErrUnavailable},
-		{"400", http.StatusBadRequest, nil},
-		{"409", http.StatusConflict, nil},
+		{"404", http.StatusNotFound, capture.ErrNotFound, capture.ErrNotFound},
+		{"501", http.StatusNotImplemented, capture.ErrLogsUnreadable, capture.ErrLogsUnreadable},
+		{"500", http.StatusInternalServerError, ErrUnavailable, ErrUnavailable},
+		{"503", http.StatusServiceUnavailable, ErrUnavailable, ErrUnavailable},
+		{"400", http.StatusBadRequest, nil, nil},
+		// The daemon's answer to logs of a container that is dead or
+		// being removed: it is gone for the reader. Inspect never gets a
+		// 409, so one there stays unclassified.
+		{"409", http.StatusConflict, capture.ErrNotFound, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, c := fakeClient(t)
@@ -187,13 +212,14 @@ func TestErrorsAreClassifiedAndNameTheContainer(t *testing.T) {
 			f.mux.Handle("GET /containers/{id}/json", daemonError(tc.status, "from the fake"))
 			_, errLogs := c.Logs(context.Background(), id64, capture.LogsRequest{Stdout: true, Tail: -1})
 			_, errInspect := c.Inspect(context.Background(), id64)
-			for _, err := range []error{errLogs, errInspect} {
+			for i, err := range []error{errLogs, errInspect} {
 				if err == nil {
 					t.Fatal("no error")
 				}
+				want := []error{tc.wantLogs, tc.wantInspect}[i]
 				for _, s := range []error{capture.ErrNotFound, capture.ErrLogsUnreadable, ErrUnavailable} {
-					if errors.Is(err, s) != (s == tc.want) {
-						t.Errorf("errors.Is(%q, %v) = %v", err, s, !(s == tc.want))
+					if errors.Is(err, s) != (s == want) {
+						t.Errorf("errors.Is(%q, %v) = %v", err, s, !(s == want))
 					}
 				}
 				if !strings.Contains(err.Error(), id64) || !strings.Contains(err.Error(), "from the fake") {
@@ -306,7 +332,7 @@ func eventsHandler(t *testing.T, msgs []map[string]any, hold bool, closed chan s
 			t.Errorf("filters %q: %v", r.URL.Query().Get("filters"), err)
 		}
 		want := map[string]map[string]bool{"type": {"container": true},
-			"event": {"start": true, "destroy": true, "rename": true}}
+			"event": {"start": true, "destroy": true, "rename": true, "pause": true, "unpause": true}}
 		if fmt.Sprint(filters) != fmt.Sprint(want) {
 			t.Errorf("filters %v, want %v", filters, want)
 		}
@@ -335,13 +361,17 @@ func TestEventsTranslatesAndEndsWithNilWhenCtxIsCancelled(t *testing.T) {
 		msg("start", "web", 1_700_000_000_123_456_789),
 		msg("exec_start: sh", "web", 1_700_000_001_000_000_000), // not ours: dropped
 		msg("rename", "/new", 1_700_000_002_000_000_000),
+		msg("pause", "new", 1_700_000_003_000_000_000),
+		msg("unpause", "new", 1_700_000_004_000_000_000),
 	}, true, closed))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	evc, errc := c.Events(ctx)
 	want := []capture.Event{
-		{Action: capture.ActionStart, ID: id64, Name: "web", Image: "x"},
-		{Action: capture.ActionRename, ID: id64, Name: "new", Image: "x"},
+		{Action: capture.ActionStart, ID: id64, Name: "web", Image: "x", Time: time.Unix(0, 1_700_000_000_123_456_789).UTC()},
+		{Action: capture.ActionRename, ID: id64, Name: "new", Image: "x", Time: time.Unix(1_700_000_002, 0).UTC()},
+		{Action: capture.ActionPause, ID: id64, Name: "new", Image: "x", Time: time.Unix(1_700_000_003, 0).UTC()},
+		{Action: capture.ActionUnpause, ID: id64, Name: "new", Image: "x", Time: time.Unix(1_700_000_004, 0).UTC()},
 	}
 	for i, w := range want {
 		if got := <-evc; got != w {
