@@ -119,6 +119,25 @@ func (d *fakeDaemon) setRunning(id string, running bool) {
 	d.notifyLocked()
 }
 
+// rename gives a container a new name, as docker rename does at stamp at.
+func (d *fakeDaemon) rename(id, name string, at Timestamp) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.containers[id].Name = name
+	d.events = append(d.events, Event{Action: ActionRename, ID: id, Name: name, Time: at.Time()})
+	d.notifyLocked()
+}
+
+// unpause sends an unpause event for a container that runs from then on.
+func (d *fakeDaemon) unpause(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.containers[id]
+	c.Running = true
+	d.events = append(d.events, Event{Action: ActionUnpause, ID: id, Name: c.Name})
+	d.notifyLocked()
+}
+
 func (d *fakeDaemon) destroy(id string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -35,6 +35,19 @@ type containerState struct {
 	starts     int                // start events seen
 	startsSeen int                // starts when the running reader was started
 	removed    bool               // destroyed: forget it once its reader is done
+	// renamed: a rename came while a reader ran, at renamedAt; the
+	// filter is decided again when it returns.
+	renamed   bool
+	renamedAt Timestamp
+
+	// renames counts renames: the supervisor adds before it decides on
+	// one; a reader's inspect that saw it change asks again, so no rename
+	// falls between an inspect and the supervisor's decision.
+	renames atomic.Int64
+	// until is set by the supervisor when a rename takes the container
+	// out of the filter while its reader runs: lines stamped from then on
+	// are not delivered and the reader winds down. 0: none.
+	until atomic.Int64
 
 	// forgotten: destroyed, so a chunk committed later does not bring its
 	// position back. Guarded by the positions store's lock.
@@ -42,12 +55,15 @@ type containerState struct {
 
 	// Reader's fields (the supervisor hands them over by starting the
 	// reader and takes them back when the reader has returned).
-	pos        position
-	fromNow    bool      // read from the end of the log as found at start-up
-	since      Timestamp // without a position, read from this stamp on (0: the head)
-	tty        bool
-	excluded   bool // Include rejected it; a rename re-decides
-	unreadable bool // the daemon answered 501: logged once, not retried
+	pos     position
+	fromNow bool      // read from the end of the log as found at start-up
+	since   Timestamp // without a position, read from this stamp on (0: the head)
+	// listedStopped: listed as stopped at start-up; inspected before its
+	// log is read once, without follow.
+	listedStopped bool
+	tty           bool
+	excluded      bool // Include rejected it; a rename re-decides
+	unreadable    bool // the daemon answered 501: logged once, not retried
 
 	// Set by the supervisor from the start event while no reader runs:
 	// the name and image of a container gone before its inspect.
@@ -110,6 +126,7 @@ const (
 	endFailed                         // a read error or malformed input
 	endSkipped                        // inspect found it gone or not selected
 	endInspectFailed                  // inspect failed (logged): retry
+	endDeselected                     // a followed line came after a rename out of the filter
 )
 
 // retry backoff for a reader whose streams fail.
@@ -164,7 +181,9 @@ func (r *reader) run(ctx context.Context) {
 			known = true
 			p = r.plan(r.running)
 		default:
-			p = r.plan(r.running)
+			// Renamed out of the filter: read what is left before the
+			// rename without follow, then stop.
+			p = r.plan(r.running && r.cs.until.Load() == 0)
 		}
 		end, read, err := r.stream(ctx, p)
 		if p.inspect && end != endFailed && end != endSkipped && end != endInspectFailed {
@@ -179,6 +198,8 @@ func (r *reader) run(ctx context.Context) {
 			}
 		case endRefresh:
 			r.log.Trace("stream refreshed")
+		case endDeselected:
+			r.log.Debug("renamed out of the filter, reading the rest before the rename")
 		case endIncomplete:
 			r.tail *= tailGrowth
 			r.log.WithField("tail", r.tail).Debug("resume window too short, widening it")
@@ -247,7 +268,7 @@ func (r *reader) run(ctx context.Context) {
 // opensBeforeInspect reports whether the next stream reads the log from its
 // head, which needs nothing of inspect before its first bytes.
 func (r *reader) opensBeforeInspect() bool {
-	return !r.cs.pos.last.valid && !r.cs.fromNow
+	return !r.cs.pos.last.valid && !r.cs.fromNow && !r.cs.listedStopped
 }
 
 // inspectResult is what an inspect decides about reading a container.
@@ -262,6 +283,17 @@ const (
 // inspect learns the container's details and decides whether to read it;
 // an error is the daemon's, logged and counted here, to retry.
 func (r *reader) inspect(ctx context.Context) (inspectResult, error) {
+	for {
+		renames := r.cs.renames.Load()
+		res, err := r.inspectOnce(ctx)
+		if err != nil || renames == r.cs.renames.Load() {
+			return res, err
+		}
+		// Renamed meanwhile: the answer may hold the old name.
+	}
+}
+
+func (r *reader) inspectOnce(ctx context.Context) (inspectResult, error) {
 	c, err := r.src.Inspect(ctx, r.cs.id)
 	switch {
 	case ctx.Err() != nil:
@@ -274,10 +306,11 @@ func (r *reader) inspect(ctx context.Context) (inspectResult, error) {
 		r.log.WithError(err).Warn("cannot inspect container, retrying")
 		return inspectSkip, err
 	}
+	r.cs.setMeta(c) // also when not selected: a rename decides with its labels
 	if !r.selected(c) {
 		return inspectSkip, nil
 	}
-	r.cs.setMeta(c)
+	r.cs.excluded = false
 	r.cs.tty, r.running = c.TTY, c.Running
 	// Only stdout exists with a TTY.
 	if r.opts.Stdout || (!c.TTY && r.opts.Stderr) {
@@ -536,6 +569,16 @@ func (r *reader) readOpened(ctx, streamCtx context.Context, w *streamWatch, p pl
 			}
 		} else if r.cs.pos.seen(&e) {
 			r.noteBehind(&e)
+			continue
+		}
+		if u := Timestamp(r.cs.until.Load()); u != 0 && e.ts >= u {
+			// Written after a rename out of the filter.
+			if p.req.Follow {
+				if err := r.flush(ctx); err != nil {
+					return endStopped, r.linesRead() - before, nil
+				}
+				return endDeselected, r.linesRead() - before, nil
+			}
 			continue
 		}
 		if !r.wanted(e.stream) {

@@ -156,8 +156,12 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 		unseenRun := !startup && !c.Running &&
 			(cs != nil || !c.Created.Before(s.startedAt.Truncate(time.Second)))
 		unseenRun = unseenRun || (restart && !c.Running && !c.Created.Before(watch.Time().Truncate(time.Second)))
+		// Read from the head, as tail's users expect, covers the logs of
+		// every container on the host: a stopped one is read once,
+		// without follow (and with DB, not again: it has a position).
+		stoppedFromHead := startup && !c.Running && s.opts.ReadFromHead
 		if cs == nil {
-			if !c.Running && !unseenRun {
+			if !c.Running && !unseenRun && !stoppedFromHead {
 				continue
 			}
 			// Already running at start-up: read from now on unless asked
@@ -167,9 +171,10 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 			if fromWatch {
 				cs.since = watch
 			}
+			cs.listedStopped = stoppedFromHead
 			s.containers[c.ID] = cs
 		}
-		if c.Running || unseenRun {
+		if c.Running || unseenRun || stoppedFromHead {
 			s.start(ctx, cs)
 		}
 	}
@@ -204,21 +209,75 @@ func (s *supervisor) handle(ctx context.Context, ev Event) {
 			s.remove(cs)
 		}
 	case ActionRename:
+		if cs != nil {
+			s.rename(ctx, cs, ev)
+		}
+	case ActionUnpause:
+		// A paused container is read like a running one (its follow stream
+		// stays open and quiet), so a reader normally runs already. One
+		// not known, or not taken for running when listed, starts now.
 		if cs == nil {
-			return
+			cs = newContainerState(ev.ID, false)
+			s.containers[ev.ID] = cs
 		}
-		if m := cs.meta.Load(); m != nil {
-			c := m.info
-			c.Name = ev.Name
-			cs.setMeta(c)
-		}
-		if cs.excluded {
-			// The filter may take it now; only a stopped reader reads
-			// excluded, so this write is the supervisor's.
-			cs.excluded = false
-			s.start(ctx, cs)
-		}
+		s.start(ctx, cs)
+	case ActionPause:
+		// Its follow stream stays open and quiet; the reader keeps it.
 	}
+}
+
+// rename decides the filter again under the container's new name. Lines
+// are taken by the name the container had when they were written: renamed
+// out, its lines from the rename on are not delivered (those before are);
+// renamed in, it is read from the rename on.
+func (s *supervisor) rename(ctx context.Context, cs *containerState, ev Event) {
+	at := Timestamp(time.Now().UnixNano())
+	if !ev.Time.IsZero() {
+		at = Timestamp(ev.Time.UnixNano()) // the daemon's clock, as the log's stamps
+	}
+	cs.renames.Add(1) // before the decision: an inspect under way asks again
+	m := cs.meta.Load()
+	var c Container
+	if m != nil {
+		c = m.info
+		c.Name = ev.Name
+		cs.setMeta(c)
+	}
+	if cs.cancel != nil {
+		// A reader runs and owns excluded; it is decided again when it
+		// returns. A reader that reads tells the old name's lines from the
+		// new one's by until. (Without details it is still inspecting,
+		// and renames makes it ask again.)
+		cs.renamed, cs.renamedAt = true, at
+		if m != nil {
+			if s.selects(c) {
+				cs.until.Store(0)
+			} else if cs.until.Load() == 0 {
+				cs.until.Store(int64(at))
+			}
+		}
+		return
+	}
+	if !cs.excluded {
+		return // a stopped container: its next reader inspects the new name
+	}
+	// Not selected before: from the rename on, if the filter takes it now
+	// (its reader decides with the new name).
+	cs.readFrom(at)
+	s.start(ctx, cs)
+}
+
+// readFrom makes the next reader read from stamp at, the rename that took
+// the container into the filter; the supervisor calls it when no reader
+// runs.
+func (cs *containerState) readFrom(at Timestamp) {
+	cs.excluded, cs.fromNow = false, false
+	cs.pos, cs.since = position{}, at
+}
+
+// selects applies the filter.
+func (s *supervisor) selects(c Container) bool {
+	return s.opts.Include == nil || s.opts.Include(c)
 }
 
 // start runs a reader for cs unless one runs already or it is known to
@@ -251,10 +310,22 @@ func (s *supervisor) start(ctx context.Context, cs *containerState) {
 func (s *supervisor) onExit(ctx context.Context, cs *containerState) {
 	cs.cancel()
 	cs.cancel = nil
+	if cs.until.Swap(0) != 0 {
+		cs.excluded = true // renamed out of the filter
+	}
 	switch {
 	case cs.removed:
 		delete(s.containers, cs.id)
 		s.stats.untrack(cs)
+	case cs.renamed:
+		// Renamed while the reader ran: decide under the last name. A
+		// reader that is not wanted returns at once (excluded), and one
+		// started for a stopped container reads what is new and returns.
+		cs.renamed = false
+		if m := cs.meta.Load(); m != nil && cs.excluded && s.selects(m.info) {
+			cs.readFrom(cs.renamedAt)
+		}
+		s.start(ctx, cs)
 	case cs.starts != cs.startsSeen:
 		// It started again while the reader was finishing the last run.
 		s.start(ctx, cs)
