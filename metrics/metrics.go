@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/net/netutil"
 
 	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
 	"github.com/dockerlogs/fluent-bit-docker-logs/conf"
@@ -26,6 +27,32 @@ const namespace = "docker_logs"
 // shutdownTimeout bounds how long Close waits for scrapes in progress; it
 // is part of the plugin's exit timeout.
 const shutdownTimeout = 500 * time.Millisecond
+
+// serverLimits bound what clients of the metrics server can hold in Fluent
+// Bit's process: every connection is a file descriptor and two goroutines.
+type serverLimits struct {
+	read, write, idle time.Duration
+	conns             int
+}
+
+// limits: a scrape is one small request and a response of some kilobytes
+// (more with Metrics_Container_Labels on a large host), sent in well under
+// a second.
+var limits = serverLimits{
+	// The whole request, which has no body.
+	read: 10 * time.Second,
+	// The response, from the end of the request's headers: a client that
+	// stops reading is dropped.
+	write: 30 * time.Second,
+	// A keep-alive connection left idle: Prometheus scrapes every 15 to
+	// 60 s and reconnects at little cost; left open, idle connections
+	// held file descriptors for minutes.
+	idle: 30 * time.Second,
+	// Connections served at once: a few scrapers (an HA pair of
+	// Prometheus, an agent, someone's curl). Beyond it new ones wait in
+	// the kernel's backlog until one closes.
+	conns: 16,
+}
 
 // Listen binds the metrics address at init, before anything starts, so that
 // a port in use fails init with an error naming the key.
@@ -50,6 +77,10 @@ type Server struct {
 // Serve starts serving on ln, which it then owns. stats is read at each
 // scrape; perContainer adds the series by container name.
 func Serve(ln net.Listener, stats func() capture.StatsSnapshot, perContainer bool, log *logrus.Entry) (*Server, error) {
+	return serve(ln, stats, perContainer, log, limits)
+}
+
+func serve(ln net.Listener, stats func() capture.StatsSnapshot, perContainer bool, log *logrus.Entry, limits serverLimits) (*Server, error) {
 	reg := prometheus.NewRegistry()
 	for _, col := range []prometheus.Collector{
 		collectors.NewGoCollector(),
@@ -67,15 +98,16 @@ func Serve(ln net.Listener, stats func() capture.StatsSnapshot, perContainer boo
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
 	m := &Server{
-		// No write timeout: a scrape is small; a slow header cannot hold a
-		// connection open for long.
-		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: limits.read, WriteTimeout: limits.write, IdleTimeout: limits.idle},
 		log:  log,
 		done: make(chan struct{}),
 	}
+	// Accept waits while limits.conns connections are open.
+	bounded := netutil.LimitListener(ln, limits.conns)
 	go func() {
 		defer close(m.done)
-		if err := m.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := m.srv.Serve(bounded); !errors.Is(err, http.ErrServerClosed) {
 			log.WithError(err).Error("metrics server stopped")
 		}
 	}()
