@@ -63,12 +63,12 @@ var Keys = []Key{
 		}},
 	{"Max_Line_Size", "1M", "Bound for one line (after its 16 KiB pieces are joined).",
 		func(c *Config, v string) (err error) {
-			c.MaxLineSize, err = parseSize(v, minMaxLineSize, maxSize)
+			c.MaxLineSize, err = parseSize(v, minMaxLineSize, maxMaxLineSize)
 			return err
 		}},
 	{"Queue_Max_Size", "64M", "Bound for the encoded records waiting between the readers and Fluent Bit",
 		func(c *Config, v string) (err error) {
-			c.QueueMaxSize, err = parseSize(v, minQueueMaxSize, maxSize)
+			c.QueueMaxSize, err = parseSize(v, minQueueMaxSize, maxQueueMaxSize)
 			return err
 		}},
 	{KeyDB, "", "File where positions are kept across restarts",
@@ -104,7 +104,16 @@ const (
 	minStreamRefresh = 100 * time.Millisecond
 	minMaxLineSize   = 1
 	minQueueMaxSize  = 64 << 10
-	maxSize          = 1 << 40
+	// maxMaxLineSize: a line is held whole while its 16 KiB pieces are
+	// joined, for each stream of each running container, and becomes one
+	// record; 16 MiB (1,024 pieces) is far beyond what outputs take in one
+	// record (Kafka 1 MB, Loki about 5 MB by default).
+	maxMaxLineSize = 16 << 20
+	// maxQueueMaxSize: one collect hands Fluent Bit up to this much as one
+	// buffer, so the process holds it twice; 1 GiB is about 25 s of the
+	// daemon's peak output here. Holding more is the job of Fluent Bit's
+	// own buffering (mem_buf_limit, storage.type filesystem).
+	maxQueueMaxSize = 1 << 30
 )
 
 // The files a certificate directory holds, as the Docker CLI names them.
