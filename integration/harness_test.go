@@ -64,8 +64,10 @@ func startCaptureTapped(t *testing.T, opts capture.Options, tap bool) *harness {
 		t.Fatalf("docker.New: %v", err)
 	}
 	tag := capturetest.TagOf(t)
+	own := opts.Include // the test's own filter, if any, on top
 	opts.Include = func(c capture.Container) bool {
-		return c.Labels[dockertest.LabelRun] == dockertest.RunID() && c.Labels[labelTest] == tag
+		return c.Labels[dockertest.LabelRun] == dockertest.RunID() && c.Labels[labelTest] == tag &&
+			(own == nil || own(c))
 	}
 	src := capturetest.NewCountingSource(cli, tap)
 	h := &harness{t: t, src: src}

@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,4 +136,95 @@ func TestReadFromHeadReadsAStoppedContainerOnceAndNotAgainAfterARestartWithDB(t 
 		t.Errorf("%d records of the stopped container after a restart with DB, want 0", n)
 	}
 	capturetest.CheckExactlyOnce(t, again.Of(other), capturetest.LoggenLines(50, "stdout", 0, 1))
+}
+
+// notOff is the test's Include_Names: names that do not end in "-off".
+func notOff(c capture.Container) bool { return !strings.HasSuffix(c.Name, "-off") }
+
+// seqsOf returns the seq of each record, in order.
+func seqsOf(t *testing.T, recs []received) []int {
+	t.Helper()
+	var out []int
+	for _, r := range recs {
+		seq, _, ok := capturetest.ParseSeq(r.Log)
+		if !ok {
+			t.Fatalf("record %q is not a loggen line", r.Log)
+		}
+		out = append(out, seq)
+	}
+	return out
+}
+
+// checkRun fails t unless seqs are first, first+1, ... : once, no gap.
+func checkRun(t *testing.T, seqs []int, first int) {
+	t.Helper()
+	for i, s := range seqs {
+		if s != first+i {
+			t.Fatalf("records are seq %v..., want one each from %d on: lost, repeated or reordered at %d", seqs[:min(len(seqs), i+3)], first, i)
+		}
+	}
+}
+
+func TestRenamedOutOfTheFilterStopsAfterTheLinesBeforeTheRename(t *testing.T) {
+	t.Parallel()
+	opts := capturetest.Options()
+	opts.StreamRefresh = time.Second
+	opts.Include = notOff
+	h := startCapture(t, opts)
+	id, name := run(t, "out", dockertest.RunOptions{Args: []string{"-lines", "100000", "-interval", "20ms", "-hold"}})
+	h.waitFor("20 lines", id, capturetest.AtLeast(20))
+	before := lastSeq(t, id) // written before the rename: all delivered
+	dockertest.Docker(t, "rename", id, name+"-off")
+	pollUntil(t, "the renamed container's reader returned", time.Minute, func() bool { return h.C.Stats().ContainersWatched == 0 })
+	dockertest.WaitForLog(t, id, fmt.Sprintf("seq=%d ", before+50), time.Minute) // a second more of lines
+	h.Stop()
+	seqs := seqsOf(t, h.Of(id))
+	checkRun(t, seqs, 1)
+	if len(seqs) < before {
+		t.Errorf("%d lines delivered, but %d were written before the rename", len(seqs), before)
+	}
+	logs := dockerLogs(t, id)["stdout"]
+	if len(seqs) > len(logs)-50 {
+		t.Errorf("docker logs has %d lines, %d delivered: the 50 written after the reader returned must not be", len(logs), len(seqs))
+	}
+	t.Logf("%d lines before the rename command, %d delivered, %d in the log", before, len(seqs), len(logs))
+}
+
+func TestRenamedIntoTheFilterIsReadFromTheRenameOn(t *testing.T) {
+	t.Parallel()
+	opts := capturetest.Options() // Read_From_Head on: the rename, not the head, decides
+	opts.Include = notOff
+	h := startCapture(t, opts)
+	id, name := run(t, "in", dockertest.RunOptions{Args: []string{"-lines", "100000", "-interval", "20ms", "-hold"}})
+	dockertest.WaitForLog(t, id, "seq=20 ", time.Minute)
+	dockertest.Docker(t, "rename", id, name+"-off") // created under a name it is read by: out first
+	dockertest.WaitForLog(t, id, "seq=40 ", time.Minute)
+	before := lastSeq(t, id)
+	dockertest.Docker(t, "rename", id, name+"-back")
+	after := lastSeq(t, id)
+	h.waitFor("lines after the rename", id, seqAtLeast("stdout", after+50))
+	h.Stop()
+	seqs := seqsOf(t, h.Of(id))
+	if len(seqs) == 0 {
+		t.Fatal("nothing delivered")
+	}
+	// Read until the first rename, then from the second rename on: the
+	// lines written under the name not selected are not delivered.
+	var first, second []int
+	for _, s := range seqs {
+		if s <= before {
+			first = append(first, s)
+		} else {
+			second = append(second, s)
+		}
+	}
+	if len(first) < 20 {
+		t.Errorf("%d lines of the first name delivered, want at least 20", len(first))
+	}
+	checkRun(t, first, 1)
+	if len(second) == 0 || second[0] > after+1 {
+		t.Fatalf("after the rename back, delivery starts at %v, want at or before seq %d", second[:min(1, len(second))], after+1)
+	}
+	checkRun(t, second, second[0])
+	t.Logf("delivered seq 1..%d, then from %d (renamed out after seq >= 20, back after seq %d..%d)", len(first), second[0], before, after)
 }
