@@ -45,6 +45,7 @@ type fakeDaemon struct {
 	cutBreaks bool
 	requests  []LogsRequest
 	open      int  // streams open now
+	maxOpen   int  // the most streams open at once
 	down      bool // every call fails and open streams break, as while dockerd restarts
 	refused   int  // calls that failed because the daemon was down
 	// epoch counts the times the daemon went down: a stream or
@@ -273,6 +274,7 @@ func (d *fakeDaemon) Logs(ctx context.Context, id string, req LogsRequest) (io.R
 		limit = d.cutAfter()
 	}
 	d.open++
+	d.maxOpen = max(d.maxOpen, d.open)
 	return &fakeStream{d: d, epoch: d.epoch, ctx: ctx, c: c, req: req, window: window, next: len(c.log),
 		limit: limit, closed: make(chan struct{})}, nil
 }

@@ -273,3 +273,32 @@ func TestRenameIntoIncludeWhileTheReaderInspectsIsNotMissed(t *testing.T) {
 	h.waitFor("the lines after the rename", 10*time.Second, countFor(testID, w.total()))
 	checkExactlyOnce(t, h.records(), testID, w.want)
 }
+
+func TestReadFromHeadReadsFewStoppedContainersAtOnce(t *testing.T) {
+	const n = 20
+	d := newFakeDaemon()
+	// Each stream sends nothing for a while, so readers started together
+	// hold their streams open together.
+	d.silence = func(LogsRequest) time.Duration { return 20 * time.Millisecond }
+	writers := make([]*lineWriter, n)
+	for i := range writers {
+		id := fmt.Sprintf("%064x", i+1)
+		d.add(Container{ID: id, Name: fmt.Sprint("done-", i), Image: "x"})
+		writers[i] = newLineWriter(d, id, uint64(60+i))
+		writers[i].lines(30)
+	}
+	h := newHarness(t, d, testOptions()) // Read_From_Head on
+	for i, w := range writers {
+		h.waitFor("every stopped container's log", 20*time.Second, countFor(fmt.Sprintf("%064x", i+1), w.total()))
+	}
+	for i, w := range writers {
+		checkExactlyOnce(t, h.records(), fmt.Sprintf("%064x", i+1), w.want)
+	}
+	d.mu.Lock()
+	most := d.maxOpen
+	d.mu.Unlock()
+	t.Logf("%d streams open at most", most)
+	if most > maxStoppedReads {
+		t.Errorf("%d streams open at once reading %d stopped containers, want at most %d", most, n, maxStoppedReads)
+	}
+}

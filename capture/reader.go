@@ -39,6 +39,8 @@ type containerState struct {
 	// filter is decided again when it returns.
 	renamed   bool
 	renamedAt Timestamp
+	// holdsSlot: its reader is one of the maxStoppedReads.
+	holdsSlot bool
 
 	// renames counts renames: the supervisor adds before it decides on
 	// one; a reader's inspect that saw it change asks again, so no rename

@@ -14,6 +14,12 @@ const (
 	maxReconnect = 30 * time.Second
 )
 
+// maxStoppedReads bounds the logs of stopped containers read at once at
+// start-up (Read_From_Head): each is a stream and a reader's buffers, and
+// a host can keep thousands of exited containers. A few at a time keep the
+// daemon's disk busy without a burst of connections.
+const maxStoppedReads = 4
+
 // supervisor discovers containers and owns one reader per running one. It
 // is the only goroutine that touches the containers map.
 type supervisor struct {
@@ -29,6 +35,11 @@ type supervisor struct {
 	startedAt time.Time
 
 	containers map[string]*containerState
+	// stoppedQueue holds stopped containers waiting for one of the
+	// maxStoppedReads slots; stoppedReads counts the slots taken (by
+	// readers with holdsSlot). Both are the supervisor's.
+	stoppedQueue []*containerState
+	stoppedReads int
 	// exited carries a container whose reader returned; readers send, the
 	// supervisor receives; nobody closes it.
 	exited chan *containerState
@@ -144,7 +155,11 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 				cs = newContainerState(c.ID, false)
 				cs.pos = pos
 				s.containers[c.ID] = cs
-				s.start(ctx, cs)
+				if c.Running {
+					s.start(ctx, cs)
+				} else {
+					s.stoppedQueue = append(s.stoppedQueue, cs)
+				}
 				continue
 			}
 		}
@@ -174,8 +189,11 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 			cs.listedStopped = stoppedFromHead
 			s.containers[c.ID] = cs
 		}
-		if c.Running || unseenRun || stoppedFromHead {
+		switch {
+		case c.Running || unseenRun:
 			s.start(ctx, cs)
+		case stoppedFromHead:
+			s.stoppedQueue = append(s.stoppedQueue, cs)
 		}
 	}
 	for id, cs := range s.containers {
@@ -183,6 +201,7 @@ func (s *supervisor) reconcile(ctx context.Context, list []Container, startup bo
 			s.remove(cs)
 		}
 	}
+	s.startStopped(ctx)
 	for _, id := range s.store.ids() {
 		if !present[id] {
 			s.store.forget(id, nil) // destroyed unseen (Fluent Bit or the events were down): its logs are gone with it
@@ -203,6 +222,7 @@ func (s *supervisor) handle(ctx context.Context, ev Event) {
 			// Its reader's only details if it is gone before its inspect.
 			cs.eventName, cs.eventImage = ev.Name, ev.Image
 		}
+		s.releaseSlot(ctx, cs) // it runs now: its reader follows it
 		s.start(ctx, cs)
 	case ActionDestroy:
 		if cs != nil {
@@ -275,6 +295,34 @@ func (cs *containerState) readFrom(at Timestamp) {
 	cs.pos, cs.since = position{}, at
 }
 
+// startStopped starts readers of queued stopped containers while slots
+// are free.
+func (s *supervisor) startStopped(ctx context.Context) {
+	for s.stoppedReads < maxStoppedReads && len(s.stoppedQueue) > 0 {
+		cs := s.stoppedQueue[0]
+		s.stoppedQueue[0] = nil
+		s.stoppedQueue = s.stoppedQueue[1:]
+		if cs.cancel != nil {
+			continue // started meanwhile, by its start event
+		}
+		s.start(ctx, cs) // nothing if removed or not selected
+		if cs.cancel != nil {
+			cs.holdsSlot = true
+			s.stoppedReads++
+		}
+	}
+}
+
+// releaseSlot gives back cs's slot of maxStoppedReads, if it holds one.
+func (s *supervisor) releaseSlot(ctx context.Context, cs *containerState) {
+	if !cs.holdsSlot {
+		return
+	}
+	cs.holdsSlot = false
+	s.stoppedReads--
+	s.startStopped(ctx)
+}
+
 // selects applies the filter.
 func (s *supervisor) selects(c Container) bool {
 	return s.opts.Include == nil || s.opts.Include(c)
@@ -310,6 +358,7 @@ func (s *supervisor) start(ctx context.Context, cs *containerState) {
 func (s *supervisor) onExit(ctx context.Context, cs *containerState) {
 	cs.cancel()
 	cs.cancel = nil
+	s.releaseSlot(ctx, cs)
 	if cs.until.Swap(0) != 0 {
 		cs.excluded = true // renamed out of the filter
 	}
