@@ -166,9 +166,10 @@ func TestRenamedIntoIncludeIsReadFromTheRename(t *testing.T) {
 func TestRenamesInABurstEndWithTheLastNamesDecision(t *testing.T) {
 	d := newFakeDaemon()
 	d.add(Container{ID: testID, Name: "tmp-0", Image: "x", Running: true})
+	src := newRecordingSource(d)
 	opts := testOptions()
 	opts.Include = includeNames("app")
-	h := newHarness(t, d, opts)
+	h := newHarnessOf(t, src, d, opts)
 	w := newLineWriter(d, testID, 57)
 	for i := 1; i <= 40; i++ {
 		prefix := "tmp"
@@ -180,6 +181,7 @@ func TestRenamesInABurstEndWithTheLastNamesDecision(t *testing.T) {
 	}
 	w.ts += 1000
 	d.rename(testID, "app-last", w.ts)
+	src.awaitEventsHandled(t) // lines read before would carry an older name
 	w.ts += 1000
 	w.want = map[StreamKind][]string{}
 	w.lines(200)
