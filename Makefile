@@ -23,8 +23,12 @@ $(TESTHOST): testhost/goproxy_testhost.c
 	$(CC) -O2 -Wall -Wextra -o $@ $< -ldl -lpthread
 
 # Every test: unit tests with the race detector, then the tests against the
-# real daemon and the ABI test of the built plugin (they start dockerd first
-# when it is not running).
+# real daemons and the ABI test of the built plugin. The daemons are the
+# system's Docker (started when not running), a Docker Engine 29 and a
+# Podman service started beside it (see scripts/integration.sh);
+# DAEMONS='system' runs against the system's only.
+DAEMONS ?= system docker29 podman
+
 test: vet unit integration
 
 vet:
@@ -33,9 +37,8 @@ vet:
 unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
-integration: docker-ready $(PLUGIN) $(TESTHOST)
-	$(GO) test -race -count=1 -timeout 40m ./docker/... ./internal/... ./integration/... ./faults/...
-	$(GO) test -count=1 -timeout 20m ./testhost/...
+integration: $(PLUGIN) $(TESTHOST)
+	GO=$(GO) scripts/integration.sh $(DAEMONS)
 
 docker-ready:
 	@scripts/docker-ready.sh

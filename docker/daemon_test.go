@@ -87,7 +87,7 @@ func TestDaemonInspectListAndTimestampedFramesOfPlainContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.ID != id || got.Name != name || got.Image != dockertest.LoggenImage(t) || got.TTY || got.Running ||
+	if got.ID != id || got.Name != name || got.Image != dockertest.ReportedImage(t, dockertest.LoggenImage(t)) || got.TTY || got.Running ||
 		got.Labels[dockertest.LabelRun] != dockertest.RunID() {
 		t.Errorf("Inspect = %+v", got)
 	}

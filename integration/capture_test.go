@@ -333,7 +333,7 @@ func TestLongLineIsOneRecordAndABoundedOneIsTruncatedBeforeAnIntactNextLine(t *t
 	if len(logs) != 6 {
 		t.Fatalf("docker logs -t has %d stdout lines, want 6", len(logs))
 	}
-	image := dockertest.LoggenImage(t)
+	image := dockertest.ReportedImage(t, dockertest.LoggenImage(t))
 	for _, tc := range []struct {
 		h         *harness
 		line      string
@@ -388,7 +388,7 @@ func checkBoundedLong(t *testing.T, recs []received, id, name string, n int, lon
 			t.Errorf("container %s record %d: %q (%d bytes) truncated=%v stream=%s, want %q (%d bytes) truncated=%v",
 				name, i, linecheck.Short(r.Log), len(r.Log), r.Truncated, r.Stream, linecheck.Short(want[i]), len(want[i]), isLong && truncated)
 		}
-		if r.ContainerID != id || r.ContainerName != name || r.ContainerImage != dockertest.LoggenImage(t) {
+		if r.ContainerID != id || r.ContainerName != name || r.ContainerImage != dockertest.ReportedImage(t, dockertest.LoggenImage(t)) {
 			t.Errorf("container %s record %d fields %q %q %q", name, i, r.ContainerID, r.ContainerName, r.ContainerImage)
 		}
 	}

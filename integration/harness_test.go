@@ -124,7 +124,7 @@ func checkLoggenRun(t *testing.T, recs []received, id, name string, n int, strea
 // Docker knows them and none is marked truncated.
 func checkFields(t *testing.T, recs []received, id, name string) {
 	t.Helper()
-	image := dockertest.LoggenImage(t)
+	image := dockertest.ReportedImage(t, dockertest.LoggenImage(t))
 	bad := 0
 	for i, r := range recs {
 		if r.ContainerID != id || r.ContainerName != name || r.ContainerImage != image || r.Truncated {

@@ -2,6 +2,10 @@
 // docker CLI. It uses the CLI, not the SDK, so that tests of the SDK adapter
 // do not check the adapter with itself.
 //
+// The daemon is the one DOCKER_HOST names (the system's when unset), as for
+// the SDK's client, so one variable points a whole test process at a
+// Docker 29 daemon or a Podman service (scripts/daemon.sh starts them).
+//
 // Everything it creates carries the label org.dockerlogs.test=1 and
 // org.dockerlogs.run=<RunID()>, a value unique to this test process, so that
 // parallel test processes only ever remove their own containers and images.
@@ -92,20 +96,76 @@ func Stored(line string) string {
 	return b.String()
 }
 
-var available = sync.OnceValue(probe)
+// Daemon describes the daemon the docker CLI reaches.
+type Daemon struct {
+	Version    string // e.g. "29.8.0", or Podman's "4.3.1"
+	APIVersion string
+	// Podman: a Podman service's Docker-compatible API, which differs
+	// from Docker's (see README, Compatibility).
+	Podman bool
+}
+
+func (d Daemon) String() string {
+	kind := "Docker"
+	if d.Podman {
+		kind = "Podman"
+	}
+	return fmt.Sprintf("%s %s (API %s)", kind, d.Version, d.APIVersion)
+}
+
+var probed = sync.OnceValues(probe)
 
 // Available reports whether the docker CLI can reach a daemon; the error
 // wraps ErrNoDaemon. The answer is taken once per process.
-func Available() error { return available() }
+func Available() error {
+	_, err := probed()
+	return err
+}
 
-func probe() error {
+// Server returns the daemon the tests use; it skips or fails t as Require
+// does when there is none.
+func Server(t testing.TB) Daemon {
+	t.Helper()
+	Require(t)
+	d, _ := probed()
+	return d
+}
+
+// SkipOnPodman skips t on a Podman service, naming why the behaviour it
+// checks cannot hold there.
+func SkipOnPodman(t testing.TB, why string) {
+	t.Helper()
+	if d := Server(t); d.Podman {
+		t.Skipf("skipped on %s: %s", d, why)
+	}
+}
+
+func probe() (Daemon, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.APIVersion}}").CombinedOutput()
+	out, err := exec.CommandContext(ctx, "docker", "version", "--format",
+		"{{.Server.Version}} {{.Server.APIVersion}} {{range .Server.Components}}{{.Name}};{{end}}").CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%w: docker version: %w: %s", ErrNoDaemon, err, bytes.TrimSpace(out))
+		return Daemon{}, fmt.Errorf("%w: docker version: %w: %s", ErrNoDaemon, err, bytes.TrimSpace(out))
 	}
-	return nil
+	f := strings.SplitN(strings.TrimSpace(string(out)), " ", 3)
+	if len(f) < 2 {
+		return Daemon{}, fmt.Errorf("%w: docker version printed %q", ErrNoDaemon, out)
+	}
+	d := Daemon{Version: f[0], APIVersion: f[1]}
+	d.Podman = len(f) == 3 && strings.Contains(f[2], "Podman Engine;")
+	return d, nil
+}
+
+// ReportedImage is the image name the daemon reports for containers run
+// from tag (list, inspect): Podman qualifies a short name with
+// docker.io/library/, Docker keeps it as given.
+func ReportedImage(t testing.TB, tag string) string {
+	t.Helper()
+	if !Server(t).Podman || strings.Contains(tag, "/") {
+		return tag
+	}
+	return "docker.io/library/" + tag
 }
 
 // Require skips t when no daemon is available, except under CI=true, where

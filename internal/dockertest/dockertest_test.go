@@ -101,17 +101,24 @@ func TestLoggenHoldExitsZeroOnSIGTERM(t *testing.T) {
 	}
 }
 
-func TestRunAppliesLabelsNetworkTTYAndLogOpts(t *testing.T) {
+func TestRunAppliesLabelsNetworkAndTTY(t *testing.T) {
 	id := Run(t, RunOptions{
-		Args:    []string{"-hold"},
-		TTY:     true,
-		Labels:  map[string]string{"app": "x"},
-		LogOpts: map[string]string{"max-size": "1m"},
+		Args:   []string{"-hold"},
+		TTY:    true,
+		Labels: map[string]string{"app": "x"},
 	})
 	got := Docker(t, "inspect", "-f",
-		`{{index .Config.Labels "`+LabelTest+`"}} {{index .Config.Labels "`+LabelRun+`"}} {{index .Config.Labels "app"}} {{.HostConfig.NetworkMode}} {{.Config.Tty}} {{index .HostConfig.LogConfig.Config "max-size"}}`, id)
-	if want := "1 " + RunID() + " x none true 1m"; got != want {
+		`{{index .Config.Labels "`+LabelTest+`"}} {{index .Config.Labels "`+LabelRun+`"}} {{index .Config.Labels "app"}} {{.HostConfig.NetworkMode}} {{.Config.Tty}}`, id)
+	if want := "1 " + RunID() + " x none true"; got != want {
 		t.Errorf("inspect = %q, want %q", got, want)
+	}
+}
+
+func TestRunAppliesLogOpts(t *testing.T) {
+	SkipOnPodman(t, "its Docker-compatible inspect leaves HostConfig.LogConfig.Config empty")
+	id := Run(t, RunOptions{Args: []string{"-hold"}, LogOpts: map[string]string{"max-size": "1m"}})
+	if got := Docker(t, "inspect", "-f", `{{index .HostConfig.LogConfig.Config "max-size"}}`, id); got != "1m" {
+		t.Errorf("inspect max-size = %q, want 1m", got)
 	}
 }
 
@@ -154,7 +161,23 @@ func TestRequireFailsInCIAndSkipsElsewhere(t *testing.T) {
 
 func TestProbeFailsWithErrNoDaemonOnBadHost(t *testing.T) {
 	t.Setenv("DOCKER_HOST", "unix://"+t.TempDir()+"/none.sock")
-	if err := probe(); !errors.Is(err, ErrNoDaemon) {
+	if _, err := probe(); !errors.Is(err, ErrNoDaemon) {
 		t.Errorf("probe() = %v, want ErrNoDaemon", err)
+	}
+}
+
+// The daemon's kind decides skips and expected image names, so a Podman
+// service must be told from Docker; the matrix names which one it runs.
+func TestServerIsPodmanExactlyWhenTheMatrixRunsPodman(t *testing.T) {
+	d := Server(t)
+	want, named := os.LookupEnv("DOCKERLOGS_DAEMON")
+	if !named {
+		t.Skip("skipping: DOCKERLOGS_DAEMON is not set (scripts/integration.sh sets it)")
+	}
+	if d.Podman != (want == "podman") {
+		t.Errorf("DOCKERLOGS_DAEMON=%s but the daemon is %s", want, d)
+	}
+	if d.Version == "" || d.APIVersion == "" {
+		t.Errorf("daemon %+v: no version", d)
 	}
 }
