@@ -285,7 +285,10 @@ func (c *Client) Logs(ctx context.Context, id string, req capture.LogsRequest) (
 }
 
 // Events subscribes to start, destroy, rename, pause and unpause events of
-// containers.
+// containers. It filters on the type only and picks the actions from the
+// messages: Podman's event filter names actions otherwise ("remove"), so a
+// filter "destroy" matches nothing there, and it reports a destroy as
+// "remove".
 // The goroutine started here owns both channels: it closes events when the
 // subscription ends, after the SDK's own goroutine has ended, then sends one
 // error (nil when ctx was cancelled) on the buffered error channel.
@@ -294,10 +297,7 @@ func (c *Client) Events(ctx context.Context) (<-chan capture.Event, <-chan error
 	errc := make(chan error, 1)
 	// Our own cancel stops the SDK's goroutine when we stop first.
 	sub, cancel := context.WithCancel(ctx)
-	filters := make(client.Filters).
-		Add("type", string(events.ContainerEventType)).
-		Add("event", string(capture.ActionStart), string(capture.ActionDestroy), string(capture.ActionRename),
-			string(capture.ActionPause), string(capture.ActionUnpause))
+	filters := make(client.Filters).Add("type", string(events.ContainerEventType))
 	// Blocks until the daemon has answered, so the subscription is in place
 	// when Events returns: a List that follows misses nothing.
 	// A daemon that accepts the request but never answers would hold the
@@ -365,8 +365,14 @@ func errOrEOF(err error) error {
 	return err
 }
 
+// podmanRemove is Podman's action for a destroyed container.
+const podmanRemove = "remove"
+
 func translate(m events.Message) (capture.Event, bool) {
 	a := capture.EventAction(m.Action)
+	if m.Action == podmanRemove {
+		a = capture.ActionDestroy
+	}
 	switch a {
 	case capture.ActionStart, capture.ActionDestroy, capture.ActionRename,
 		capture.ActionPause, capture.ActionUnpause:
