@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -744,5 +745,30 @@ func TestContainerRemovedWhileInspectedIsReadWhole(t *testing.T) {
 		if r.ContainerName != "job" {
 			t.Fatalf("record without the container's name: %+v", r)
 		}
+	}
+}
+
+// incompatibleSource is a daemon that refuses the client's API version: every
+// List fails with ErrIncompatible.
+type incompatibleSource struct {
+	*fakeDaemon
+	lists atomic.Int32
+}
+
+func (s *incompatibleSource) List(ctx context.Context) ([]Container, error) {
+	s.lists.Add(1)
+	return nil, fmt.Errorf("daemon refuses API 1.56: %w", ErrIncompatible)
+}
+
+func TestDaemonRefusingTheAPIVersionIsNotRetried(t *testing.T) {
+	d := newFakeDaemon()
+	src := &incompatibleSource{fakeDaemon: d}
+	h := newHarnessOf(t, src, d, testOptions())
+	awaitStats(t, h.c, "the list error", func(s StatsSnapshot) bool { return s.Errors[ReasonList] == 1 })
+	// Nothing marks a retry that does not happen: wait past two retry
+	// periods of the backoff, which a retry loop would have used.
+	time.Sleep(2*minReconnect + minReconnect/2)
+	if n := src.lists.Load(); n != 1 {
+		t.Errorf("List called %d times, want once: a daemon refusing the API version was retried", n)
 	}
 }

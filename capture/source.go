@@ -15,6 +15,10 @@ var (
 	// ErrLogsUnreadable: the daemon cannot serve this container's logs
 	// (HTTP 501, e.g. log driver "none").
 	ErrLogsUnreadable = errors.New("container logs cannot be read")
+	// ErrIncompatible: the daemon and this client have no API version in
+	// common (the daemon is older than API 1.40, or its minimum is above
+	// the newest the client speaks). Retrying cannot help.
+	ErrIncompatible = errors.New("docker daemon API version not supported")
 )
 
 // Container is what capture needs to know about one container.

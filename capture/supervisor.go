@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -60,10 +61,18 @@ func (s *supervisor) run(ctx context.Context) {
 		list, err := s.src.List(ctx)
 		if err != nil {
 			stopEvents(evCancel, events)
-			if ctx.Err() == nil {
-				s.stats.countError(ReasonList)
-				s.log.WithError(err).WithField("retry_in", backoff.String()).Warn("cannot list containers")
+			if ctx.Err() != nil {
+				return
 			}
+			s.stats.countError(ReasonList)
+			if errors.Is(err, ErrIncompatible) {
+				// Asking again gets the same answer: say so once and
+				// stay idle until stopped.
+				s.log.WithError(err).Error("cannot use this docker daemon; not retrying: use a daemon of API 1.40 or newer that accepts this plugin's API version, then restart Fluent Bit")
+				s.idle(ctx)
+				return
+			}
+			s.log.WithError(err).WithField("retry_in", backoff.String()).Warn("cannot list containers")
 			s.wait(ctx, backoff)
 			backoff = min(2*backoff, maxReconnect)
 			continue
@@ -110,6 +119,18 @@ func (s *supervisor) follow(ctx context.Context, events <-chan Event, errs <-cha
 				}
 			}
 			s.handle(ctx, ev)
+		case cs := <-s.exited:
+			s.onExit(ctx, cs)
+		}
+	}
+}
+
+// idle takes readers' exits until ctx is done.
+func (s *supervisor) idle(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
 		case cs := <-s.exited:
 			s.onExit(ctx, cs)
 		}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -46,6 +47,9 @@ type Client struct {
 	api  *client.Client
 	host string
 	log  logrus.FieldLogger
+	// described makes the first successful version check log what the
+	// daemon is (and, for Podman, what cannot be exact there) once.
+	described sync.Once
 }
 
 var _ capture.Source = (*Client)(nil)
@@ -182,10 +186,15 @@ func checkHost(host string) error {
 func (c *Client) Close() error { return c.api.Close() }
 
 // List returns all containers. TTY is not in the list answer: it is false
-// here, and capture inspects a container before reading it.
+// here, and capture inspects a container before reading it. Capture lists
+// on every (re)connection, so List first checks that the daemon and the
+// client share an API version (see checkAPI).
 func (c *Client) List(ctx context.Context) ([]capture.Container, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
+	if err := c.checkAPI(ctx); err != nil {
+		return nil, err
+	}
 	res, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
 		return nil, wrap(err, "list containers")
@@ -204,6 +213,50 @@ func (c *Client) List(ctx context.Context) ([]capture.Container, error) {
 		})
 	}
 	return out, nil
+}
+
+// checkAPI negotiates the API version again (the daemon may have been
+// replaced since the last connection) and asks the daemon for its version
+// with it. The SDK ignores a failed negotiation and every later request then
+// fails, so a daemon older than client.MinAPIVersion (1.40), or one that
+// refuses the newest version the client speaks (a raised min-api-version),
+// is told here with ErrIncompatible, which capture does not retry.
+func (c *Client) checkAPI(ctx context.Context) error {
+	ping, err := c.api.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true, ForceNegotiate: true})
+	switch {
+	case cerrdefs.IsInvalidArgument(err):
+		return fmt.Errorf("%w: the daemon at %s speaks API %s, older than %s, the oldest this plugin speaks: %w",
+			capture.ErrIncompatible, c.host, ping.APIVersion, client.MinAPIVersion, err)
+	case err != nil:
+		return wrap(err, "ping")
+	}
+	v, err := c.api.ServerVersion(ctx, client.ServerVersionOptions{})
+	switch {
+	case cerrdefs.IsInvalidArgument(err):
+		// A 400 to a GET without parameters: the version in its path.
+		return fmt.Errorf("%w: the daemon at %s (API %s) refuses API %s, the newest this plugin speaks: %w",
+			capture.ErrIncompatible, c.host, ping.APIVersion, c.api.ClientVersion(), err)
+	case err != nil:
+		return wrap(err, "version")
+	}
+	c.described.Do(func() { c.describe(v) })
+	return nil
+}
+
+// podmanEngine is the component a Podman service names in /version.
+const podmanEngine = "Podman Engine"
+
+// describe logs the daemon the plugin talks to, and for Podman what cannot
+// be exact there (README, Known limits).
+func (c *Client) describe(v client.ServerVersionResult) {
+	log := c.log.WithFields(logrus.Fields{"daemon_version": v.Version, "api_version": c.api.ClientVersion()})
+	for _, comp := range v.Components {
+		if comp.Name == podmanEngine {
+			log.Warn("the daemon is Podman: its API stamps log lines to the whole second, so records carry whole-second times; every line is still delivered once (README, Known limits)")
+			return
+		}
+	}
+	log.Info("connected to the docker daemon")
 }
 
 // unixTime is t seconds after the epoch; zero stays the zero time.

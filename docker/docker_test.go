@@ -52,7 +52,13 @@ func newFake(t *testing.T) (*fakeDaemon, *httptest.Server) {
 		f.mux.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
+	f.mux.HandleFunc("GET /version", serveVersion)
 	return f, srv
+}
+
+// serveVersion answers /version as Docker 20.10 does; List asks for it.
+func serveVersion(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"Version": "20.10.24", "ApiVersion": "1.41", "MinAPIVersion": "1.12"})
 }
 
 func newClient(t *testing.T, host string) *Client {
@@ -308,6 +314,10 @@ func TestNewServesAUnixSocket(t *testing.T) {
 	f, _ := newFake(t) // reuse its handler on our listener
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Api-Version", "1.41")
+		if r.URL.Path == "/_ping" {
+			_, _ = io.WriteString(w, "OK")
+			return
+		}
 		r.URL.Path = versionPrefix.ReplaceAllString(r.URL.Path, "")
 		f.mux.ServeHTTP(w, r)
 	}))
@@ -474,5 +484,75 @@ func waitGoroutinesGone(t *testing.T, funcs ...string) {
 			t.Fatalf("goroutines still running %v:\n%s", left, stacks)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// versionedDaemon serves /_ping with API version api and refuses every
+// versioned request outside minAPI..api as dockerd does (400, "client
+// version ... is too old" or "too new"); /containers/json answers an empty
+// list.
+func versionedDaemon(t *testing.T, api, minAPI string) *Client {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", api)
+		if r.URL.Path == "/_ping" {
+			_, _ = io.WriteString(w, "OK")
+			return
+		}
+		v := strings.TrimPrefix(versionPrefix.FindString(r.URL.Path), "/v")
+		if v != "" && versionLess(v, minAPI) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"message": fmt.Sprintf(
+				"client version %s is too old. Minimum supported API version is %s, please upgrade your client to a newer version", v, minAPI)})
+			return
+		}
+		if v != "" && versionLess(api, v) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"message": fmt.Sprintf(
+				"client version %s is too new. Maximum supported API version is %s", v, api)})
+			return
+		}
+		switch strings.TrimPrefix(r.URL.Path, "/v"+v) {
+		case "/version":
+			writeJSON(w, http.StatusOK, map[string]any{"Version": "99.0.0", "ApiVersion": api, "MinAPIVersion": minAPI})
+		case "/containers/json":
+			writeJSON(w, http.StatusOK, []any{})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return newClient(t, "tcp://"+srv.Listener.Addr().String())
+}
+
+// versionLess compares "1.x" API versions.
+func versionLess(a, b string) bool {
+	var am, an, bm, bn int
+	_, _ = fmt.Sscanf(a, "%d.%d", &am, &an)
+	_, _ = fmt.Sscanf(b, "%d.%d", &bm, &bn)
+	return am < bm || am == bm && an < bn
+}
+
+func TestListOfADaemonWithNoAPIVersionInCommonIsIncompatible(t *testing.T) {
+	for _, tc := range []struct{ name, api, minAPI string }{
+		// A future daemon whose minimum is above the newest the client speaks.
+		{"minimum above the client", "1.60", "1.58"},
+		// A daemon older than the client's floor, API 1.40.
+		{"older than 1.40", "1.39", "1.12"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := versionedDaemon(t, tc.api, tc.minAPI)
+			for i := range 2 { // a second call gets the same answer
+				_, err := c.List(context.Background())
+				if !errors.Is(err, capture.ErrIncompatible) || !strings.Contains(err.Error(), tc.api) {
+					t.Errorf("List %d: %v, want ErrIncompatible naming the daemon's API %s", i, err, tc.api)
+				}
+			}
+		})
+	}
+}
+
+func TestListOfADaemonWithARaisedMinimumItAcceptsWorks(t *testing.T) {
+	c := versionedDaemon(t, "1.56", "1.56")
+	if _, err := c.List(context.Background()); err != nil {
+		t.Errorf("List: %v", err)
 	}
 }

@@ -242,6 +242,10 @@ func TestTLSAgainstAFakeDaemon(t *testing.T) {
 			writeJSON(w, 200, []any{})
 			return
 		}
+		if strings.HasSuffix(r.URL.Path, "/version") {
+			serveVersion(w, r)
+			return
+		}
 		http.NotFound(w, r)
 	})
 	srv := httptest.NewUnstartedServer(mux)
