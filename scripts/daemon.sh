@@ -3,14 +3,16 @@
 # own socket, roots and configuration, so the tests can run against the
 # daemons users run:
 #
-#   scripts/daemon.sh docker29 start|stop|host
-#   scripts/daemon.sh podman   start|stop|host
+#   scripts/daemon.sh docker29 start|stop|restart|host
+#   scripts/daemon.sh podman   start|stop|restart|host
 #
 # start installs what is missing (Podman from Debian; dockerd 29 built from
 # the Go module proxy into build/docker29, reused by later runs), starts the
 # daemon unless it already answers, waits for its socket and prints its
 # DOCKER_HOST. stop ends the daemon this script started (by its pid file)
-# and unmounts what it left; both are idempotent.
+# and unmounts what it left; both are idempotent. restart stops the daemon
+# with SIGTERM and starts it again, leaving its containers to it: Docker
+# stops them (no live-restore), Podman's keep running under conmon.
 #
 # Sockets and pid files live in $DOCKERLOGS_DAEMONS_RUN (default
 # /run/dockerlogs), data in $DOCKERLOGS_DAEMONS_DATA (default
@@ -136,6 +138,17 @@ start)
 	fi
 	say "$(docker -H "$host" version --format 'server {{.Server.Version}}, API {{.Server.APIVersion}}') on $host"
 	echo "$host"
+	;;
+restart)
+	if running; then
+		pid=$(cat "$pidfile")
+		kill "$pid"
+		for _ in $(seq 1 120); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.25
+		done
+	fi
+	exec "$0" "$name" start
 	;;
 stop)
 	if [[ $name == podman ]] && running; then
