@@ -31,6 +31,10 @@ type Container struct {
 	// Running: its process exists, so a follow stream stays open; true
 	// for a paused container too.
 	Running bool
+	// NoLogs: its log driver keeps nothing the daemon can serve ("none").
+	// Docker answers its logs with 501, Podman with a server error that
+	// looks like a failing daemon, so inspect decides.
+	NoLogs bool
 	// Created is when the container was created, to the second (List
 	// gives no more); zero when unknown.
 	Created time.Time

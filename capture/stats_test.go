@@ -294,3 +294,24 @@ func TestStatsPerContainerReadersEndWhenAStoppedLogIsRead(t *testing.T) {
 		t.Errorf("after its reader ended: %+v, watched %d; want both lines read and no reader", s.Containers, s.ContainersWatched)
 	}
 }
+
+// serverErrorLogs is a daemon that answers every logs request with a
+// server error, as Podman does for a container whose log driver is none.
+type serverErrorLogs struct {
+	*fakeDaemon
+}
+
+func (s serverErrorLogs) Logs(ctx context.Context, id string, req LogsRequest) (io.ReadCloser, error) {
+	return nil, errors.New("logs: 500 this container is not logging output")
+}
+
+func TestContainerWithoutLogsIsSkippedOnceByItsInspect(t *testing.T) {
+	d := newFakeDaemon()
+	c := runningContainer(testID)
+	c.NoLogs = true
+	d.add(c)
+	h := newHarnessOf(t, serverErrorLogs{d}, d, testOptions())
+	awaitStats(t, h.c, "the container counted unreadable and its reader gone", func(s StatsSnapshot) bool {
+		return s.Errors[ReasonUnreadable] == 1 && s.ContainersWatched == 0
+	})
+}

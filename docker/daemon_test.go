@@ -193,8 +193,21 @@ func TestDaemonTTYContainerIsInspectedAsTTYAndStreamsRawLines(t *testing.T) {
 	}
 }
 
+// Podman answers the logs of a container with log driver none with a
+// server error, so capture skips it by its inspect.
+func TestDaemonInspectTellsALogDriverThatKeepsNoLogs(t *testing.T) {
+	c := newClient(t, "")
+	for driver, want := range map[string]bool{"none": true, "": false} {
+		id := dockertest.Run(t, dockertest.RunOptions{LogDriver: driver, Args: []string{"-lines", "1"}})
+		got, err := c.Inspect(context.Background(), id)
+		if err != nil || got.NoLogs != want {
+			t.Errorf("Inspect of a container with log driver %q: NoLogs=%v (%v), want %v", driver, got.NoLogs, err, want)
+		}
+	}
+}
+
 func TestDaemonErrorsAreClassified(t *testing.T) {
-	dockertest.SkipOnPodman(t, "Podman answers the logs of a container with log driver none with HTTP 500, not Docker's 501, so the plugin retries it with backoff instead of skipping it (README, Known limits)")
+	dockertest.SkipOnPodman(t, "Podman answers the logs of a container with log driver none with HTTP 500, not Docker's 501 (capture skips it by its inspect: TestDaemonInspectTellsALogDriverThatKeepsNoLogs)")
 	c := newClient(t, "")
 	none := dockertest.Run(t, dockertest.RunOptions{LogDriver: "none", Args: []string{"-lines", "1"}})
 	if _, err := c.Logs(context.Background(), none, capture.LogsRequest{Stdout: true, Tail: -1}); !errors.Is(err, capture.ErrLogsUnreadable) {

@@ -303,11 +303,17 @@ func (c *Client) Inspect(ctx context.Context, id string) (capture.Container, err
 		// compatible API does not.
 		out.Running = r.State.Running || r.State.Paused
 	}
+	if r.HostConfig != nil {
+		out.NoLogs = r.HostConfig.LogConfig.Type == logDriverNone
+	}
 	if t, err := time.Parse(time.RFC3339Nano, r.Created); err == nil {
 		out.Created = t
 	}
 	return out, nil
 }
+
+// logDriverNone keeps no logs at all.
+const logDriverNone = "none"
 
 // Logs opens GET /containers/{id}/logs with timestamps=1. Cancelling ctx or
 // closing the stream ends a Read blocked on it.
