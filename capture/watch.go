@@ -76,6 +76,11 @@ func (w *streamWatch) check() {
 // live longer, which costs nothing.)
 func (w *streamWatch) behind() bool {
 	ts := w.lastTS.Load()
+	if ts != 0 && ts%int64(time.Second) == 0 {
+		// A stamp cut to the second (Podman) was written up to a second
+		// after it.
+		ts += int64(time.Second)
+	}
 	return ts != 0 && w.now().UnixNano()-ts > int64(w.refresh/2)
 }
 

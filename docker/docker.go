@@ -252,7 +252,7 @@ func (c *Client) describe(v client.ServerVersionResult) {
 	log := c.log.WithFields(logrus.Fields{"daemon_version": v.Version, "api_version": c.api.ClientVersion()})
 	for _, comp := range v.Components {
 		if comp.Name == podmanEngine {
-			log.Warn("the daemon is Podman: its API stamps log lines to the whole second, so records carry whole-second times; every line is still delivered once (README, Known limits)")
+			log.Warn("the daemon is Podman: its API stamps log lines to the whole second, so records carry whole-second times and lines after the first of a second read can be lost; Podman is not supported yet (README, Known limits)")
 			return
 		}
 	}

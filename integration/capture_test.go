@@ -395,6 +395,7 @@ func checkBoundedLong(t *testing.T, recs []received, id, name string, n int, lon
 }
 
 func TestTTYContainerLinesHaveNoCarriageReturnAndAreStdout(t *testing.T) {
+	dockertest.SkipOnPodman(t, "Podman cuts a TTY's raw stream wherever its read of the terminal ended and stamps each piece, with no delimiter before the next stamp: a cut line cannot be parsed (README, Known limits)")
 	t.Parallel()
 	const long, bound = 40000, 10000
 	h := startCapture(t, capturetest.Options())

@@ -39,7 +39,7 @@ func restartDaemon(t *testing.T) {
 func TestDaemonRestartDeliversEveryLineOnce(t *testing.T) {
 	const lines = 2000
 	podman := dockertest.Server(t).Podman
-	opts := defaultOptions()
+	opts := capturetest.Options()
 	opts.StreamRefresh = time.Second
 	h := startCapture(t, opts)
 	// About 4 s of lines or more, then it waits to be stopped.

@@ -215,13 +215,11 @@ func CleanupAll() error {
 			errs = append(errs, err)
 		}
 	}
-	imgs, err := docker("images", "-q", "--no-trunc", "--filter", filter)
-	if err != nil {
-		errs = append(errs, err)
-	} else if f := strings.Fields(imgs); len(f) > 0 {
-		// One image can be listed once per tag.
-		f = uniq(f)
-		if _, err := docker(append([]string{"rmi", "-f"}, f...)...); err != nil {
+	// The one image this process builds is removed by its tag: listing
+	// images by label fails on Podman while another process removes its
+	// own ("image not known").
+	if loggen.tag != "" {
+		if _, err := docker("rmi", "-f", loggen.tag); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -229,17 +227,6 @@ func CleanupAll() error {
 		return fmt.Errorf("clean up run %s: %w", RunID(), err)
 	}
 	return nil
-}
-
-func uniq(s []string) []string {
-	sort.Strings(s)
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 var loggen struct {
