@@ -59,6 +59,7 @@ func startCapture(t *testing.T, opts capture.Options) *harness {
 // logs stream carried.
 func startCaptureTapped(t *testing.T, opts capture.Options, tap bool) *harness {
 	t.Helper()
+	dockertest.SkipOnPodman(t, "positions are stamps and Podman's are whole seconds: every line after the first of a second already read is taken for a read one (README, Known limits)")
 	cli, err := docker.New("", nil)
 	if err != nil {
 		t.Fatalf("docker.New: %v", err)
