@@ -65,6 +65,7 @@ func TestLoggenLongLineMatchesLongPayloadAndPartialDropsNewline(t *testing.T) {
 // Numbered long lines with another fill, written in parts, on both
 // streams: LongLine says what loggen writes.
 func TestLoggenLongsMatchLongLine(t *testing.T) {
+	SkipOnPodman(t, "Stored models how Docker's json-file stores a long line cut into 16 KiB pieces; Podman's k8s-file cuts and stores it otherwise")
 	id := Run(t, RunOptions{Args: []string{"-lines", "0", "-long", "40000", "-longs", "2", "-fill", "€", "-stream", "both", "-split", "10ms"}})
 	WaitExited(t, id, time.Minute)
 	out, errOut := Logs(t, id)
