@@ -82,11 +82,14 @@ start_docker29() {
 	# test images are one small layer. time-namespaces=false: runc 1.1 has
 	# no time namespace.
 	nohup "$docker29_bin" --config-file "$run/daemon.json" -H "$host" \
-		--data-root "$data/root" --exec-root "$run/exec" --pidfile "$pidfile" \
+		--data-root "$data/root" --exec-root "$run/exec" --pidfile "$run/dockerd.pid" \
 		--storage-driver vfs --bridge=none --iptables=false --ip6tables=false \
 		--ip-forward=false --ip-masq=false --userland-proxy=false \
 		--cgroup-parent dockerlogs-docker29 --feature time-namespaces=false \
 		${DOCKER29_FLAGS:-} >"$logfile" 2>&1 &
+	# Ours, written at once: dockerd writes its own pid file only once it
+	# has started, and start and restart watch the process from now on.
+	echo $! >"$pidfile"
 }
 
 start_podman() {
