@@ -312,13 +312,13 @@ func (r *reader) inspectOnce(ctx context.Context) (inspectResult, error) {
 	if !r.selected(c) {
 		return inspectSkip, nil
 	}
+	r.cs.excluded = false
 	if c.NoLogs {
 		r.stats.countError(ReasonUnreadable)
 		r.log.WithField("container_name", c.Name).Warn("the container's log driver keeps no logs the daemon can serve; skipping it")
 		r.cs.unreadable = true
 		return inspectSkip, nil
 	}
-	r.cs.excluded = false
 	r.cs.tty, r.running = c.TTY, c.Running
 	// Only stdout exists with a TTY.
 	if r.opts.Stdout || (!c.TTY && r.opts.Stderr) {
