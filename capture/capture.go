@@ -42,6 +42,9 @@ type Options struct {
 	// clock replaces time.Now in tests of how long a stream stays behind
 	// its position; nil keeps it.
 	clock func() time.Time
+	// watchAfter replaces time.AfterFunc for the streams' watches in tests
+	// that decide when a watch checks its stream; nil keeps it.
+	watchAfter afterFunc
 }
 
 // Capture is one running instance: a supervisor, its readers and the queue

@@ -630,20 +630,79 @@ func TestHistoryStreamIsNotCutWhileItDelivers(t *testing.T) {
 	d.add(runningContainer(testID))
 	w := newLineWriter(d, testID, 8) // stamped hours ago: all history
 	w.lines(1000)
-	d.pace = func() { time.Sleep(100 * time.Microsecond) }
+	// The watch checks the stream after every 100 entries the daemon sent,
+	// not after a time the reader may spend descheduled on a loaded
+	// machine: each check follows reads, so it must keep the stream.
+	timers := &manualTimers{}
+	var sent, checks atomic.Int64
+	d.pace = func() { // one entry per Read, on the reader's goroutine
+		if sent.Add(1)%100 == 0 {
+			checks.Add(int64(timers.fire()))
+		}
+	}
 	opts := testOptions()
 	opts.StreamRefresh = 50 * time.Millisecond
-	start := time.Now()
+	opts.watchAfter = timers.afterFunc
 	h := newHarness(t, d, opts)
 	h.waitFor("the history", 30*time.Second, countFor(testID, w.total()))
-	took := time.Since(start)
-	if took < 4*opts.StreamRefresh {
-		t.Fatalf("the history took %s, not several refresh periods of %s: the test proves nothing", took, opts.StreamRefresh)
+	if n := checks.Load(); n < 4 {
+		t.Fatalf("the watch checked the stream %d times while it delivered the history, want several: the test proves nothing", n)
 	}
 	checkExactlyOnce(t, h.records(), testID, w.want)
 	if reqs := d.logRequests(); len(reqs) != 1 {
-		t.Errorf("%d logs requests while the history was delivered in %s, want 1 (a cut history read is re-read): %+v", len(reqs), took, reqs)
+		t.Errorf("%d logs requests while the history was delivered over %d checks, want 1 (a cut history read is re-read): %+v", len(reqs), checks.Load(), reqs)
 	}
+}
+
+// manualTimers stands in for time.AfterFunc in the streams' watches: a
+// timer runs its function only when the test calls fire.
+type manualTimers struct {
+	mu     sync.Mutex
+	timers []*manualTimer
+}
+
+type manualTimer struct {
+	ts    *manualTimers
+	f     func()
+	armed bool // guarded by ts.mu
+}
+
+func (ts *manualTimers) afterFunc(_ time.Duration, f func()) watchTimer {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	t := &manualTimer{ts: ts, f: f, armed: true}
+	ts.timers = append(ts.timers, t)
+	return t
+}
+
+// fire runs, on the caller's goroutine, every armed timer's function, as
+// their expiry would; it returns how many ran.
+func (ts *manualTimers) fire() int {
+	ts.mu.Lock()
+	var due []func()
+	for _, t := range ts.timers {
+		if t.armed {
+			t.armed = false
+			due = append(due, t.f)
+		}
+	}
+	ts.mu.Unlock()
+	for _, f := range due {
+		f() // without the lock: f resets its timer
+	}
+	return len(due)
+}
+
+func (t *manualTimer) Reset(time.Duration) bool { return t.set(true) }
+func (t *manualTimer) Stop() bool               { return t.set(false) }
+
+// set arms or disarms the timer, reporting whether it was armed.
+func (t *manualTimer) set(armed bool) bool {
+	t.ts.mu.Lock()
+	defer t.ts.mu.Unlock()
+	was := t.armed
+	t.armed = armed
+	return was
 }
 
 func TestLiveStreamIsRefreshedAtItsAge(t *testing.T) {

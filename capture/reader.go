@@ -407,7 +407,11 @@ func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
 	if p.seek {
 		first = max(first, r.seekWait)
 	}
-	w := startWatch(cancel, first, r.opts.StreamRefresh, time.Now)
+	after := r.opts.watchAfter
+	if after == nil {
+		after = realAfterFunc
+	}
+	w := startWatch(cancel, first, r.opts.StreamRefresh, time.Now, after)
 	defer w.stop()
 	end, read, err := r.read(ctx, streamCtx, w, p)
 	switch {

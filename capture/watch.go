@@ -30,16 +30,28 @@ type streamWatch struct {
 	lastTS atomic.Int64 // stamp of the last entry decoded before that read
 
 	mu      sync.Mutex
-	timer   *time.Timer // runs check; stopped by stop
-	seen    int64       // reads at the previous check
+	timer   watchTimer // runs check; stopped by stop
+	seen    int64      // reads at the previous check
 	stopped bool
 }
 
-func startWatch(cancel context.CancelFunc, first, refresh time.Duration, now func() time.Time) *streamWatch {
+// watchTimer is what the watch uses of a *time.Timer: tests replace the
+// timer to decide when checks run relative to the stream's reads.
+type watchTimer interface {
+	Reset(d time.Duration) bool
+	Stop() bool
+}
+
+// afterFunc starts a watch's timer: time.AfterFunc, or a test's.
+type afterFunc func(d time.Duration, f func()) watchTimer
+
+func realAfterFunc(d time.Duration, f func()) watchTimer { return time.AfterFunc(d, f) }
+
+func startWatch(cancel context.CancelFunc, first, refresh time.Duration, now func() time.Time, after afterFunc) *streamWatch {
 	w := &streamWatch{cancel: cancel, refresh: refresh, now: now}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.timer = time.AfterFunc(first, w.check)
+	w.timer = after(first, w.check)
 	return w
 }
 
