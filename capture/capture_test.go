@@ -149,6 +149,36 @@ func (h *harness) waitFor(what string, timeout time.Duration, cond func([]record
 	}
 }
 
+// waitWhileDelivering waits until cond holds for what was collected,
+// failing the test when no record came for stall: a large read is bounded
+// by the capture stalling, not by the CPU a loaded machine happens to give
+// it.
+func (h *harness) waitWhileDelivering(what string, stall time.Duration, cond func([]records.Record) bool) {
+	h.t.Helper()
+	deadline := time.NewTimer(stall)
+	defer deadline.Stop()
+	last := -1
+	for {
+		h.mu.Lock()
+		ok := cond(h.got)
+		collected := h.collected
+		n := len(h.got)
+		h.mu.Unlock()
+		if ok {
+			return
+		}
+		if n != last {
+			last = n
+			deadline.Reset(stall)
+		}
+		select {
+		case <-collected:
+		case <-deadline.C:
+			h.t.Fatalf("no record came for %s while waiting for %s; %d records collected", stall, what, n)
+		}
+	}
+}
+
 // lineWriter appends numbered lines to a fake container, stamping them like
 // the daemon: increasing within a stream, with stderr sometimes stamped
 // before the stdout line the file holds ahead of it.
@@ -268,7 +298,8 @@ func TestResumeNeverRereadsTheWholeLog(t *testing.T) {
 	d := newFakeDaemon()
 	d.add(runningContainer(testID))
 	w := newLineWriter(d, testID, 5)
-	w.lines(20000)
+	const history = 20000
+	w.lines(history)
 	var mu sync.Mutex
 	n := 0
 	d.cutAfter = func() int {
@@ -276,18 +307,28 @@ func TestResumeNeverRereadsTheWholeLog(t *testing.T) {
 		defer mu.Unlock()
 		n++
 		if n == 1 {
-			return -1 // the first read, from the head, is whole
+			return history // the first read, from the head, is whole
 		}
-		return 5
+		// Later streams end within each batch of new lines: a resume's
+		// window holds the batch's lines read already, then new ones.
+		return 30
 	}
 	h := newHarness(t, d, testOptions())
-	h.waitFor("the history", 10*time.Second, countFor(testID, w.total()))
+	h.waitWhileDelivering("the history", 10*time.Second, countFor(testID, w.total()))
 	for i := 0; i < 10; i++ {
+		// Seconds apart, as a container writes: beyond the margin a resume
+		// gives stamps of the other stream, so its window starts in the
+		// last batch.
+		w.ts += Timestamp(2 * inversionMargin)
 		w.lines(20)
 		h.waitFor("new lines", 10*time.Second, countFor(testID, w.total()))
 	}
 	checkExactlyOnce(t, h.records(), testID, w.want)
 	reqs := d.logRequests()
+	// A stream is cut at its 30th entry, so within two batches of 20.
+	if len(reqs) < 1+10/2 {
+		t.Fatalf("%d logs requests, want a resume for every two batches of new lines at least: the test proves nothing", len(reqs))
+	}
 	for i, r := range reqs[1:] {
 		if r.Tail < 0 || r.Since == 0 {
 			t.Fatalf("resume %d read the log without a tail window: %+v", i+1, r)
