@@ -173,21 +173,17 @@ func TestRecordsKeepTheirLabelsAcrossARename(t *testing.T) {
 	opts.Metadata = Metadata{LabelKeys: []string{"team"}, ComposeFields: true}
 	t0 := Timestamp(time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC).UnixNano())
 	d.write(c.ID, Stdout, t0, "before\n")
-	h := newHarness(t, d, opts)
+	src := newRecordingSource(d)
+	h := newHarnessOf(t, src, d, opts)
 	h.waitFor("the first record", 10*time.Second, countFor(c.ID, 1))
 	renameFake(d, c.ID, "renamed")
-	// A rename re-encodes the container's fields; the reader may encode
-	// a line before or after it lands, so write until one carries the new
-	// name.
-	for i := 1; ; i++ {
-		d.write(c.ID, Stdout, t0+Timestamp(i), fmt.Sprintf("after %d\n", i))
-		h.waitFor("the next record", 10*time.Second, countFor(c.ID, i+1))
-		if recs := h.records(); recs[len(recs)-1].ContainerName == "renamed" {
-			break
-		}
-		if i == 100 {
-			t.Fatal("no record carries the new name")
-		}
+	// A rename re-encodes the container's fields; a line read once the
+	// supervisor has handled it carries the new name.
+	src.awaitEventsHandled(t)
+	d.write(c.ID, Stdout, t0+1, "after\n")
+	h.waitFor("the record after the rename", 10*time.Second, countFor(c.ID, 2))
+	if recs := h.records(); recs[len(recs)-1].ContainerName != "renamed" {
+		t.Fatalf("the record read after the rename was handled carries the name %q, want the new one", recs[len(recs)-1].ContainerName)
 	}
 	for _, r := range h.records() {
 		labels, _ := labelsField(t, r)
