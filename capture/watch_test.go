@@ -22,7 +22,7 @@ func TestWatchJudgesBehindByTheLatestTheLineCanBe(t *testing.T) {
 		{"whole-second stamp, past", sec, sec.Add(1600 * time.Millisecond), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := startWatch(func() {}, time.Hour, time.Second, func() time.Time { return tc.now })
+			w := startWatch(func() {}, time.Hour, time.Second, func() time.Time { return tc.now }, realAfterFunc)
 			defer w.stop()
 			w.read(Timestamp(tc.stamp.UnixNano()))
 			if got := w.behind(); got != tc.behind {
