@@ -74,11 +74,11 @@ func TestParseLineRejectsWhatIsNotAnEntry(t *testing.T) {
 	for _, line := range []string{
 		``,
 		`not json`,
-		`{"log":"x","stream":"stdout"}`,                                     // no time
-		`{"log":"x","stream":"stdin","time":"2026-01-01T00:00:00Z"}`,        // no such stream
-		`{"log":"x","stream":"stdout","time":"yesterday"}`,                  // bad time
-		`{"log":"x","stream":"stdout","time":"2026-13-01T00:00:00Z"}`,       // no such month
-		`{"log":"x\q","stream":"stdout","time":"2026-01-01T00:00:00Z"}`,     // bad escape
+		`{"log":"x","stream":"stdout"}`, // no time
+		`{"log":"x","stream":"stdin","time":"2026-01-01T00:00:00Z"}`,                  // no such stream
+		`{"log":"x","stream":"stdout","time":"yesterday"}`,                            // bad time
+		`{"log":"x","stream":"stdout","time":"2026-13-01T00:00:00Z"}`,                 // no such month
+		`{"log":"x\q","stream":"stdout","time":"2026-01-01T00:00:00Z"}`,               // bad escape
 		"{\"log\":\"x\x01\",\"stream\":\"stdout\",\"time\":\"2026-01-01T00:00:00Z\"}", // raw control byte
 		`{"log":"x","stream":"stdout","attrs":{x},"time":"2026-01-01T00:00:00Z"}`,
 		`{"log":"x","stream":"stdout","time":"3000-01-01T00:00:00Z"}`, // beyond a Timestamp

@@ -1,0 +1,224 @@
+// Package jsonfile reads containers' logs from their json-file log files,
+// below capture's reader: Source serves the same logs requests as the
+// daemon's API (since, tail, follow, timestamps=1), from the files, so the
+// reader, its positions and its resume logic are the same for both paths,
+// and a container moves between them without losing or repeating a line.
+// Discovery, metadata and filters stay on the API. It is pure Go, without
+// the Docker SDK: the docker package is the only importer of that.
+package jsonfile
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
+)
+
+// Mode chooses where logs are read from.
+type Mode int
+
+const (
+	// Auto reads a container's files where they are readable and the API
+	// otherwise.
+	Auto Mode = iota
+	// Files reads only files; a container without readable files is not
+	// read.
+	Files
+	// API reads only through the daemon's API.
+	API
+)
+
+// DefaultContainersPath is where the daemon keeps its containers'
+// directories (Docker Root Dir + /containers).
+const DefaultContainersPath = "/var/lib/docker/containers"
+
+// Source is a capture.Source whose logs streams come from the containers'
+// json-file files where it can, and from inner otherwise. Everything else
+// is inner's.
+type Source struct {
+	inner capture.Source
+	mode  Mode
+	dir   string
+	log   logrus.FieldLogger
+
+	mu         sync.Mutex
+	containers map[string]*containerInfo
+}
+
+var _ capture.Source = (*Source)(nil)
+
+// New wraps inner. dir is where the containers' directories are seen from
+// this process (the daemon's LogPath is in its own mount namespace).
+func New(inner capture.Source, mode Mode, dir string, log logrus.FieldLogger) *Source {
+	return &Source{inner: inner, mode: mode, dir: dir, log: log, containers: map[string]*containerInfo{}}
+}
+
+// containerInfo is what the file path needs to know of a container: the
+// events and inspects that pass through say whether it runs (a followed
+// file ends when it stops, as the API's follow stream does) and whether it
+// has a TTY (its stream is then raw).
+type containerInfo struct {
+	mu      sync.Mutex
+	running bool
+	known   bool   // running was learned; unknown counts as running
+	tty     bool   // set by an inspect, which the reader does before its first read
+	events  uint64 // start and die events seen, so an inspect older than one is not believed
+	logged  bool   // the fall back to the API was logged
+}
+
+func (c *containerInfo) isRunning() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.known || c.running
+}
+
+func (c *containerInfo) isTTY() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tty
+}
+
+func (s *Source) info(id string) *containerInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.containers[id]
+	if c == nil {
+		c = &containerInfo{}
+		s.containers[id] = c
+	}
+	return c
+}
+
+func (s *Source) forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.containers, id)
+}
+
+// List is inner's; the containers not listed are forgotten.
+func (s *Source) List(ctx context.Context) ([]capture.Container, error) {
+	list, err := s.inner.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	present := make(map[string]bool, len(list))
+	for _, c := range list {
+		present[c.ID] = true
+	}
+	s.mu.Lock()
+	for id := range s.containers {
+		if !present[id] {
+			delete(s.containers, id)
+		}
+	}
+	s.mu.Unlock()
+	return list, nil
+}
+
+// Inspect is inner's, and learns the container's TTY and state.
+func (s *Source) Inspect(ctx context.Context, id string) (capture.Container, error) {
+	ci := s.info(id)
+	ci.mu.Lock()
+	before := ci.events
+	ci.mu.Unlock()
+	c, err := s.inner.Inspect(ctx, id)
+	if err != nil {
+		return c, err
+	}
+	ci.mu.Lock()
+	ci.tty = c.TTY
+	if ci.events == before {
+		ci.running, ci.known = c.Running, true
+	}
+	ci.mu.Unlock()
+	return c, nil
+}
+
+// Events is inner's subscription, passed through by a goroutine that
+// learns from start, die and destroy events on the way. That goroutine
+// owns both channels it returns: it sends inner's error, then closes the
+// events channel as the last thing it does, as Source requires.
+func (s *Source) Events(ctx context.Context) (<-chan capture.Event, <-chan error) {
+	in, inErr := s.inner.Events(ctx)
+	out := make(chan capture.Event)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(out)
+		for ev := range in {
+			s.observe(ev)
+			select {
+			case out <- ev:
+			case <-ctx.Done(): // inner ends too; keep draining it
+			}
+		}
+		// inner sent its error before it closed its channel.
+		errc <- <-inErr
+	}()
+	return out, errc
+}
+
+func (s *Source) observe(ev capture.Event) {
+	switch ev.Action {
+	case capture.ActionStart, capture.ActionDie:
+		ci := s.info(ev.ID)
+		ci.mu.Lock()
+		ci.events++
+		ci.running, ci.known = ev.Action == capture.ActionStart, true
+		ci.mu.Unlock()
+	case capture.ActionDestroy:
+		s.forget(ev.ID)
+	}
+}
+
+// Close is inner's.
+func (s *Source) Close() error { return s.inner.Close() }
+
+// LogPath is where the container's json-file log is seen from here.
+func (s *Source) LogPath(id string) string {
+	return filepath.Join(s.dir, id, id+"-json.log")
+}
+
+// Logs reads the container's files when the mode allows and they are
+// readable; otherwise the API (Auto, with one info line per container) or
+// an error wrapping capture.ErrLogsUnreadable (Files).
+func (s *Source) Logs(ctx context.Context, id string, req capture.LogsRequest) (io.ReadCloser, error) {
+	if s.mode == API || !validID(id) {
+		return s.inner.Logs(ctx, id, req)
+	}
+	ci := s.info(id)
+	st, err := newStream(ctx, s.LogPath(id), req, ci, s.log.WithField("container_id", id[:12]))
+	if err == nil {
+		return st, nil
+	}
+	if s.mode == Files {
+		return nil, fmt.Errorf("read log files of container %s: %w: %w", id[:12], capture.ErrLogsUnreadable, err)
+	}
+	ci.mu.Lock()
+	first := !ci.logged
+	ci.logged = true
+	ci.mu.Unlock()
+	if first {
+		s.log.WithField("container_id", id[:12]).WithField("reason", err.Error()).
+			Info("log files not readable (another log driver, or not mounted): reading this container through the API")
+	}
+	return s.inner.Logs(ctx, id, req)
+}
+
+// validID keeps a path built from an id inside dir.
+func validID(id string) bool {
+	if len(id) != 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+

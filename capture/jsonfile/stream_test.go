@@ -1,0 +1,307 @@
+package jsonfile
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
+)
+
+// got is one entry of a stream as the reader's decoder sees it.
+type got struct {
+	stream capture.StreamKind
+	ts     capture.Timestamp
+	log    string
+}
+
+// decodeFrames splits a multiplexed stream with timestamps; it fails t on
+// anything the reader's decoder would reject.
+func decodeFrames(t *testing.T, b []byte) []got {
+	t.Helper()
+	var out []got
+	for len(b) > 0 {
+		if len(b) < frameHeaderLen {
+			t.Fatalf("%d bytes left, a header needs 8", len(b))
+		}
+		size := int(binary.BigEndian.Uint32(b[4:8]))
+		s := capture.StreamKind(b[0])
+		if (s != capture.Stdout && s != capture.Stderr) || b[1]|b[2]|b[3] != 0 || len(b) < frameHeaderLen+size {
+			t.Fatalf("bad frame header % x with %d bytes left", b[:8], len(b))
+		}
+		p := b[frameHeaderLen : frameHeaderLen+size]
+		ts, n, err := capture.ParseTimestamp(p)
+		if err != nil {
+			t.Fatalf("frame stamp: %v", err)
+		}
+		out = append(out, got{s, ts, string(p[n:])})
+		b = b[frameHeaderLen+size:]
+	}
+	return out
+}
+
+func quietLog() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+// testInfo is a running non-TTY container.
+func testInfo() *containerInfo { return &containerInfo{running: true, known: true} }
+
+// readAll reads a stream that must end by itself.
+func readAll(t *testing.T, d *fakeDriver, req capture.LogsRequest) []got {
+	t.Helper()
+	st, err := newStream(context.Background(), d.live, req, testInfo(), quietLog())
+	if err != nil {
+		t.Fatalf("newStream: %v", err)
+	}
+	defer st.Close()
+	b, err := io.ReadAll(st)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return decodeFrames(t, b)
+}
+
+// written is what a test wrote, in file order.
+type written struct {
+	stream capture.StreamKind
+	ts     capture.Timestamp
+	log    string
+}
+
+func writeLines(d *fakeDriver, from, n int) []written {
+	var w []written
+	for i := from; i < from+n; i++ {
+		s, k := "stdout", capture.Stdout
+		if i%3 == 2 {
+			s, k = "stderr", capture.Stderr
+		}
+		l := line(i, s)
+		w = append(w, written{k, d.write(s, l), l})
+	}
+	return w
+}
+
+func checkSame(t *testing.T, g []got, w []written) {
+	t.Helper()
+	if len(g) != len(w) {
+		t.Fatalf("%d entries, want %d", len(g), len(w))
+	}
+	for i := range g {
+		if g[i].stream != w[i].stream || g[i].ts != w[i].ts || g[i].log != w[i].log {
+			t.Fatalf("entry %d: %v %d %q, want %v %d %q", i, g[i].stream, g[i].ts, g[i].log, w[i].stream, w[i].ts, w[i].log)
+		}
+	}
+}
+
+func TestHistoryAcrossRotatedAndCompressedFilesIsReadInOrder(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "compressed"}[compress], func(t *testing.T) {
+			d := newFakeDriver(t, t.TempDir(), 2000, 4, compress)
+			w := writeLines(d, 0, 150)
+			d.compressing.Lock() // the last compression is done
+			d.compressing.Unlock()
+			if d.rotations < 3 {
+				t.Fatalf("only %d rotations", d.rotations)
+			}
+			// Three rotated files are kept: the lines of the oldest
+			// rotated out are gone, as they are for the daemon.
+			all := readAll(t, d, capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1})
+			kept := w[len(w)-len(all):]
+			if len(all) == 0 || len(all) == len(w) {
+				t.Fatalf("%d of %d lines kept after %d rotations", len(all), len(w), d.rotations)
+			}
+			checkSame(t, all, kept)
+		})
+	}
+}
+
+func TestTailCountsEntriesFromTheEndAcrossFilesAndSinceIsInclusive(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "compressed"}[compress], func(t *testing.T) {
+			d := newFakeDriver(t, t.TempDir(), 1500, 100, compress)
+			w := writeLines(d, 0, 200)
+			d.compressing.Lock()
+			d.compressing.Unlock()
+			for _, tail := range []int{0, 1, 7, 30, 31, 100, 199, 200, 1000} {
+				g := readAll(t, d, capture.LogsRequest{Stdout: true, Stderr: true, Tail: tail})
+				checkSame(t, g, w[len(w)-min(tail, len(w)):])
+			}
+			// since drops what is stamped before it, after tail picked.
+			since := w[150].ts
+			g := readAll(t, d, capture.LogsRequest{Stdout: true, Stderr: true, Tail: 100, Since: since})
+			checkSame(t, g, w[150:])
+			g = readAll(t, d, capture.LogsRequest{Stdout: true, Stderr: true, Tail: 20, Since: since})
+			checkSame(t, g, w[180:])
+			g = readAll(t, d, capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1, Since: since + 1})
+			checkSame(t, g, w[151:])
+			// One stream only.
+			var errs []written
+			for _, x := range w[100:] {
+				if x.stream == capture.Stderr {
+					errs = append(errs, x)
+				}
+			}
+			g = readAll(t, d, capture.LogsRequest{Stderr: true, Tail: 100})
+			checkSame(t, g, errs)
+		})
+	}
+}
+
+func TestALineBeingWrittenIsNotCountedNorRead(t *testing.T) {
+	d := newFakeDriver(t, t.TempDir(), 0, 1, false)
+	w := writeLines(d, 0, 5)
+	if _, err := d.f.WriteString(`{"log":"half`); err != nil {
+		t.Fatal(err)
+	}
+	checkSame(t, readAll(t, d, capture.LogsRequest{Stdout: true, Stderr: true, Tail: 2}), w[3:])
+	checkSame(t, readAll(t, d, capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1}), w)
+}
+
+// follower reads a follow stream in the background.
+type follower struct {
+	st   *stream
+	done chan struct{} // closed by the reading goroutine when Read failed
+	err  error
+	data chan []byte // every read's bytes; closed with done
+	got  []byte      // what until and rest took from data
+}
+
+func follow(t *testing.T, d *fakeDriver, req capture.LogsRequest, ci *containerInfo) *follower {
+	t.Helper()
+	req.Follow = true
+	st, err := newStream(context.Background(), d.live, req, ci, quietLog())
+	if err != nil {
+		t.Fatalf("newStream: %v", err)
+	}
+	f := &follower{st: st, done: make(chan struct{}), data: make(chan []byte, 1<<16)}
+	go func() {
+		defer close(f.done)
+		defer close(f.data)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := st.Read(buf)
+			if n > 0 {
+				f.data <- append([]byte(nil), buf[:n]...)
+			}
+			if err != nil {
+				f.err = err
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { st.Close(); <-f.done })
+	return f
+}
+
+// until collects what f read until it has n entries, failing after a
+// minute.
+func (f *follower) until(t *testing.T, n int) []got {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		if g := decodeFrames(t, f.got); len(g) >= n {
+			return g
+		}
+		select {
+		case p, ok := <-f.data:
+			if !ok {
+				t.Fatalf("stream ended (%v) after %d entries, want %d", f.err, len(decodeFrames(t, f.got)), n)
+			}
+			f.got = append(f.got, p...)
+		case <-deadline:
+			t.Fatalf("%d entries after a minute, want %d", len(decodeFrames(t, f.got)), n)
+		}
+	}
+}
+
+// rest collects what f reads until its stream ends and returns every entry
+// it read with the error that ended it.
+func (f *follower) rest(t *testing.T) ([]got, error) {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case p, ok := <-f.data:
+			if !ok {
+				return decodeFrames(t, f.got), f.err
+			}
+			f.got = append(f.got, p...)
+		case <-deadline:
+			t.Fatal("stream did not end within a minute")
+		}
+	}
+}
+
+func TestFollowContinuesIntoTheNewFileAfterEachRotation(t *testing.T) {
+	d := newFakeDriver(t, t.TempDir(), 3000, 3, false)
+	f := follow(t, d, capture.LogsRequest{Stdout: true, Stderr: true, Tail: 0}, testInfo())
+	var w []written
+	// One rotation at a time, each awaited: the stream must stay open
+	// and read every line.
+	for range 5 {
+		before := d.rotations
+		for d.rotations == before {
+			w = append(w, writeLines(d, len(w), 1)...)
+		}
+		checkSame(t, f.until(t, len(w)), w)
+	}
+	select {
+	case <-f.done:
+		t.Fatalf("stream ended: %v", f.err)
+	default:
+	}
+}
+
+func TestFollowEndsWhenTheContainerStopsAfterReadingItsLastLines(t *testing.T) {
+	d := newFakeDriver(t, t.TempDir(), 0, 1, false)
+	ci := testInfo()
+	f := follow(t, d, capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1}, ci)
+	w := writeLines(d, 0, 10)
+	f.until(t, 10)
+	w = append(w, writeLines(d, 10, 5)...)
+	ci.mu.Lock()
+	ci.running = false
+	ci.mu.Unlock()
+	g, err := f.rest(t)
+	if !errors.Is(err, io.EOF) {
+		t.Fatalf("stream ended with %v, want io.EOF", err)
+	}
+	checkSame(t, g, w)
+}
+
+func TestFollowReadsADeletedFileToItsEndThenEnds(t *testing.T) {
+	dir := t.TempDir()
+	d := newFakeDriver(t, dir, 0, 1, false)
+	f := follow(t, d, capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1}, testInfo())
+	w := writeLines(d, 0, 3)
+	f.until(t, 3)
+	w = append(w, writeLines(d, 3, 1000)...)
+	// Removed with its container while open and not read to its end.
+	if err := os.RemoveAll(filepath.Join(dir, testID)); err != nil {
+		t.Fatal(err)
+	}
+	g, err := f.rest(t)
+	if !errors.Is(err, io.EOF) {
+		t.Fatalf("stream ended with %v, want io.EOF", err)
+	}
+	checkSame(t, g, w)
+}
+
+func TestCloseEndsAWaitingRead(t *testing.T) {
+	d := newFakeDriver(t, t.TempDir(), 0, 1, false)
+	f := follow(t, d, capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1}, testInfo())
+	f.st.Close()
+	if _, err := f.rest(t); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Read after Close: %v, want os.ErrClosed", err)
+	}
+}
