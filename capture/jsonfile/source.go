@@ -221,4 +221,3 @@ func validID(id string) bool {
 	}
 	return true
 }
-

@@ -40,8 +40,8 @@ type stream struct {
 	mu sync.Mutex
 	// files are the files still to read, oldest first; files[0] is being
 	// read. With follow, the last one is the live file.
-	files []*logFile
-	in    []byte // read from files[0]; in[inStart:inEnd] is not parsed yet
+	files          []*logFile
+	in             []byte // read from files[0]; in[inStart:inEnd] is not parsed yet
 	inStart, inEnd int
 	// discarding: a line longer than maxLineBytes is being skipped up to
 	// its newline.
@@ -359,46 +359,68 @@ func (s *stream) atLiveEnd(cur *logFile) (followNext, error) {
 		cur.final = true
 		return followRead, nil
 	}
+	// A rotation under way can move the names between the look and the
+	// open: look again.
+	for range snapshotAttempts {
+		next, err := s.openNext(cur)
+		if errors.Is(err, errChanged) {
+			continue
+		}
+		if errors.Is(err, errNotCreated) {
+			return followWait, nil
+		}
+		if err != nil || next == nil {
+			return followEnd, err
+		}
+		s.endOfFile(cur)
+		s.files = append(s.files, next)
+		return followRead, nil
+	}
+	return followEnd, nil
+}
+
+// openNext opens the file that followed cur, which was rotated: the live
+// file or a rotated one, which is then final. It returns nil when that file
+// is not known for certain (cur was removed with its container, or it was
+// compressed or deleted after more rotations than were seen); the stream
+// then ends and the reader resumes from its position. errChanged: a
+// rotation moved the names meanwhile.
+func (s *stream) openNext(cur *logFile) (*logFile, error) {
 	k := rotatedIndex(s.live, cur.info)
 	if k == 0 {
-		// Removed with its container, or compressed (or deleted) after
-		// more rotations than were seen: the file after it is not known
-		// for certain. End; the reader resumes from its position.
-		return followEnd, nil
+		return nil, nil
 	}
-	nextName := s.live
+	name := s.live
 	if k > 1 {
-		nextName = s.live + "." + strconv.Itoa(k-1)
+		name = s.live + "." + strconv.Itoa(k-1)
 	}
-	next, err := os.Open(nextName)
-	if errors.Is(err, fs.ErrNotExist) {
-		if k == 1 {
-			return followWait, nil // the daemon is about to create it
-		}
-		return followEnd, nil // compressed meanwhile: resume by position
+	f, err := os.Open(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && k == 1:
+		return nil, errNotCreated
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, errChanged // compressed meanwhile
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	info, err := f.Stat()
 	if err != nil {
-		return followEnd, fmt.Errorf("%s: %w", nextName, err)
-	}
-	nextInfo, err := next.Stat()
-	if err != nil {
-		next.Close()
-		return followEnd, fmt.Errorf("%s: %w", nextName, err)
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	// A rotation renames .k before it renames .k-1 (or the live file):
 	// if .k is still cur, the file opened is the one that followed cur.
 	if again, err := os.Stat(s.live + "." + strconv.Itoa(k)); err != nil || !os.SameFile(again, cur.info) {
-		next.Close()
-		return followEnd, nil
+		f.Close()
+		return nil, errChanged
 	}
-	s.endOfFile(cur)
-	s.files = append(s.files, &logFile{f: next, r: next, name: nextName, info: nextInfo, live: true})
-	if k > 1 {
-		// Already rotated: complete, and followed by .k-2.
-		s.files[len(s.files)-1].final = true
-	}
-	return followRead, nil
+	// A rotated one is complete.
+	return &logFile{f: f, r: f, name: name, info: info, live: true, final: k > 1}, nil
 }
+
+// errNotCreated: the daemon is between renaming the live file and
+// creating it again.
+var errNotCreated = errors.New("live log file not created yet")
 
 // maxRotatedLook bounds the rotated names searched for a followed file.
 const maxRotatedLook = 100

@@ -1,0 +1,291 @@
+package jsonfile
+
+import (
+	"context"
+	"errors"
+
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
+)
+
+// fakeAPI is the daemon as far as the file path needs it: one container,
+// its state, its events. Its logs streams count and fail, so a test sees
+// whether anything was read through the API.
+type fakeAPI struct {
+	mu      sync.Mutex
+	c       capture.Container
+	gone    bool
+	logs    int                // logs requests made to it
+	events  chan capture.Event // sent by the test, closed by nobody
+	logsErr error
+}
+
+func newFakeAPI() *fakeAPI {
+	return &fakeAPI{c: capture.Container{ID: testID, Name: "app", Image: "img", Running: true}, events: make(chan capture.Event)}
+}
+
+func (a *fakeAPI) List(context.Context) ([]capture.Container, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.gone {
+		return nil, nil
+	}
+	return []capture.Container{a.c}, nil
+}
+
+func (a *fakeAPI) Inspect(_ context.Context, id string) (capture.Container, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.gone || id != testID {
+		return capture.Container{}, capture.ErrNotFound
+	}
+	return a.c, nil
+}
+
+func (a *fakeAPI) Logs(context.Context, string, capture.LogsRequest) (io.ReadCloser, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.logs++
+	return nil, cmpErr(a.logsErr, capture.ErrUnavailable)
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+func (a *fakeAPI) Events(ctx context.Context) (<-chan capture.Event, <-chan error) {
+	out := make(chan capture.Event)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case ev := <-a.events:
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					errc <- nil
+					return
+				}
+			case <-ctx.Done():
+				errc <- nil
+				return
+			}
+		}
+	}()
+	return out, errc
+}
+
+func (a *fakeAPI) Close() error { return nil }
+
+func (a *fakeAPI) stop() {
+	a.mu.Lock()
+	a.c.Running = false
+	a.mu.Unlock()
+	a.events <- capture.Event{Action: capture.ActionDie, ID: testID}
+}
+
+// collector drains a capture as Fluent Bit would.
+type collector struct {
+	c    *capture.Capture
+	mu   sync.Mutex
+	recs []records.Record
+	// stop ends the draining goroutine, which closes done.
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+func startCapture(t *testing.T, src capture.Source, opts capture.Options) *collector {
+	t.Helper()
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	if testing.Verbose() {
+		l.SetOutput(os.Stderr)
+		l.SetLevel(logrus.DebugLevel)
+	}
+	c := capture.New(src, opts, logrus.NewEntry(l))
+	c.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	col := &collector{c: c, stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(col.done)
+		for ctx.Err() == nil {
+			if c.WaitQueued(ctx) != nil {
+				return
+			}
+			col.drain(t)
+		}
+	}()
+	t.Cleanup(col.close)
+	return col
+}
+
+func (col *collector) drain(t *testing.T) {
+	b := col.c.Drain(64 << 20)
+	if b.Len() == 0 {
+		return
+	}
+	recs, err := records.Decode(b.Bytes())
+	if err != nil {
+		t.Errorf("decode: %v", err)
+	}
+	col.c.Commit(b)
+	col.mu.Lock()
+	col.recs = append(col.recs, recs...)
+	col.mu.Unlock()
+}
+
+func (col *collector) close() {
+	col.stop()
+	<-col.done
+	if err := col.c.Stop(30 * time.Second); err != nil {
+		panic(err)
+	}
+}
+
+func (col *collector) count() int {
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	return len(col.recs)
+}
+
+// waitCount waits for n records, failing after timeout.
+func (col *collector) waitCount(t *testing.T, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for col.count() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records after %s, want %d", col.count(), timeout, n)
+		}
+		time.Sleep(5 * time.Millisecond) // polled: the queue has no "n taken" event
+	}
+}
+
+func checkRecords(t *testing.T, recs []records.Record, w []written) {
+	t.Helper()
+	if len(recs) != len(w) {
+		t.Errorf("%d records, want %d", len(recs), len(w))
+	}
+	for i := range min(len(recs), len(w)) {
+		r := recs[i]
+		want := w[i]
+		stream := map[capture.StreamKind]string{capture.Stdout: "stdout", capture.Stderr: "stderr"}[want.stream]
+		if r.Log+"\n" != want.log || r.Stream != stream || r.Time.UnixNano() != int64(want.ts) {
+			t.Fatalf("record %d: %s %q at %d, want %s %q at %d", i, r.Stream, r.Log, r.Time.UnixNano(), stream, want.log, want.ts)
+		}
+	}
+}
+
+func captureOptions() capture.Options {
+	return capture.Options{Stdout: true, Stderr: true, ReadFromHead: true, StreamRefresh: time.Minute,
+		MaxLineSize: 1 << 20, QueueMaxSize: 8 << 20}
+}
+
+// TestEveryLineOnceThroughFastRotation runs the real reader over files
+// rotated as fast as they can be written, plain and compressed: every line
+// arrives once, in order, with its stamp, and nothing is asked of the API.
+func TestEveryLineOnceThroughFastRotation(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "compressed"}[compress], func(t *testing.T) {
+			dir := t.TempDir()
+			d := newFakeDriver(t, dir, 1<<20, 3, compress)
+			api := newFakeAPI()
+			col := startCapture(t, New(api, Files, dir, quietLog()), captureOptions())
+			const n = 100000
+			w := writeLines(d, 0, n)
+			col.waitCount(t, n, 2*time.Minute)
+			api.stop()
+			col.close()
+			checkRecords(t, col.recs, w)
+			if api.logs != 0 {
+				t.Errorf("%d logs requests went to the API", api.logs)
+			}
+			t.Logf("%d lines through %d rotations", n, d.rotations)
+		})
+	}
+}
+
+// TestMovingBetweenFilesAndAPIKeepsEveryLineOnce stops a capture reading
+// files, and starts one reading the same container from the positions
+// the first one committed, through another Source; then back.
+func TestMovingBetweenFilesAndAPIKeepsEveryLineOnce(t *testing.T) {
+	dir := t.TempDir()
+	d := newFakeDriver(t, dir, 32<<10, 1000, false)
+	db := filepath.Join(t.TempDir(), "positions.db")
+	var all []records.Record
+	var w []written
+	// files, then files again (a restart), then the API (files not
+	// mounted: auto falls back), then files.
+	for round, mode := range []string{"files", "files", "auto-unmounted", "files"} {
+		w = append(w, writeLines(d, len(w), 3000)...)
+		pos, err := capture.OpenPositions(db, logrus.NewEntry(logrus.New()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := captureOptions()
+		opts.Positions = pos
+		api := newFakeAPI()
+		var src capture.Source
+		switch mode {
+		case "files":
+			src = New(api, Files, dir, quietLog())
+		case "auto-unmounted":
+			// The API path is served here by the file stream itself over
+			// the real directory, standing in for the daemon: both answer
+			// the same request the same way, which is what the move
+			// relies on.
+			api.logsErr = nil
+			src = New(&servingAPI{fakeAPI: api, dir: dir}, Auto, t.TempDir(), quietLog())
+		}
+		col := startCapture(t, src, opts)
+		col.waitCount(t, len(w)-len(all), time.Minute)
+		col.close()
+		if round == 2 && api.logs == 0 {
+			t.Errorf("round %d: nothing read through the API", round)
+		}
+		all = append(all, col.recs...)
+	}
+	checkRecords(t, all, w)
+}
+
+// servingAPI answers logs requests from the files, as the daemon does.
+type servingAPI struct {
+	*fakeAPI
+	dir string
+}
+
+func (a *servingAPI) Logs(ctx context.Context, id string, req capture.LogsRequest) (io.ReadCloser, error) {
+	a.mu.Lock()
+	a.logs++
+	a.mu.Unlock()
+	return newStream(ctx, filepath.Join(a.dir, id, id+"-json.log"), req, &containerInfo{}, quietLog())
+}
+
+func TestUnreadableFilesUseTheAPIInAutoAndAreAnErrorInFiles(t *testing.T) {
+	api := newFakeAPI()
+	api.logsErr = errors.New("from the api")
+	s := New(api, Auto, t.TempDir(), quietLog())
+	if _, err := s.Logs(context.Background(), testID, capture.LogsRequest{Stdout: true}); err == nil || err.Error() != "from the api" || api.logs != 1 {
+		t.Errorf("auto: %v after %d API requests, want the API's answer", err, api.logs)
+	}
+	s = New(api, Files, t.TempDir(), quietLog())
+	if _, err := s.Logs(context.Background(), testID, capture.LogsRequest{Stdout: true}); !errors.Is(err, capture.ErrLogsUnreadable) || api.logs != 1 {
+		t.Errorf("files: %v after %d API requests, want ErrLogsUnreadable and no request", err, api.logs)
+	}
+	s = New(api, API, t.TempDir(), quietLog())
+	if _, err := s.Logs(context.Background(), testID, capture.LogsRequest{Stdout: true}); api.logs != 2 {
+		t.Errorf("api: %v after %d API requests, want 2", err, api.logs)
+	}
+}
