@@ -54,7 +54,10 @@ type LogsRequest struct {
 type EventAction string
 
 const (
-	ActionStart   EventAction = "start"
+	ActionStart EventAction = "start"
+	// ActionDie: the container stopped. capture/jsonfile ends a followed
+	// file on it, as the API ends a follow stream.
+	ActionDie     EventAction = "die"
 	ActionDestroy EventAction = "destroy"
 	ActionRename  EventAction = "rename"
 	// A paused container keeps its follow stream open and quiet; unpause

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture/jsonfile"
 	"github.com/sirupsen/logrus"
 )
 
@@ -90,13 +91,19 @@ var Keys = []Key{
 		func(c *Config, v string) (err error) { c.MetricsListen, err = parseListen(v); return err }},
 	{"Metrics_Container_Labels", "off", "`on`: also lines and bytes per container",
 		func(c *Config, v string) (err error) { c.MetricsContainerLabels, err = parseBool(v); return err }},
+	{KeyLogsFrom, "auto", "Where the lines come from.",
+		func(c *Config, v string) (err error) { c.LogsFrom, err = parseLogsFrom(v); return err }},
+	{KeyContainersPath, jsonfile.DefaultContainersPath, "Where the daemon's containers directories",
+		func(c *Config, v string) (err error) { c.ContainersPath, err = parseAbsDir(v); return err }},
 }
 
 // Keys named outside their row.
 const (
-	KeyDockerHost    = "Docker_Host"
-	KeyDB            = "DB"
-	KeyMetricsListen = "Metrics_Listen"
+	KeyDockerHost     = "Docker_Host"
+	KeyDB             = "DB"
+	KeyMetricsListen  = "Metrics_Listen"
+	KeyLogsFrom       = "Logs_From"
+	KeyContainersPath = "Containers_Path"
 )
 
 // Bounds of the values; the README states them with each key.
@@ -159,6 +166,12 @@ type Config struct {
 	// daemon's certificate against ca.pem.
 	DockerCertPath  string
 	DockerTLSVerify bool
+	// LogsFrom chooses where containers' logs are read: their json-file
+	// files where readable (auto), only files, or only the API.
+	LogsFrom jsonfile.Mode
+	// ContainersPath is where the daemon's containers directories are
+	// seen from the plugin (Docker Root Dir + /containers on the host).
+	ContainersPath string
 }
 
 // LabelMatch is `key` (the label is set) or `key=value`.
@@ -207,6 +220,13 @@ func Parse(get Getter) (Config, error) {
 	if !c.Stdout && !c.Stderr {
 		fail("stdout", "and stderr are both off: nothing would be read")
 	}
+	if c.LogsFrom == jsonfile.Files {
+		// No container could be read otherwise.
+		if _, err := os.ReadDir(c.ContainersPath); err != nil {
+			fail("containers_path", "%q cannot be read and logs_from is files: mount the daemon's containers directory there (read-only is enough): %v",
+				c.ContainersPath, err)
+		}
+	}
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
 	}
@@ -250,6 +270,26 @@ func (c Config) Include(ct capture.Container) bool {
 		}
 	}
 	return true
+}
+
+func parseLogsFrom(v string) (jsonfile.Mode, error) {
+	switch strings.ToLower(v) {
+	case "auto":
+		return jsonfile.Auto, nil
+	case "files":
+		return jsonfile.Files, nil
+	case "api":
+		return jsonfile.API, nil
+	}
+	return jsonfile.Auto, fmt.Errorf("%q: want auto, files or api", v)
+}
+
+// parseAbsDir takes an absolute path.
+func parseAbsDir(v string) (string, error) {
+	if !filepath.IsAbs(v) {
+		return "", fmt.Errorf("%q: want an absolute path, e.g. %s", v, jsonfile.DefaultContainersPath)
+	}
+	return filepath.Clean(v), nil
 }
 
 func parseHost(v string) (string, error) {

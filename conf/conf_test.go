@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture/jsonfile"
 	"github.com/dockerlogs/fluent-bit-docker-logs/conf"
 	"github.com/sirupsen/logrus"
 )
@@ -101,6 +102,13 @@ func TestParseAcceptsEachKey(t *testing.T) {
 			func(c conf.Config) any { return c.MetricsContainerLabels }, true},
 		{"docker_cert_path", map[string]string{"Docker_Host": "tcp://10.0.0.2:2376", "Docker_Cert_Path": goodCerts},
 			func(c conf.Config) any { return c.DockerCertPath }, goodCerts},
+		{"logs_from default", map[string]string{}, func(c conf.Config) any { return c.LogsFrom }, jsonfile.Auto},
+		{"logs_from files", map[string]string{"Logs_From": "Files", "Containers_Path": goodCerts},
+			func(c conf.Config) any { return c.LogsFrom }, jsonfile.Files},
+		{"logs_from api", map[string]string{"Logs_From": "api"}, func(c conf.Config) any { return c.LogsFrom }, jsonfile.API},
+		{"containers_path default", map[string]string{}, func(c conf.Config) any { return c.ContainersPath }, "/var/lib/docker/containers"},
+		{"containers_path", map[string]string{"Containers_Path": "/host/docker/containers/"},
+			func(c conf.Config) any { return c.ContainersPath }, "/host/docker/containers"},
 		{"docker_tls_verify off", map[string]string{"Docker_TLS_Verify": "off"}, func(c conf.Config) any { return c.DockerTLSVerify }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,6 +165,9 @@ func TestParseRejectsBadValueNamingItsKey(t *testing.T) {
 		{"queue_max_size bad", map[string]string{"Queue_Max_Size": "lots"}, "queue_max_size"},
 		{"plugin_log_level loud", map[string]string{"Plugin_Log_Level": "loud"}, "plugin_log_level"},
 		{"labels bad", map[string]string{"Labels": "all"}, "labels"},
+		{"logs_from bad", map[string]string{"Logs_From": "disk"}, "logs_from"},
+		{"containers_path relative", map[string]string{"Containers_Path": "docker/containers"}, "containers_path"},
+		{"containers_path unreadable with files", map[string]string{"Logs_From": "files", "Containers_Path": "/nonexistent/containers"}, "containers_path"},
 		{"label_keys empty entry", map[string]string{"Label_Keys": "app,"}, "label_keys"},
 		{"label_keys with labels on", map[string]string{"Labels": "on", "Label_Keys": "app"}, "label_keys"},
 		{"compose_fields bad", map[string]string{"Compose_Fields": "both"}, "compose_fields"},
@@ -200,6 +211,7 @@ func TestParseEmptyValueMeansDefault(t *testing.T) {
 		LogLevel:      logrus.InfoLevel,
 		DBMargin:      5 * time.Second,
 		ComposeFields: true, DockerTLSVerify: true,
+		LogsFrom: jsonfile.Auto, ContainersPath: "/var/lib/docker/containers",
 	}
 	if !reflect.DeepEqual(want, defaults) {
 		t.Errorf("defaults = %+v, want %+v", want, defaults)

@@ -433,7 +433,7 @@ func translate(m events.Message) (capture.Event, bool) {
 		a = capture.ActionDestroy
 	}
 	switch a {
-	case capture.ActionStart, capture.ActionDestroy, capture.ActionRename,
+	case capture.ActionStart, capture.ActionDie, capture.ActionDestroy, capture.ActionRename,
 		capture.ActionPause, capture.ActionUnpause:
 	default:
 		return capture.Event{}, false

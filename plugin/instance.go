@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture/jsonfile"
 	"github.com/dockerlogs/fluent-bit-docker-logs/conf"
 	"github.com/dockerlogs/fluent-bit-docker-logs/docker"
 	"github.com/dockerlogs/fluent-bit-docker-logs/metrics"
@@ -79,7 +80,9 @@ func (p *instance) start(cfg conf.Config) error {
 	}
 	opts := cfg.Options()
 	opts.Positions = positions
-	c := capture.New(src, opts, p.log)
+	// Logs come from the containers' files below the reader where they
+	// can; discovery, inspect and events stay on the daemon.
+	c := capture.New(jsonfile.New(src, cfg.LogsFrom, cfg.ContainersPath, p.log), opts, p.log)
 	if ln != nil {
 		if p.metrics, err = metrics.Serve(ln, c.Stats, cfg.MetricsContainerLabels, p.log); err != nil {
 			src.Close()
@@ -89,7 +92,8 @@ func (p *instance) start(cfg conf.Config) error {
 	p.cfg, p.src, p.capture = cfg, src, c
 	p.inFlight = make(map[unsafe.Pointer]capture.Batch)
 	p.capture.Start()
-	p.log.WithField("stream_refresh", cfg.StreamRefresh.String()).Info("started")
+	p.log.WithField("stream_refresh", cfg.StreamRefresh.String()).WithField("logs_from", cfg.LogsFrom.String()).
+		WithField("containers_path", cfg.ContainersPath).Info("started")
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 	"sync"
 
 	"github.com/sirupsen/logrus"
@@ -32,6 +33,18 @@ const (
 	// API reads only through the daemon's API.
 	API
 )
+
+func (m Mode) String() string {
+	switch m {
+	case Auto:
+		return "auto"
+	case Files:
+		return "files"
+	case API:
+		return "api"
+	}
+	return "mode(" + strconv.Itoa(int(m)) + ")"
+}
 
 // DefaultContainersPath is where the daemon keeps its containers'
 // directories (Docker Root Dir + /containers).

@@ -53,7 +53,10 @@ type stream struct {
 	stopping   bool // the container stopped: read to the end once more, then end
 	poll       time.Duration
 	ended      bool
-	bad        int // malformed lines skipped, for the log
+	// chain opens the files that replace the live one as soon as they are
+	// created (follow only); Close stops it.
+	chain *chain
+	bad   int // malformed lines skipped, for the log
 }
 
 // Tuning of the file path, with the reasons.
@@ -82,18 +85,28 @@ func newStream(ctx context.Context, live string, req capture.LogsRequest, ctr *c
 	if err != nil {
 		return nil, err
 	}
+	newest := files[len(files)-1]
 	if req.Tail >= 0 {
 		if files, err = applyTail(files, req.Tail); err != nil {
 			return nil, err
 		}
 	}
-	return &stream{ctx: ctx, req: req, live: live, ctr: ctr, log: log, files: files,
-		closed: make(chan struct{}), in: make([]byte, readBufSize), poll: minPoll}, nil
+	s := &stream{ctx: ctx, req: req, live: live, ctr: ctr, log: log, files: files,
+		closed: make(chan struct{}), in: make([]byte, readBufSize), poll: minPoll}
+	if req.Follow {
+		s.chain = startChain(live, newest, log)
+	}
+	return s, nil
 }
 
 // Close ends a Read waiting for lines and closes the files.
 func (s *stream) Close() error {
-	s.closeOnce.Do(func() { close(s.closed) })
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		if s.chain != nil {
+			s.chain.stop()
+		}
+	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, f := range s.files {
@@ -359,24 +372,22 @@ func (s *stream) atLiveEnd(cur *logFile) (followNext, error) {
 		cur.final = true
 		return followRead, nil
 	}
-	// A rotation under way can move the names between the look and the
-	// open: look again.
-	for range snapshotAttempts {
-		next, err := s.openNext(cur)
-		if errors.Is(err, errChanged) {
-			continue
-		}
-		if errors.Is(err, errNotCreated) {
-			return followWait, nil
-		}
-		if err != nil || next == nil {
-			return followEnd, err
-		}
-		s.endOfFile(cur)
-		s.files = append(s.files, next)
-		return followRead, nil
+	next, err := s.chain.next(cur)
+	switch {
+	case errors.Is(err, errNotCreated):
+		return followWait, nil
+	case err != nil:
+		return followEnd, err
+	case next == nil:
+		// The file after cur is not known for certain: it was compressed
+		// or deleted before it could be opened. End; the reader resumes
+		// from its position.
+		s.log.WithField("file", cur.name).Warn("a rotated log file was gone before it could be opened; resuming from the last position")
+		return followEnd, nil
 	}
-	return followEnd, nil
+	s.endOfFile(cur)
+	s.files = append(s.files, next)
+	return followRead, nil
 }
 
 // openNext opens the file that followed cur, which was rotated: the live
@@ -385,14 +396,14 @@ func (s *stream) atLiveEnd(cur *logFile) (followNext, error) {
 // compressed or deleted after more rotations than were seen); the stream
 // then ends and the reader resumes from its position. errChanged: a
 // rotation moved the names meanwhile.
-func (s *stream) openNext(cur *logFile) (*logFile, error) {
-	k := rotatedIndex(s.live, cur.info)
+func openNext(live string, cur *logFile) (*logFile, error) {
+	k := rotatedIndex(live, cur.info)
 	if k == 0 {
 		return nil, nil
 	}
-	name := s.live
+	name := live
 	if k > 1 {
-		name = s.live + "." + strconv.Itoa(k-1)
+		name = live + "." + strconv.Itoa(k-1)
 	}
 	f, err := os.Open(name)
 	switch {
@@ -410,7 +421,7 @@ func (s *stream) openNext(cur *logFile) (*logFile, error) {
 	}
 	// A rotation renames .k before it renames .k-1 (or the live file):
 	// if .k is still cur, the file opened is the one that followed cur.
-	if again, err := os.Stat(s.live + "." + strconv.Itoa(k)); err != nil || !os.SameFile(again, cur.info) {
+	if again, err := os.Stat(live + "." + strconv.Itoa(k)); err != nil || !os.SameFile(again, cur.info) {
 		f.Close()
 		return nil, errChanged
 	}

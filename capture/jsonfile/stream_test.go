@@ -305,3 +305,45 @@ func TestCloseEndsAWaitingRead(t *testing.T) {
 		t.Fatalf("Read after Close: %v, want os.ErrClosed", err)
 	}
 }
+
+// A reader that does not read while the files rotate past max-file still
+// gets every line: each new file is held open as soon as it exists.
+func TestAReaderBehindByMoreThanMaxFileFilesLosesNothing(t *testing.T) {
+	d := newFakeDriver(t, t.TempDir(), 2000, 2, false)
+	st, err := newStream(context.Background(), d.live, capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1, Follow: true},
+		testInfo(), quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var w []written
+	for r := 1; r <= 10; r++ {
+		for d.rotations < r {
+			w = append(w, writeLines(d, len(w), 1)...)
+		}
+		// The watcher opens the new file by itself; nothing reads.
+		deadline := time.Now().Add(10 * time.Second)
+		for held(st) < r {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d files held after rotation %d", held(st), r)
+			}
+			time.Sleep(time.Millisecond) // the watcher has no event to await here
+		}
+	}
+	var b []byte
+	buf := make([]byte, 64<<10)
+	for len(decodeFrames(t, b)) < len(w) {
+		n, err := st.Read(buf)
+		if err != nil {
+			t.Fatalf("read after %d entries: %v", len(decodeFrames(t, b)), err)
+		}
+		b = append(b, buf[:n]...)
+	}
+	checkSame(t, decodeFrames(t, b), w)
+}
+
+func held(st *stream) int {
+	st.chain.mu.Lock()
+	defer st.chain.mu.Unlock()
+	return len(st.chain.held)
+}
