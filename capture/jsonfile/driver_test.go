@@ -110,15 +110,18 @@ func (d *fakeDriver) rotate() {
 		d.compressing.Unlock()
 		return
 	}
+	last := d.stamp
 	go func() {
 		defer d.compressing.Unlock()
-		if err := compressFile(d.live + ".1"); err != nil {
+		if err := compressFile(d.live+".1", last); err != nil {
 			d.t.Error(err)
 		}
 	}()
 }
 
-func compressFile(name string) error {
+// compressFile is the daemon's: the stamp of the last entry goes into the
+// gzip header.
+func compressFile(name string, last time.Time) error {
 	in, err := os.Open(name)
 	if err != nil {
 		return err
@@ -129,6 +132,9 @@ func compressFile(name string) error {
 		return err
 	}
 	zw := gzip.NewWriter(out)
+	if zw.Header.Extra, err = json.Marshal(map[string]time.Time{"lastTime": last}); err != nil {
+		return err
+	}
 	if _, err := io.Copy(zw, in); err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 
@@ -390,66 +389,3 @@ func (s *stream) atLiveEnd(cur *logFile) (followNext, error) {
 	return followRead, nil
 }
 
-// openNext opens the file that followed cur, which was rotated: the live
-// file or a rotated one, which is then final. It returns nil when that file
-// is not known for certain (cur was removed with its container, or it was
-// compressed or deleted after more rotations than were seen); the stream
-// then ends and the reader resumes from its position. errChanged: a
-// rotation moved the names meanwhile.
-func openNext(live string, cur *logFile) (*logFile, error) {
-	k := rotatedIndex(live, cur.info)
-	if k == 0 {
-		return nil, nil
-	}
-	name := live
-	if k > 1 {
-		name = live + "." + strconv.Itoa(k-1)
-	}
-	f, err := os.Open(name)
-	switch {
-	case errors.Is(err, fs.ErrNotExist) && k == 1:
-		return nil, errNotCreated
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, errChanged // compressed meanwhile
-	case err != nil:
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	info, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	// A rotation renames .k before it renames .k-1 (or the live file):
-	// if .k is still cur, the file opened is the one that followed cur.
-	if again, err := os.Stat(live + "." + strconv.Itoa(k)); err != nil || !os.SameFile(again, cur.info) {
-		f.Close()
-		return nil, errChanged
-	}
-	// A rotated one is complete.
-	return &logFile{f: f, r: f, name: name, info: info, live: true, final: k > 1}, nil
-}
-
-// errNotCreated: the daemon is between renaming the live file and
-// creating it again.
-var errNotCreated = errors.New("live log file not created yet")
-
-// maxRotatedLook bounds the rotated names searched for a followed file.
-const maxRotatedLook = 100
-
-// rotatedIndex is k when the rotated file <live>.k is the file of info, 0
-// when none is.
-func rotatedIndex(live string, info os.FileInfo) int {
-	for k := 1; k <= maxRotatedLook; k++ {
-		fi, err := os.Stat(live + "." + strconv.Itoa(k))
-		if err != nil {
-			if _, gzErr := os.Stat(live + "." + strconv.Itoa(k) + ".gz"); gzErr != nil {
-				return 0 // past the last rotated file
-			}
-			continue
-		}
-		if os.SameFile(fi, info) {
-			return k
-		}
-	}
-	return 0
-}

@@ -1,6 +1,7 @@
 package jsonfile
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -346,4 +347,84 @@ func held(st *stream) int {
 	st.chain.mu.Lock()
 	defer st.chain.mu.Unlock()
 	return len(st.chain.held)
+}
+
+// After its file was compressed, the file that followed a held one is
+// still found: by the last stamp in the gzip header and the size.
+func TestTheFileAfterACompressedOneIsFoundByItsHeader(t *testing.T) {
+	d := newFakeDriver(t, t.TempDir(), 2000, 5, true)
+	f, err := os.Open(d.live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := &logFile{f: f, r: f, name: d.live, info: info, live: true}
+	var w []written
+	for r := 1; r <= 2; r++ {
+		for d.rotations < r {
+			w = append(w, writeLines(d, len(w), 1)...)
+		}
+	}
+	d.compressing.Lock() // both compressions are done
+	d.compressing.Unlock()
+	if _, err := os.Stat(d.live + ".2.gz"); err != nil {
+		t.Fatalf("the held file was not compressed to .2.gz: %v", err)
+	}
+	// What the held file holds tells where the next one starts.
+	heldInfo, _ := f.Stat()
+	held.info = heldInfo
+	first := 0
+	for _, x := range readFile(t, f) {
+		if x.log == w[first].log {
+			first++
+		}
+	}
+	next, err := openNext(d.live, held)
+	if err != nil || next == nil {
+		t.Fatalf("openNext: %v, %v", next, err)
+	}
+	defer next.close()
+	if next.name != d.live+".1.gz" || !next.gz || !next.final {
+		t.Fatalf("next is %s (gz %v, final %v), want the final %s.1.gz", next.name, next.gz, next.final, d.live)
+	}
+	b, err := io.ReadAll(next.r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := readLines(t, b)
+	if len(g) == 0 || g[0].log != w[first].log {
+		t.Fatalf("next starts with %v, want line %d %q", g[:min(1, len(g))], first, w[first].log)
+	}
+}
+
+func readFile(t *testing.T, f *os.File) []got {
+	t.Helper()
+	b, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return readLines(t, b)
+}
+
+// readLines parses json-file lines.
+func readLines(t *testing.T, b []byte) []got {
+	t.Helper()
+	var out []got
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			t.Fatalf("unterminated line %q", b)
+		}
+		o, e, err := parseLine(nil, b[:i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, got{e.stream, e.ts, string(o[fixedStampLen+1:])})
+		b = b[i+1:]
+	}
+	return out
 }

@@ -1,0 +1,175 @@
+package jsonfile
+
+import (
+	"compress/gzip"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
+)
+
+// Finding the file that followed a rotated one. A rotation renames from
+// the oldest name down (.N-1 to .N, ..., .1 to .2, the live file to .1)
+// and then creates the live file, so the file after the one at .k is the
+// one at .k-1 (the live file after .1), and if .k still holds it after
+// .k-1 was opened, no rename came between. A plain file keeps its identity
+// through renames; once compressed, .k.gz is a new file, recognised by
+// what the daemon writes into it: the stamp of its last entry in the gzip
+// header ({"lastTime": ...}) and its uncompressed size in the trailer.
+
+// errNotCreated: the daemon is between renaming the live file and
+// creating it again.
+var errNotCreated = errors.New("live log file not created yet")
+
+// maxRotatedLook bounds the rotated names searched for a followed file.
+const maxRotatedLook = 100
+
+// place is where a rotated file was found.
+type place struct {
+	k    int
+	name string
+	info os.FileInfo // of the file at name when it was found
+}
+
+// openNext opens the file that followed cur, which was rotated: the live
+// file, or a rotated one, which is then final. It returns nil when that
+// file is not known for certain (cur was removed with its container, or
+// rotated out after more rotations than were seen). errChanged: a rotation
+// moved the names meanwhile; errNotCreated: the live file is not there yet.
+func openNext(live string, cur *logFile) (*logFile, error) {
+	at, ok := locate(live, cur)
+	if !ok {
+		return nil, nil
+	}
+	names := []string{live}
+	if at.k > 1 {
+		prev := live + "." + strconv.Itoa(at.k-1)
+		names = []string{prev, prev + ".gz"} // .k-1 while its compression is under way
+	}
+	var f *os.File
+	var name string
+	var err error
+	for _, name = range names {
+		if f, err = os.Open(name); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && at.k == 1:
+		return nil, errNotCreated
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, errChanged
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if again, err := os.Stat(at.name); err != nil || !os.SameFile(again, at.info) {
+		f.Close()
+		return nil, errChanged
+	}
+	next := &logFile{f: f, r: f, name: name, info: info, live: true, final: at.k > 1}
+	if next.gz = len(name) > 3 && name[len(name)-3:] == ".gz"; next.gz {
+		if next.r, err = gzip.NewReader(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return next, nil
+}
+
+// locate finds cur among the rotated files.
+func locate(live string, cur *logFile) (place, bool) {
+	var stamp capture.Timestamp
+	stamped := false
+	for k := 1; k <= maxRotatedLook; k++ {
+		plain := live + "." + strconv.Itoa(k)
+		if fi, err := os.Stat(plain); err == nil {
+			if os.SameFile(fi, cur.info) {
+				return place{k, plain, fi}, true
+			}
+			continue
+		}
+		gz := plain + ".gz"
+		fi, err := os.Stat(gz)
+		if err != nil {
+			return place{}, false // past the last rotated file
+		}
+		if os.SameFile(fi, cur.info) {
+			return place{k, gz, fi}, true
+		}
+		if cur.gz {
+			continue
+		}
+		if !stamped {
+			var ok bool
+			if stamp, ok = lastStamp(cur); !ok {
+				return place{}, false
+			}
+			stamped = true
+		}
+		if compressedFrom(gz, fi, stamp, cur.info.Size()) {
+			return place{k, gz, fi}, true
+		}
+	}
+	return place{}, false
+}
+
+// lastStamp is the stamp of the last entry of a plain file.
+func lastStamp(f *logFile) (capture.Timestamp, bool) {
+	size := f.info.Size()
+	// The daemon's lines are at most a few times 16 KiB.
+	n := min(size, int64(maxLineBytes))
+	b := make([]byte, n)
+	if _, err := f.f.ReadAt(b, size-n); err != nil && !errors.Is(err, io.EOF) {
+		return 0, false
+	}
+	end := len(b)
+	for end > 0 && b[end-1] == '\n' {
+		end--
+	}
+	start := end
+	for start > 0 && b[start-1] != '\n' {
+		start--
+	}
+	_, e, err := parseLine(nil, b[start:end])
+	return e.ts, err == nil
+}
+
+// compressedFrom reports whether the gzip file name holds a file whose
+// last entry is stamped stamp and whose size is size.
+func compressedFrom(name string, info os.FileInfo, stamp capture.Timestamp, size int64) bool {
+	f, err := os.Open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var trailer [4]byte // ISIZE: the uncompressed size modulo 2^32
+	if info.Size() < int64(len(trailer)) {
+		return false
+	}
+	if _, err := f.ReadAt(trailer[:], info.Size()-4); err != nil || binary.LittleEndian.Uint32(trailer[:]) != uint32(size) {
+		return false
+	}
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return false
+	}
+	var meta struct {
+		LastTime time.Time `json:"lastTime"`
+	}
+	if json.Unmarshal(zr.Header.Extra, &meta) != nil {
+		return false
+	}
+	return capture.Timestamp(meta.LastTime.UnixNano()) == stamp
+}
