@@ -91,6 +91,7 @@ func openNext(live string, cur *logFile) (*logFile, error) {
 // locate finds cur among the rotated files.
 func locate(live string, cur *logFile) (place, bool) {
 	var stamp capture.Timestamp
+	var size int64
 	stamped := false
 	for k := 1; k <= maxRotatedLook; k++ {
 		plain := live + "." + strconv.Itoa(k)
@@ -112,26 +113,32 @@ func locate(live string, cur *logFile) (place, bool) {
 			continue
 		}
 		if !stamped {
+			// Its size now: the info kept is from when it was opened,
+			// and it grew until the daemon rotated it.
+			now, err := cur.f.Stat()
+			if err != nil {
+				return place{}, false
+			}
+			size = now.Size()
 			var ok bool
-			if stamp, ok = lastStamp(cur); !ok {
+			if stamp, ok = lastStamp(cur.f, size); !ok {
 				return place{}, false
 			}
 			stamped = true
 		}
-		if compressedFrom(gz, fi, stamp, cur.info.Size()) {
+		if compressedFrom(gz, fi, stamp, size) {
 			return place{k, gz, fi}, true
 		}
 	}
 	return place{}, false
 }
 
-// lastStamp is the stamp of the last entry of a plain file.
-func lastStamp(f *logFile) (capture.Timestamp, bool) {
-	size := f.info.Size()
+// lastStamp is the stamp of the last entry of a plain file of size bytes.
+func lastStamp(f *os.File, size int64) (capture.Timestamp, bool) {
 	// The daemon's lines are at most a few times 16 KiB.
 	n := min(size, int64(maxLineBytes))
 	b := make([]byte, n)
-	if _, err := f.f.ReadAt(b, size-n); err != nil && !errors.Is(err, io.EOF) {
+	if _, err := f.ReadAt(b, size-n); err != nil && !errors.Is(err, io.EOF) {
 		return 0, false
 	}
 	end := len(b)

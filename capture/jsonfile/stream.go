@@ -388,4 +388,3 @@ func (s *stream) atLiveEnd(cur *logFile) (followNext, error) {
 	s.files = append(s.files, next)
 	return followRead, nil
 }
-
