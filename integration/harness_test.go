@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture/jsonfile"
 	"github.com/dockerlogs/fluent-bit-docker-logs/docker"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/capturetest"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
@@ -39,6 +40,30 @@ func run(t *testing.T, suffix string, o dockertest.RunOptions) (id, name string)
 	return dockertest.Run(t, o), name
 }
 
+// The suite runs with the logs read through the API or from the files,
+// as IT_LOGS_FROM says (api, files or auto; api when unset): `make
+// integration` runs it both ways.
+const logsFromEnv = "IT_LOGS_FROM"
+
+// containersPath is where this host's daemon keeps its containers (Docker
+// Root Dir /var/lib/docker), readable here as root.
+const containersPath = jsonfile.DefaultContainersPath
+
+func logsFrom(t *testing.T) jsonfile.Mode {
+	t.Helper()
+	switch v := os.Getenv(logsFromEnv); v {
+	case "", "api":
+		return jsonfile.API
+	case "files":
+		return jsonfile.Files
+	case "auto":
+		return jsonfile.Auto
+	default:
+		t.Fatalf("%s=%q: want api, files or auto", logsFromEnv, v)
+		return jsonfile.API
+	}
+}
+
 // harness is the shared collector with this suite's counting source.
 type harness struct {
 	*capturetest.Collector
@@ -59,6 +84,13 @@ func startCapture(t *testing.T, opts capture.Options) *harness {
 // logs stream carried.
 func startCaptureTapped(t *testing.T, opts capture.Options, tap bool) *harness {
 	t.Helper()
+	return startCaptureFrom(t, opts, tap, logsFrom(t), containersPath)
+}
+
+// startCaptureFrom is startCaptureTapped with the logs read as mode says,
+// with the containers' directories at dir.
+func startCaptureFrom(t *testing.T, opts capture.Options, tap bool, mode jsonfile.Mode, dir string) *harness {
+	t.Helper()
 	dockertest.SkipOnPodman(t, "positions are stamps and Podman's are whole seconds: every line after the first of a second already read is taken for a read one (README, Known limits)")
 	cli, err := docker.New("", nil)
 	if err != nil {
@@ -70,7 +102,7 @@ func startCaptureTapped(t *testing.T, opts capture.Options, tap bool) *harness {
 		return c.Labels[dockertest.LabelRun] == dockertest.RunID() && c.Labels[labelTest] == tag &&
 			(own == nil || own(c))
 	}
-	src := capturetest.NewCountingSource(cli, tap)
+	src := capturetest.NewCountingSource(jsonfile.New(cli, mode, dir, nil), tap)
 	h := &harness{t: t, src: src}
 	h.Collector = capturetest.Start(t, src, opts, tag)
 	h.AfterStop = func() {

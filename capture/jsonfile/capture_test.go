@@ -280,9 +280,19 @@ func TestUnreadableFilesUseTheAPIInAutoAndAreAnErrorInFiles(t *testing.T) {
 	if _, err := s.Logs(context.Background(), testID, capture.LogsRequest{Stdout: true}); err == nil || err.Error() != "from the api" || api.logs != 1 {
 		t.Errorf("auto: %v after %d API requests, want the API's answer", err, api.logs)
 	}
-	s = New(api, Files, t.TempDir(), quietLog())
+	// Files only: a directory without a json-file log is another
+	// driver's (unreadable); no directory is a removed container.
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, testID), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s = New(api, Files, dir, quietLog())
 	if _, err := s.Logs(context.Background(), testID, capture.LogsRequest{Stdout: true}); !errors.Is(err, capture.ErrLogsUnreadable) || api.logs != 1 {
 		t.Errorf("files: %v after %d API requests, want ErrLogsUnreadable and no request", err, api.logs)
+	}
+	s = New(api, Files, t.TempDir(), quietLog())
+	if _, err := s.Logs(context.Background(), testID, capture.LogsRequest{Stdout: true}); !errors.Is(err, capture.ErrNotFound) || api.logs != 1 {
+		t.Errorf("files, removed: %v after %d API requests, want ErrNotFound and no request", err, api.logs)
 	}
 	s = New(api, API, t.TempDir(), quietLog())
 	if _, err := s.Logs(context.Background(), testID, capture.LogsRequest{Stdout: true}); api.logs != 2 {

@@ -116,6 +116,20 @@ func (c *chain) openAfterLast() (*logFile, error) {
 	return nil, errRotating
 }
 
+// release closes a file the reader has read to its end. If it is the
+// newest the chain knows, what identifies its compressed copy is kept
+// first: the file after it may still have to be found from it.
+func (c *chain) release(f *logFile) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f == c.last && !f.gz && f.ident == nil {
+		if id, ok := identify(f); ok {
+			f.ident = &id
+		}
+	}
+	f.close()
+}
+
 // next returns the file after cur, which the reader has read to its end
 // after it was rotated. nil: that file is not known for certain; an
 // error wrapping errNotCreated: it does not exist yet.

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
 )
 
 // A container's json-file log is its live file <id>-json.log and, with
@@ -36,6 +38,15 @@ type logFile struct {
 	// final: the live file was renamed or removed, so the daemon has
 	// closed it and what it holds is all it will hold.
 	final bool
+	// ident is what tells a compressed copy of it apart, kept when it is
+	// closed while a chain still needs it (see chain.release).
+	ident *identity
+}
+
+// identity of a rotated plain file: its last entry's stamp and its size.
+type identity struct {
+	stamp capture.Timestamp
+	size  int64
 }
 
 func (l *logFile) close() {

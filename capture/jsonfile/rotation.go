@@ -113,24 +113,35 @@ func locate(live string, cur *logFile) (place, bool) {
 			continue
 		}
 		if !stamped {
-			// Its size now: the info kept is from when it was opened,
-			// and it grew until the daemon rotated it.
-			now, err := cur.f.Stat()
-			if err != nil {
+			id, ok := identify(cur)
+			if !ok {
 				return place{}, false
 			}
-			size = now.Size()
-			var ok bool
-			if stamp, ok = lastStamp(cur.f, size); !ok {
-				return place{}, false
-			}
-			stamped = true
+			stamp, size, stamped = id.stamp, id.size, true
 		}
 		if compressedFrom(gz, fi, stamp, size) {
 			return place{k, gz, fi}, true
 		}
 	}
 	return place{}, false
+}
+
+// identify tells what a rotated plain file's compressed copy will show.
+func identify(f *logFile) (identity, bool) {
+	if f.ident != nil {
+		return *f.ident, true
+	}
+	if f.f == nil {
+		return identity{}, false
+	}
+	// Its size now: the info kept is from when it was opened, and it
+	// grew until the daemon rotated it.
+	now, err := f.f.Stat()
+	if err != nil {
+		return identity{}, false
+	}
+	stamp, ok := lastStamp(f.f, now.Size())
+	return identity{stamp: stamp, size: now.Size()}, ok
 }
 
 // lastStamp is the stamp of the last entry of a plain file of size bytes.

@@ -9,8 +9,11 @@ package jsonfile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -66,8 +69,12 @@ type Source struct {
 var _ capture.Source = (*Source)(nil)
 
 // New wraps inner. dir is where the containers' directories are seen from
-// this process (the daemon's LogPath is in its own mount namespace).
+// this process (the daemon's LogPath is in its own mount namespace). A nil
+// log is logrus's standard logger.
 func New(inner capture.Source, mode Mode, dir string, log logrus.FieldLogger) *Source {
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
 	return &Source{inner: inner, mode: mode, dir: dir, log: log, containers: map[string]*containerInfo{}}
 }
 
@@ -209,7 +216,15 @@ func (s *Source) Logs(ctx context.Context, id string, req capture.LogsRequest) (
 		return st, nil
 	}
 	if s.mode == Files {
+		if _, dirErr := os.Stat(filepath.Dir(s.LogPath(id))); errors.Is(dirErr, fs.ErrNotExist) {
+			// Removed with its directory: gone, not unreadable.
+			return nil, fmt.Errorf("read log files of container %s: %w: %w", id[:12], capture.ErrNotFound, err)
+		}
 		return nil, fmt.Errorf("read log files of container %s: %w: %w", id[:12], capture.ErrLogsUnreadable, err)
+	}
+	rc, apiErr := s.inner.Logs(ctx, id, req)
+	if apiErr != nil {
+		return nil, apiErr // gone, or the daemon's failure: not the files'
 	}
 	ci.mu.Lock()
 	first := !ci.logged
@@ -219,7 +234,7 @@ func (s *Source) Logs(ctx context.Context, id string, req capture.LogsRequest) (
 		s.log.WithField("container_id", id[:12]).WithField("reason", err.Error()).
 			Info("log files not readable (another log driver, or not mounted): reading this container through the API")
 	}
-	return s.inner.Logs(ctx, id, req)
+	return rc, nil
 }
 
 // validID keeps a path built from an id inside dir.

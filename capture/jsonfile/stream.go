@@ -321,7 +321,11 @@ func (s *stream) endOfFile(f *logFile) {
 		s.log.WithField("file", f.name).Warnf("skipping %d bytes after the last line of a finished log file", s.inEnd-s.inStart)
 	}
 	s.inStart, s.inEnd, s.discarding = 0, 0, false
-	f.close()
+	if s.chain != nil {
+		s.chain.release(f)
+	} else {
+		f.close()
+	}
 	s.files = s.files[1:]
 }
 

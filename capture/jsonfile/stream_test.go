@@ -350,53 +350,57 @@ func held(st *stream) int {
 }
 
 // After its file was compressed, the file that followed a held one is
-// still found: by the last stamp in the gzip header and the size.
+// still found: by the last stamp in the gzip header and the size, also
+// when the reader has read and closed it before the chain looked.
 func TestTheFileAfterACompressedOneIsFoundByItsHeader(t *testing.T) {
-	d := newFakeDriver(t, t.TempDir(), 2000, 5, true)
-	f, err := os.Open(d.live)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	held := &logFile{f: f, r: f, name: d.live, info: info, live: true}
-	var w []written
-	for r := 1; r <= 2; r++ {
-		for d.rotations < r {
-			w = append(w, writeLines(d, len(w), 1)...)
-		}
-	}
-	d.compressing.Lock() // both compressions are done
-	d.compressing.Unlock()
-	if _, err := os.Stat(d.live + ".2.gz"); err != nil {
-		t.Fatalf("the held file was not compressed to .2.gz: %v", err)
-	}
-	// What the held file holds tells where the next one starts. held.info
-	// is still from when it was opened, empty, as in a chain.
-	first := 0
-	for _, x := range readFile(t, f) {
-		if x.log == w[first].log {
-			first++
-		}
-	}
-	next, err := openNext(d.live, held)
-	if err != nil || next == nil {
-		t.Fatalf("openNext: %v, %v", next, err)
-	}
-	defer next.close()
-	if next.name != d.live+".1.gz" || !next.gz || !next.final {
-		t.Fatalf("next is %s (gz %v, final %v), want the final %s.1.gz", next.name, next.gz, next.final, d.live)
-	}
-	b, err := io.ReadAll(next.r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := readLines(t, b)
-	if len(g) == 0 || g[0].log != w[first].log {
-		t.Fatalf("next starts with %v, want line %d %q", g[:min(1, len(g))], first, w[first].log)
+	for _, closed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "held", true: "read and closed"}[closed], func(t *testing.T) {
+			d := newFakeDriver(t, t.TempDir(), 2000, 5, true)
+			f, err := os.Open(d.live)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			info, err := f.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// info is from when it was opened, empty, as in a chain.
+			held := &logFile{f: f, r: f, name: d.live, info: info, live: true}
+			c := &chain{live: d.live, last: held, log: quietLog()}
+			var w []written
+			for d.rotations < 1 {
+				w = append(w, writeLines(d, len(w), 1)...)
+			}
+			first := len(readFile(t, f)) // the next file starts with w[first]
+			if closed {
+				c.release(held)
+			}
+			for d.rotations < 2 {
+				w = append(w, writeLines(d, len(w), 1)...)
+			}
+			d.compressing.Lock() // both compressions are done
+			d.compressing.Unlock()
+			if _, err := os.Stat(d.live + ".2.gz"); err != nil {
+				t.Fatalf("the held file was not compressed to .2.gz: %v", err)
+			}
+			next, err := openNext(d.live, held)
+			if err != nil || next == nil {
+				t.Fatalf("openNext: %v, %v", next, err)
+			}
+			defer next.close()
+			if next.name != d.live+".1.gz" || !next.gz || !next.final {
+				t.Fatalf("next is %s (gz %v, final %v), want the final %s.1.gz", next.name, next.gz, next.final, d.live)
+			}
+			b, err := io.ReadAll(next.r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := readLines(t, b)
+			if len(g) == 0 || g[0].log != w[first].log {
+				t.Fatalf("next starts with %v, want line %d %q", g[:min(1, len(g))], first, w[first].log)
+			}
+		})
 	}
 }
 
