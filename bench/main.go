@@ -64,7 +64,7 @@ type config struct {
 	pluginProps      map[string]string
 }
 
-var allSuites = []string{"pipeline", "history", "cpu", "refresh", "scale", "latency"}
+var allSuites = []string{"pipeline", "history", "cpu", "refresh", "scale", "latency", "files"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "-child" {
@@ -275,6 +275,7 @@ func (b *bench) runSuites() error {
 		{"history", b.runHistory}, // also gives cpu
 		{"refresh", b.runRefresh},
 		{"scale", b.runScale}, // also gives latency
+		{"files", b.runFiles},
 	}
 	want := b.cfg.suites
 	if want["cpu"] {
