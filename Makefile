@@ -48,6 +48,7 @@ FUZZTIME ?= 60s
 fuzz:
 	$(GO) test ./capture -run '^$$' -fuzz '^FuzzDecoder$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./capture -run '^$$' -fuzz '^FuzzResume$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./capture/jsonfile -run '^$$' -fuzz '^FuzzParseLine$$' -fuzztime $(FUZZTIME)
 
 # Builds the plugin and runs it in Fluent Bit: the fluent-bit on the PATH,
 # else the official image with the Docker socket mounted.

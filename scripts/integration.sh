@@ -40,6 +40,9 @@ for d in "${daemons[@]}"; do
 		scripts/docker-ready.sh
 		env -u DOCKER_HOST DOCKERLOGS_DAEMON=system \
 			$GO test -race -count=1 -timeout 40m ./docker/... ./internal/... ./integration/... ./faults/... || status=FAIL
+		# The integration suite again with the logs read from the files.
+		env -u DOCKER_HOST DOCKERLOGS_DAEMON=system IT_LOGS_FROM=files \
+			$GO test -race -count=1 -timeout 40m ./integration/... || status=FAIL
 		env -u DOCKER_HOST $GO test -count=1 -timeout 20m ./testhost/... || status=FAIL
 		;;
 	docker29 | podman)
