@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -75,7 +76,10 @@ func TestMovingBetweenAPIAndFilesKeepsEveryLineOnce(t *testing.T) {
 			h.waitFor("the last line", id, seqAtLeast("stderr", n))
 		}
 		h.Stop()
-		got := h.Of(id)
+		// What the harness drains after Stop was never committed to the
+		// file, as a real exit would not deliver it: the next round reads
+		// it again. Keep what the file says was delivered.
+		got := delivered(t, db, id, h.Of(id))
 		t.Logf("round %d (%s): %d lines", round, mode, len(got))
 		recs = append(recs, got...)
 	}
@@ -83,6 +87,34 @@ func TestMovingBetweenAPIAndFilesKeepsEveryLineOnce(t *testing.T) {
 	capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(n, "both", 0, 1))
 	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
 	checkFields(t, recs, id, name)
+}
+
+// delivered keeps the records at or before the positions file's stream
+// positions of container id.
+func delivered(t *testing.T, db, id string, recs []received) []received {
+	t.Helper()
+	b, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Containers map[string]struct {
+			Stdout int64 `json:"stdout_time"`
+			Stderr int64 `json:"stderr_time"`
+		} `json:"containers"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatalf("%s: %v", db, err)
+	}
+	pos := f.Containers[id]
+	var out []received
+	for _, r := range recs {
+		limit := map[string]int64{"stdout": pos.Stdout, "stderr": pos.Stderr}[r.Stream]
+		if r.Time.UnixNano() <= limit {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // --rm containers that live a few milliseconds are read whole: the file is

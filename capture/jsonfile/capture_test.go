@@ -194,15 +194,19 @@ func captureOptions() capture.Options {
 }
 
 // TestEveryLineOnceThroughFastRotation runs the real reader over files
-// rotated as fast as they can be written, plain and compressed: every line
-// arrives once, in order, with its stamp, and nothing is asked of the API.
+// rotated as fast as they can be written, plain and compressed, with
+// streams refreshed often (each refresh closes the stream that holds the
+// rotated files): every line arrives once, in order, with its stamp, and
+// nothing is asked of the API.
 func TestEveryLineOnceThroughFastRotation(t *testing.T) {
 	for _, compress := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "compressed"}[compress], func(t *testing.T) {
 			dir := t.TempDir()
 			d := newFakeDriver(t, dir, 1<<20, 3, compress)
 			api := newFakeAPI()
-			col := startCapture(t, New(api, Files, dir, quietLog()), captureOptions())
+			opts := captureOptions()
+			opts.StreamRefresh = 100 * time.Millisecond
+			col := startCapture(t, New(api, Files, dir, quietLog()), opts)
 			const n = 100000
 			w := writeLines(d, 0, n)
 			col.waitCount(t, n, 2*time.Minute)
