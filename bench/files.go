@@ -220,14 +220,14 @@ func (b *bench) reportFiles(rs []filesRun) {
 			continue
 		}
 		all := us(r.fbCPU + r.dockerd)
-		row := []string{r.name, secs(r.wall), "", fmt.Sprintf("%.2f us", us(r.fbCPU)), fmt.Sprintf("%.2f us", us(r.dockerd)),
+		row := []string{r.name, filesSecs(r.wall), "", fmt.Sprintf("%.2f us", us(r.fbCPU)), fmt.Sprintf("%.2f us", us(r.dockerd)),
 			fmt.Sprintf("%.2f us", all), "", ""}
 		if tail != nil && tail.complete {
-			row[2] = ratio(r.wall.Seconds(), tail.wall.Seconds())
-			row[6] = ratio(all, us(tail.fbCPU+tail.dockerd))
+			row[2] = filesRatio(r.wall.Seconds(), tail.wall.Seconds())
+			row[6] = filesRatio(all, us(tail.fbCPU+tail.dockerd))
 		}
 		if api != nil && api.complete {
-			row[7] = ratio(all, us(api.fbCPU+api.dockerd))
+			row[7] = filesRatio(all, us(api.fbCPU+api.dockerd))
 		}
 		s.Rows = append(s.Rows, row)
 		b.rep.raw("files/"+r.name, map[string]any{"wall_s": r.wall.Seconds(), "fluentbit_cpu_s": r.fbCPU.Seconds(),
@@ -237,7 +237,7 @@ func (b *bench) reportFiles(rs []filesRun) {
 	b.rep.section(s)
 	ok := func(r *filesRun) bool { return r != nil && r.complete }
 	if ok(files) && ok(tail) {
-		b.rep.goal("files-time", "files: time to the last record", secs(files.wall), "<= tail's "+secs(tail.wall),
+		b.rep.goal("files-time", "files: time to the last record", filesSecs(files.wall), "<= tail's "+filesSecs(tail.wall),
 			boolp(files.wall <= tail.wall))
 		fc, tc := us(files.fbCPU+files.dockerd), us(tail.fbCPU+tail.dockerd)
 		b.rep.goal("files-cpu-tail", "files: CPU per line all told", fmt.Sprintf("%.2f us", fc), fmt.Sprintf("<= tail's %.2f us", tc), boolp(fc <= tc))
@@ -251,3 +251,7 @@ func (b *bench) reportFiles(rs []filesRun) {
 			boolp(files.dockerd < 50*time.Millisecond))
 	}
 }
+
+func filesSecs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+func filesRatio(a, b float64) string { return fmt.Sprintf("%.3f", a/b) }

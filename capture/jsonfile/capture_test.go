@@ -55,8 +55,11 @@ func (a *fakeAPI) Logs(context.Context, string, capture.LogsRequest) (io.ReadClo
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.logs++
-	return nil, cmpErr(a.logsErr, capture.ErrUnavailable)
+	return nil, cmpErr(a.logsErr, errNoAPI)
 }
+
+// errNoAPI: the fake daemon serves no logs.
+var errNoAPI = errors.New("no logs from the fake daemon")
 
 func cmpErr(a, b error) error {
 	if a != nil {

@@ -35,6 +35,8 @@ func watchDir(live string, changed func(), done chan struct{}) (stop func()) {
 		buf := make([]byte, 4096)
 		t := time.NewTicker(chainTick)
 		defer t.Stop()
+		// A file created before the watch was in place sent no event.
+		changed()
 		for {
 			if ev != nil {
 				ev.SetReadDeadline(time.Now().Add(chainTick)) //nolint:errcheck // a pollable file takes deadlines

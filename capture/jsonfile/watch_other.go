@@ -12,6 +12,7 @@ func watchDir(_ string, changed func(), done chan struct{}) (stop func()) {
 		defer close(done)
 		t := time.NewTicker(chainTick)
 		defer t.Stop()
+		changed()
 		for {
 			select {
 			case <-stopc:
