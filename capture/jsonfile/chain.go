@@ -21,9 +21,6 @@ type chain struct {
 
 	mu   sync.Mutex
 	last *logFile   // the newest file known: held, being read, or read
-	// lastReleased: the reader has read last and left it to the chain to
-	// close.
-	lastReleased bool
 	held []*logFile // opened and not taken yet, oldest first
 	// broken: a file in the sequence was gone before it could be opened;
 	// nothing after last can be added with certainty.
@@ -68,9 +65,6 @@ func (c *chain) stop() {
 		f.close()
 	}
 	c.held = nil
-	if c.lastReleased {
-		c.last.close()
-	}
 }
 
 // extend opens every file created after last.
@@ -105,7 +99,7 @@ func (c *chain) extendLocked() {
 			return
 		}
 		c.held = append(c.held, next)
-		c.advance(next)
+		c.last = next
 	}
 }
 
@@ -122,29 +116,18 @@ func (c *chain) openAfterLast() (*logFile, error) {
 	return nil, errRotating
 }
 
-// release closes a file the reader has read to its end, unless it is the
-// newest the chain knows: that one stays open until the chain moves past
-// it. Its identity is what finds the file after it, and a closed file's
-// inode number can be given to a new file at once (seen on this host:
-// the live file's number came back within a second), which would then be
-// taken for it.
+// release closes a file the reader has read to its end. If it is the
+// newest the chain knows, what identifies its compressed copy is kept
+// first: the file after it may still have to be found from it.
 func (c *chain) release(f *logFile) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if f == c.last {
-		c.lastReleased = true
-		return
+	if f == c.last && !f.gz && f.ident == nil {
+		if id, ok := identify(f); ok {
+			f.ident = &id
+		}
 	}
 	f.close()
-}
-
-// advance makes next the newest file known, closing the previous one if
-// the reader is done with it.
-func (c *chain) advance(next *logFile) {
-	if c.lastReleased {
-		c.last.close()
-	}
-	c.last, c.lastReleased = next, false
 }
 
 // next returns the file after cur, which the reader has read to its end
