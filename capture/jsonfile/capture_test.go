@@ -237,7 +237,7 @@ func TestMovingBetweenFilesAndAPIKeepsEveryLineOnce(t *testing.T) {
 	// mounted: auto falls back), then files.
 	for round, mode := range []string{"files", "files", "auto-unmounted", "files"} {
 		w = append(w, writeLines(d, len(w), 3000)...)
-		pos, err := capture.OpenPositions(db, logrus.NewEntry(logrus.New()))
+		pos, err := capture.OpenPositions(db, 0, logrus.NewEntry(logrus.New()))
 		if err != nil {
 			t.Fatal(err)
 		}
