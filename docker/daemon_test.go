@@ -249,7 +249,7 @@ func TestDaemonEventsReportLifecycleOfAContainer(t *testing.T) {
 			break
 		}
 	}
-	if want := "[start rename destroy]"; fmt.Sprint(actions) != want {
+	if want := "[start die rename destroy]"; fmt.Sprint(actions) != want {
 		t.Errorf("actions %v, want %s", actions, want)
 	}
 	cancel()

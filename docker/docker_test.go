@@ -438,7 +438,7 @@ func podmanEventsHandler(w http.ResponseWriter, r *http.Request) {
 	<-r.Context().Done()
 }
 
-func TestEventsOfPodmanGiveStartAndDestroy(t *testing.T) {
+func TestEventsOfPodmanGiveStartDieAndDestroy(t *testing.T) {
 	f, c := fakeClient(t)
 	f.mux.HandleFunc("GET /events", podmanEventsHandler)
 	// Bounded: events a filter drops never come.
@@ -447,11 +447,11 @@ func TestEventsOfPodmanGiveStartAndDestroy(t *testing.T) {
 	evc, errc := c.Events(ctx)
 	var got []capture.EventAction
 	for ev := range evc {
-		if got = append(got, ev.Action); len(got) == 2 {
+		if got = append(got, ev.Action); len(got) == 3 {
 			break
 		}
 	}
-	if want := []capture.EventAction{capture.ActionStart, capture.ActionDestroy}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := []capture.EventAction{capture.ActionStart, capture.ActionDie, capture.ActionDestroy}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("actions %v, want %v", got, want)
 	}
 	cancel()
