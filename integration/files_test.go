@@ -23,6 +23,7 @@ import (
 // from the files every line arrives once: each new file is held open as
 // soon as it exists, and a compressed one is recognised by its header.
 func TestFilesRotationAtAHighRateDeliversEveryLineOnce(t *testing.T) {
+	onSystemDaemon(t)
 	t.Skip("known loss: at high rotation rates on a loaded host the files path loses lines (README, Reading the log files); Logs_From api is the default until this passes")
 	for _, compress := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "compressed"}[compress], func(t *testing.T) {
@@ -55,6 +56,7 @@ func TestFilesRotationAtAHighRateDeliversEveryLineOnce(t *testing.T) {
 // on from where the last one stopped, whether either read the files or
 // the API: both serve the same requests with the same stamps.
 func TestMovingBetweenAPIAndFilesKeepsEveryLineOnce(t *testing.T) {
+	onSystemDaemon(t)
 	t.Skip("known stall: under a loaded parallel run a files round after an API round once delivered nothing for 2 minutes (README, Reading the log files); it passes alone")
 	t.Parallel()
 	const n = 6000
@@ -123,6 +125,7 @@ func delivered(t *testing.T, db, id string, recs []received) []received {
 // opened when the container starts and read from the open descriptor
 // after the daemon has removed it.
 func TestRemovedAtExitContainersAreReadWholeFromTheFiles(t *testing.T) {
+	onSystemDaemon(t)
 	t.Parallel()
 	h := startCaptureFrom(t, capturetest.Options(), false, jsonfile.Files, containersPath)
 	const containers, lines = 30, 200
@@ -149,6 +152,7 @@ func TestRemovedAtExitContainersAreReadWholeFromTheFiles(t *testing.T) {
 // Containers_Path says, or another log driver) is read through the API,
 // every line once.
 func TestAutoReadsUnreadableFilesThroughTheAPI(t *testing.T) {
+	onSystemDaemon(t)
 	t.Parallel()
 	args := []string{"-lines", "500", "-stream", "both", "-hold"}
 	id, name := run(t, "json", dockertest.RunOptions{Args: args})
@@ -164,5 +168,15 @@ func TestAutoReadsUnreadableFilesThroughTheAPI(t *testing.T) {
 		capturetest.CheckExactlyOnce(t, h.Of(local), capturetest.LoggenLines(500, "both", 0, 1))
 		checkFields(t, h.Of(id), id, name)
 		checkFields(t, h.Of(local), local, localName)
+	}
+}
+
+// onSystemDaemon skips t on the daemons scripts/daemon.sh starts: the files
+// tests read the system daemon's containers directory (containersPath),
+// and those daemons keep theirs elsewhere (Podman writes no json-file logs).
+func onSystemDaemon(t *testing.T) {
+	t.Helper()
+	if d := os.Getenv("DOCKERLOGS_DAEMON"); d != "" && d != "system" {
+		t.Skipf("skipped on %s: the files tests read the system daemon's %s", d, containersPath)
 	}
 }
