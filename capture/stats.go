@@ -197,7 +197,15 @@ type ContainerStats struct {
 }
 
 func (s *Stats) snapshot() StatsSnapshot {
+	// The per-container counts are read before the totals: a reader moves
+	// the total first, so a container seen with no reader is never beside
+	// a total that still counts it.
+	var containers []ContainerStats
+	if s.perContainer {
+		containers = s.containerSnapshot()
+	}
 	out := StatsSnapshot{
+		Containers:            containers,
 		ContainersWatched:     s.containers.Load(),
 		StreamsOpen:           s.streams.Load(),
 		Refreshes:             s.refreshes.Load(),
@@ -212,9 +220,6 @@ func (s *Stats) snapshot() StatsSnapshot {
 	}
 	for i := range s.errors {
 		out.Errors[i] = s.errors[i].Load()
-	}
-	if s.perContainer {
-		out.Containers = s.containerSnapshot()
 	}
 	return out
 }
