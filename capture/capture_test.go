@@ -792,19 +792,7 @@ func TestSilentResumeIsGivenLongerEachTime(t *testing.T) {
 // slowInspectSource answers Inspect late: after the container's logs stream
 // was opened, or after 200 ms. By then the container is gone, as one
 // removed as soon as it exits (docker run --rm) is.
-type slowInspectSource struct {
-	*fakeDaemon
-	opened     chan struct{} // closed by the first Logs that opens
-	once       sync.Once
-	subscribed chan struct{} // closed by the first Events
-	subOnce    sync.Once
-}
-
-func (s *slowInspectSource) Events(ctx context.Context) (<-chan Event, <-chan error) {
-	evs, errs := s.fakeDaemon.Events(ctx)
-	s.subOnce.Do(func() { close(s.subscribed) })
-	return evs, errs
-}
+type slowInspectSource struct{ *signallingDaemon }
 
 func (s *slowInspectSource) Inspect(ctx context.Context, id string) (Container, error) {
 	c, err := s.fakeDaemon.Inspect(ctx, id)
@@ -821,7 +809,29 @@ func (s *slowInspectSource) Inspect(ctx context.Context, id string) (Container, 
 	return c, err
 }
 
-func (s *slowInspectSource) Logs(ctx context.Context, id string, req LogsRequest) (io.ReadCloser, error) {
+// signallingDaemon is a fakeDaemon that tells when the capture has
+// subscribed to its events and when a logs stream first opened, for the
+// sources of tests that remove a container between its open and its
+// inspect.
+type signallingDaemon struct {
+	*fakeDaemon
+	opened     chan struct{} // closed by the first Logs that opens
+	once       sync.Once
+	subscribed chan struct{} // closed by the first Events
+	subOnce    sync.Once
+}
+
+func newSignallingDaemon(d *fakeDaemon) *signallingDaemon {
+	return &signallingDaemon{fakeDaemon: d, opened: make(chan struct{}), subscribed: make(chan struct{})}
+}
+
+func (s *signallingDaemon) Events(ctx context.Context) (<-chan Event, <-chan error) {
+	evs, errs := s.fakeDaemon.Events(ctx)
+	s.subOnce.Do(func() { close(s.subscribed) })
+	return evs, errs
+}
+
+func (s *signallingDaemon) Logs(ctx context.Context, id string, req LogsRequest) (io.ReadCloser, error) {
 	rc, err := s.fakeDaemon.Logs(ctx, id, req)
 	if err == nil {
 		s.once.Do(func() { close(s.opened) })
@@ -831,7 +841,7 @@ func (s *slowInspectSource) Logs(ctx context.Context, id string, req LogsRequest
 
 func TestContainerRemovedWhileInspectedIsReadWhole(t *testing.T) {
 	d := newFakeDaemon()
-	src := &slowInspectSource{fakeDaemon: d, opened: make(chan struct{}), subscribed: make(chan struct{})}
+	src := &slowInspectSource{newSignallingDaemon(d)}
 	h := newHarnessOf(t, src, d, testOptions())
 	<-src.subscribed // a container stopped before capture starts is not read
 	d.add(Container{ID: testID, Name: "job", Image: "x"})

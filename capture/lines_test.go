@@ -147,27 +147,7 @@ func TestUnparseableTTYBytesAreSkippedAndReadingGoesOn(t *testing.T) {
 
 // goneAtInspectSource opens a logs stream, then finds the container gone
 // when it inspects it, as a container removed right after it exits is.
-type goneAtInspectSource struct {
-	*fakeDaemon
-	opened     chan struct{} // closed by the first Logs that opens
-	once       sync.Once
-	subscribed chan struct{} // closed by the first Events
-	subOnce    sync.Once
-}
-
-func (s *goneAtInspectSource) Events(ctx context.Context) (<-chan Event, <-chan error) {
-	evs, errs := s.fakeDaemon.Events(ctx)
-	s.subOnce.Do(func() { close(s.subscribed) })
-	return evs, errs
-}
-
-func (s *goneAtInspectSource) Logs(ctx context.Context, id string, req LogsRequest) (io.ReadCloser, error) {
-	rc, err := s.fakeDaemon.Logs(ctx, id, req)
-	if err == nil {
-		s.once.Do(func() { close(s.opened) })
-	}
-	return rc, err
-}
+type goneAtInspectSource struct{ *signallingDaemon }
 
 func (s *goneAtInspectSource) Inspect(ctx context.Context, id string) (Container, error) {
 	select {
@@ -182,7 +162,7 @@ func (s *goneAtInspectSource) Inspect(ctx context.Context, id string) (Container
 func TestContainerGoneAtInspectKeepsWhatItsStreamDelivers(t *testing.T) {
 	for _, tty := range []bool{false, true} {
 		d := newFakeDaemon()
-		src := &goneAtInspectSource{fakeDaemon: d, opened: make(chan struct{}), subscribed: make(chan struct{})}
+		src := &goneAtInspectSource{newSignallingDaemon(d)}
 		h := newHarnessOf(t, src, d, testOptions())
 		<-src.subscribed // a container stopped before capture starts is not read
 		d.add(Container{ID: testID, Name: "job", Image: "x", TTY: tty})
