@@ -5,9 +5,9 @@ CC        ?= cc
 BUILD     := build
 PLUGIN    := $(BUILD)/docker_logs.so
 TESTHOST  := $(BUILD)/goproxy-testhost
-GOFILES   := $(shell find capture conf docker metrics plugin \( -name '*.go' -o -name '*.c' -o -name '*.h' \) -not -name '*_test.go') go.mod go.sum
+GOFILES   := $(shell find capture conf docker instance metrics plugin \( -name '*.go' -o -name '*.c' -o -name '*.h' \) -not -name '*_test.go') go.mod go.sum
 # Packages whose tests need no daemon; they run with the race detector.
-UNIT_PKGS := ./capture/... ./conf/... ./cmd/... ./plugin/... ./metrics/...
+UNIT_PKGS := ./capture/... ./conf/... ./cmd/... ./instance/... ./plugin/... ./metrics/...
 
 .PHONY: all test unit integration fuzz bench run docker-ready vet clean
 

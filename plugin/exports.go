@@ -1,6 +1,6 @@
 // Command docker_logs is the Fluent Bit input plugin, built with
 // -buildmode=c-shared. The exports only translate between C and Go; the
-// registry (registry.go) says how each reaches its instance.
+// registry of package instance says how each reaches its instance.
 package main
 
 /*
@@ -11,14 +11,20 @@ package main
 import "C"
 
 import (
+	"runtime"
 	"unsafe"
 
 	"github.com/fluent/fluent-bit-go/input"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/instance"
 )
+
+// instances holds every docker_logs input of this process.
+var instances = instance.NewRegistry(instance.NewLogger)
 
 //export FLBPluginRegister
 func FLBPluginRegister(def unsafe.Pointer) int {
-	return input.FLBPluginRegister(def, pluginName, "Logs of every Docker container on the host")
+	return input.FLBPluginRegister(def, instance.PluginName, "Logs of every Docker container on the host")
 }
 
 // FLBPluginInit sets the instance's remote_context itself: fluent-bit-go
@@ -27,12 +33,12 @@ func FLBPluginRegister(def unsafe.Pointer) int {
 //
 //export FLBPluginInit
 func FLBPluginInit(plugin unsafe.Pointer) int {
-	h := host{callsCtx: C.dl_host_calls_ctx(plugin) != 0, thread: uint64(C.dl_thread())}
-	id, err := instances.init(h, func(key string) string { return input.FLBPluginConfigKey(plugin, key) })
+	h := instance.Host{CallsCtx: C.dl_host_calls_ctx(plugin) != 0, Thread: uint64(C.dl_thread())}
+	id, err := instances.Init(h, func(key string) string { return input.FLBPluginConfigKey(plugin, key) })
 	if err != nil {
 		return input.FLB_ERROR
 	}
-	if h.callsCtx {
+	if h.CallsCtx {
 		C.dl_set_remote_context(plugin, C.uintptr_t(id))
 	}
 	return input.FLB_OK
@@ -43,13 +49,13 @@ func FLBPluginInit(plugin unsafe.Pointer) int {
 //
 //export FLBPluginInputCallbackCtx
 func FLBPluginInputCallbackCtx(ctx C.uintptr_t, data *unsafe.Pointer, size *C.size_t) int {
-	*data, *size = collect(instances.byContext(instanceID(ctx)))
+	*data, *size = collect(instances.ByContext(instance.ID(ctx)))
 	return input.FLB_OK
 }
 
 //export FLBPluginInputCleanupCallbackCtx
 func FLBPluginInputCleanupCallbackCtx(ctx C.uintptr_t, data unsafe.Pointer) int {
-	cleanup(instances.byContext(instanceID(ctx)), data)
+	cleanup(instances.ByContext(instance.ID(ctx)), data)
 	return input.FLB_OK
 }
 
@@ -58,50 +64,50 @@ func FLBPluginInputCleanupCallbackCtx(ctx C.uintptr_t, data unsafe.Pointer) int 
 //
 //export FLBPluginInputCallback
 func FLBPluginInputCallback(data *unsafe.Pointer, size *C.size_t) int {
-	*data, *size = collect(instances.only())
+	*data, *size = collect(instances.Only())
 	return input.FLB_OK
 }
 
 //export FLBPluginInputCleanupCallback
 func FLBPluginInputCleanupCallback(data unsafe.Pointer) int {
-	cleanup(instances.only(), data)
+	cleanup(instances.Only(), data)
 	return input.FLB_OK
 }
 
 //export FLBPluginInputPause
-func FLBPluginInputPause() { instances.pause(uint64(C.dl_thread())) }
+func FLBPluginInputPause() { instances.Pause(uint64(C.dl_thread())) }
 
 //export FLBPluginInputResume
-func FLBPluginInputResume() { instances.resume(uint64(C.dl_thread())) }
+func FLBPluginInputResume() { instances.Resume(uint64(C.dl_thread())) }
 
 //export FLBPluginExit
 func FLBPluginExit() int {
-	instances.exit(uint64(C.dl_thread()))
+	instances.Exit(uint64(C.dl_thread()))
 	return input.FLB_OK
 }
 
-func collect(p *instance) (unsafe.Pointer, C.size_t) {
+func collect(p *instance.Instance) (unsafe.Pointer, C.size_t) {
 	if p == nil {
 		return nil, 0
 	}
-	ptr, n := p.collect(func(n int) unsafe.Pointer { return C.malloc(C.size_t(n)) })
+	ptr, n := p.Collect(func(n int) unsafe.Pointer { return C.malloc(C.size_t(n)) })
 	return ptr, C.size_t(n)
 }
 
 // cleanup frees the buffer even when its instance is gone: Fluent Bit
 // frees nothing itself once the plugin exports a cleanup callback.
-func cleanup(p *instance, data unsafe.Pointer) {
+func cleanup(p *instance.Instance, data unsafe.Pointer) {
 	if p == nil {
 		C.free(data)
 		return
 	}
-	p.cleanup(data, func(ptr unsafe.Pointer) { C.free(ptr) })
+	p.Cleanup(data, func(ptr unsafe.Pointer) { C.free(ptr) })
 }
 
 // DockerLogsGoroutines reports the Go runtime's goroutine count, so a test
 // host can check that exit left none of the plugin's behind.
 //
 //export DockerLogsGoroutines
-func DockerLogsGoroutines() int { return goroutines() }
+func DockerLogsGoroutines() int { return runtime.NumGoroutine() }
 
 func main() {}

@@ -1,4 +1,4 @@
-package main
+package instance
 
 import (
 	"errors"
@@ -55,25 +55,25 @@ func TestAnyPortNeverConflicts(t *testing.T) {
 // Pause, resume and exit reach the instance of the calling thread; from a
 // thread of none, every instance.
 func TestOnThreadFindsTheCallersInstanceElseEvery(t *testing.T) {
-	one, two := &instance{id: 1}, &instance{id: 2}
-	r := newRegistry(newLogger)
-	r.byID = map[instanceID]*instance{1: one, 2: two}
-	r.byThread = map[uint64]*instance{100: one, 200: two}
+	one, two := &Instance{id: 1}, &Instance{id: 2}
+	r := NewRegistry(NewLogger)
+	r.byID = map[ID]*Instance{1: one, 2: two}
+	r.byThread = map[uint64]*Instance{100: one, 200: two}
 	if got := r.onThread(200); len(got) != 1 || got[0] != two {
 		t.Errorf("thread 200: %v, want instance 2", got)
 	}
 	if got := r.onThread(300); len(got) != 2 {
 		t.Errorf("unknown thread: %d instances, want both", len(got))
 	}
-	if got := r.only(); got != nil {
-		t.Errorf("only() with two instances: %v, want nil", got)
+	if got := r.Only(); got != nil {
+		t.Errorf("Only() with two instances: %v, want nil", got)
 	}
 }
 
 // A host that inits several instances on one thread (Fluent Bit does not)
 // gets that thread's pause, resume and exit applied to every instance.
 func TestInitsOnOneThreadMakeItsCallsReachEveryInstance(t *testing.T) {
-	r := newRegistry(newLogger)
+	r := NewRegistry(NewLogger)
 	get := func(key string) string {
 		if key == conf.KeyDockerHost {
 			return "unix:///nonexistent/docker.sock"
@@ -81,14 +81,14 @@ func TestInitsOnOneThreadMakeItsCallsReachEveryInstance(t *testing.T) {
 		return ""
 	}
 	for range 2 {
-		if _, err := r.init(host{callsCtx: true, thread: 7}, get); err != nil {
+		if _, err := r.Init(Host{CallsCtx: true, Thread: 7}, get); err != nil {
 			t.Fatalf("init: %v", err)
 		}
 	}
 	if got := r.onThread(7); len(got) != 2 {
 		t.Errorf("thread 7 reaches %d instances, want both", len(got))
 	}
-	r.exit(7)
+	r.Exit(7)
 	if len(r.byID) != 0 || len(r.byThread) != 0 {
 		t.Errorf("after exit: %d instances, %d threads left", len(r.byID), len(r.byThread))
 	}

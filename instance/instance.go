@@ -1,10 +1,15 @@
-package main
+// Package instance runs the docker_logs inputs of one Fluent Bit process:
+// the registry of running instances and its rules (what two instances may
+// not share, which instance a callback without context belongs to), and
+// each instance's life, from its configuration to the capture, Docker
+// client and metrics server it builds and stops. It is pure Go; the cgo
+// exports in plugin/ translate Fluent Bit's calls into calls of a Registry.
+package instance
 
 import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -19,17 +24,17 @@ import (
 	"github.com/dockerlogs/fluent-bit-docker-logs/metrics"
 )
 
-const pluginName = "docker_logs"
+// PluginName is the name Fluent Bit knows the input by.
+const PluginName = "docker_logs"
 
 // exitTimeout is how long FLBPluginExit waits for every goroutine of the
 // instances it stops.
 const exitTimeout = 2 * time.Second
 
-// instance is the whole state of one docker_logs input. The registry
-// (registry.go) holds every running instance; the exports reach them only
-// through it.
-type instance struct {
-	id  instanceID
+// Instance is the whole state of one docker_logs input. The Registry
+// holds every running instance; the exports reach them only through it.
+type Instance struct {
+	id  ID
 	log *logrus.Entry
 
 	mu      sync.Mutex
@@ -44,18 +49,18 @@ type instance struct {
 	inFlight map[unsafe.Pointer]capture.Batch
 }
 
-// newLogger writes like Fluent Bit, with the instance's number in the
+// NewLogger writes like Fluent Bit, with the instance's number in the
 // prefix: [input:docker_logs:2].
-func newLogger(id instanceID) *logrus.Entry {
+func NewLogger(id ID) *logrus.Entry {
 	l := logrus.New()
 	l.SetOutput(os.Stderr)
-	l.SetFormatter(fluentFormatter{name: fmt.Sprintf("%s:%d", pluginName, id)})
+	l.SetFormatter(fluentFormatter{name: fmt.Sprintf("%s:%d", PluginName, id)})
 	return logrus.NewEntry(l)
 }
 
 // start begins capturing with cfg. An unreachable daemon is not an error
 // here: the supervisor retries with backoff.
-func (p *instance) start(cfg conf.Config) error {
+func (p *Instance) start(cfg conf.Config) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.log.Logger.SetLevel(cfg.LogLevel)
@@ -97,9 +102,9 @@ func (p *instance) start(cfg conf.Config) error {
 	return nil
 }
 
-// collect drains the queue into one buffer of C memory for Fluent Bit,
+// Collect drains the queue into one buffer of C memory for Fluent Bit,
 // which hands it back to cleanup. It never waits.
-func (p *instance) collect(alloc func(n int) unsafe.Pointer) (unsafe.Pointer, int) {
+func (p *Instance) Collect(alloc func(n int) unsafe.Pointer) (unsafe.Pointer, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.capture == nil {
@@ -115,9 +120,9 @@ func (p *instance) collect(alloc func(n int) unsafe.Pointer) (unsafe.Pointer, in
 	return ptr, b.Len()
 }
 
-// cleanup is called once Fluent Bit has appended the buffer: its lines are
+// Cleanup is called once Fluent Bit has appended the buffer: its lines are
 // delivered, so their positions advance.
-func (p *instance) cleanup(ptr unsafe.Pointer, free func(unsafe.Pointer)) {
+func (p *Instance) Cleanup(ptr unsafe.Pointer, free func(unsafe.Pointer)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	b, ok := p.inFlight[ptr]
@@ -129,28 +134,28 @@ func (p *instance) cleanup(ptr unsafe.Pointer, free func(unsafe.Pointer)) {
 	p.capture.Commit(b)
 }
 
-func (p *instance) pause() {
+func (p *Instance) pause() {
 	if c := p.current(); c != nil {
 		c.Pause()
 		p.log.Debug("paused")
 	}
 }
 
-func (p *instance) resume() {
+func (p *Instance) resume() {
 	if c := p.current(); c != nil {
 		c.Resume()
 		p.log.Debug("resumed")
 	}
 }
 
-func (p *instance) current() *capture.Capture {
+func (p *Instance) current() *capture.Capture {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.capture
 }
 
 // exit stops every goroutine and closes every stream by deadline.
-func (p *instance) exit(deadline time.Time) {
+func (p *Instance) exit(deadline time.Time) {
 	p.mu.Lock()
 	c, src, m := p.capture, p.src, p.metrics
 	p.capture, p.src, p.metrics = nil, nil, nil
@@ -169,5 +174,3 @@ func (p *instance) exit(deadline time.Time) {
 	}
 	p.log.Info("stopped")
 }
-
-func goroutines() int { return runtime.NumGoroutine() }

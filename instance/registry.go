@@ -1,4 +1,4 @@
-package main
+package instance
 
 import (
 	"errors"
@@ -38,19 +38,19 @@ import (
 //     collects while another one is paused (its lines wait in its bounded
 //     queue; nothing is lost).
 
-// An instance id is the remote_context Fluent Bit hands back to the Ctx
+// An ID is the remote_context Fluent Bit hands back to the Ctx
 // callbacks: an integer, never a Go pointer in C memory. 0 is none.
-type instanceID uintptr
+type ID uintptr
 
-// host is what an init learns about the Fluent Bit that calls it.
-type host struct {
-	// callsCtx: the host calls FLBPluginInputCallbackCtx and
+// Host is what an init learns about the Fluent Bit that calls it.
+type Host struct {
+	// CallsCtx: the host calls FLBPluginInputCallbackCtx and
 	// FLBPluginInputCleanupCallbackCtx with the remote_context the plugin
 	// sets (Fluent Bit 4.1 and newer), so it can run several instances.
-	callsCtx bool
-	// thread is the input thread the init runs on, and with it every later
+	CallsCtx bool
+	// Thread is the input thread the init runs on, and with it every later
 	// callback of this instance.
-	thread uint64
+	Thread uint64
 }
 
 var (
@@ -63,34 +63,34 @@ var (
 	errSharedMetricsListen = errors.New("two docker_logs inputs cannot share a metrics port")
 )
 
-// registry holds the running instances. Exports reach instances only
+// Registry holds the running instances. Exports reach instances only
 // through it.
-type registry struct {
+type Registry struct {
 	// logger makes each instance's logger.
-	logger func(instanceID) *logrus.Entry
+	logger func(ID) *logrus.Entry
 
 	mu   sync.Mutex
-	last instanceID // the last id given; ids are never reused
-	byID map[instanceID]*instance
+	last ID // the last id given; ids are never reused
+	byID map[ID]*Instance
 	// byThread maps an input thread to its instance, for the callbacks
 	// that carry no context; nil for a thread that inited several (not
 	// Fluent Bit), whose calls then reach every instance.
-	byThread map[uint64]*instance
+	byThread map[uint64]*Instance
 }
 
-var instances = newRegistry(newLogger)
-
-func newRegistry(logger func(instanceID) *logrus.Entry) *registry {
-	return &registry{logger: logger, byID: map[instanceID]*instance{}, byThread: map[uint64]*instance{}}
+// NewRegistry makes an empty registry whose instances log through
+// logger(id); NewLogger writes as Fluent Bit does.
+func NewRegistry(logger func(ID) *logrus.Entry) *Registry {
+	return &Registry{logger: logger, byID: map[ID]*Instance{}, byThread: map[uint64]*Instance{}}
 }
 
-// init starts a new instance from its configuration and returns its id,
+// Init starts a new instance from its configuration and returns its id,
 // or logs every reason it cannot start and returns them.
-func (r *registry) init(h host, get conf.Getter) (instanceID, error) {
+func (r *Registry) Init(h Host, get conf.Getter) (ID, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.last++
-	p := &instance{id: r.last, log: r.logger(r.last)}
+	p := &Instance{id: r.last, log: r.logger(r.last)}
 	err := r.admit(h, p, get)
 	if err != nil {
 		// errors.Join puts each problem on its own line; keep one log line.
@@ -98,12 +98,12 @@ func (r *registry) init(h host, get conf.Getter) (instanceID, error) {
 		return 0, err
 	}
 	r.byID[p.id] = p
-	if _, taken := r.byThread[h.thread]; taken {
-		r.byThread[h.thread] = nil
+	if _, taken := r.byThread[h.Thread]; taken {
+		r.byThread[h.Thread] = nil
 	} else {
-		r.byThread[h.thread] = p
+		r.byThread[h.Thread] = p
 	}
-	if !h.callsCtx {
+	if !h.CallsCtx {
 		p.log.Debug("this Fluent Bit calls no Ctx callbacks: one docker_logs input only")
 	}
 	return p.id, nil
@@ -111,8 +111,8 @@ func (r *registry) init(h host, get conf.Getter) (instanceID, error) {
 
 // admit parses the configuration, checks it against the running instances
 // and starts p. r.mu is held.
-func (r *registry) admit(h host, p *instance, get conf.Getter) error {
-	if !h.callsCtx && len(r.byID) > 0 {
+func (r *Registry) admit(h Host, p *Instance, get conf.Getter) error {
+	if !h.CallsCtx && len(r.byID) > 0 {
 		return errSecondInstance
 	}
 	cfg, err := conf.Parse(get)
@@ -128,7 +128,7 @@ func (r *registry) admit(h host, p *instance, get conf.Getter) error {
 }
 
 // conflict names what cfg would share with the running instance other.
-func conflict(cfg conf.Config, otherID instanceID, other conf.Config) error {
+func conflict(cfg conf.Config, otherID ID, other conf.Config) error {
 	var errs []error
 	if cfg.DB != "" && samePath(cfg.DB, other.DB) {
 		errs = append(errs, fmt.Errorf("%s %s: %w: docker_logs input %d uses it; give each input its own",
@@ -175,17 +175,17 @@ func samePort(a, b string) bool {
 
 func anyHost(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
 
-// byContext is the instance of a Ctx callback's remote_context.
-func (r *registry) byContext(id instanceID) *instance {
+// ByContext is the instance of a Ctx callback's remote_context.
+func (r *Registry) ByContext(id ID) *Instance {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.byID[id]
 }
 
-// only is the instance of a callback without context: there is at most one
+// Only is the instance of a callback without context: there is at most one
 // when the host calls no Ctx callbacks. With several, nil: such a call
 // cannot be told apart.
-func (r *registry) only() *instance {
+func (r *Registry) Only() *Instance {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.byID) != 1 {
@@ -200,42 +200,42 @@ func (r *registry) only() *instance {
 // onThread is the instance whose input thread calls, for pause, resume
 // and exit; every instance if the thread is none of theirs (a host that
 // calls them from elsewhere: one instance is then the only one).
-func (r *registry) onThread(thread uint64) []*instance {
+func (r *Registry) onThread(thread uint64) []*Instance {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.onThreadLocked(thread)
 }
 
-func (r *registry) onThreadLocked(thread uint64) []*instance {
+func (r *Registry) onThreadLocked(thread uint64) []*Instance {
 	if p := r.byThread[thread]; p != nil {
-		return []*instance{p}
+		return []*Instance{p}
 	}
-	all := make([]*instance, 0, len(r.byID))
+	all := make([]*Instance, 0, len(r.byID))
 	for _, p := range r.byID {
 		all = append(all, p)
 	}
 	return all
 }
 
-// pause pauses the instance of the calling thread (every instance if the
+// Pause pauses the instance of the calling thread (every instance if the
 // thread is none of theirs): its collects hand nothing over until resume.
-func (r *registry) pause(thread uint64) {
+func (r *Registry) Pause(thread uint64) {
 	for _, p := range r.onThread(thread) {
 		p.pause()
 	}
 }
 
-// resume undoes pause for the same instances.
-func (r *registry) resume(thread uint64) {
+// Resume undoes pause for the same instances.
+func (r *Registry) Resume(thread uint64) {
 	for _, p := range r.onThread(thread) {
 		p.resume()
 	}
 }
 
-// exit stops the instance of the calling thread (every instance if the
+// Exit stops the instance of the calling thread (every instance if the
 // thread is none of theirs), each once: it leaves the registry first.
 // Several are stopped at once, so that all fit in one exitTimeout.
-func (r *registry) exit(thread uint64) {
+func (r *Registry) Exit(thread uint64) {
 	r.mu.Lock()
 	stopping := r.onThreadLocked(thread)
 	for _, p := range stopping {

@@ -1,4 +1,4 @@
-package main
+package instance
 
 import (
 	"strings"
@@ -12,8 +12,8 @@ import (
 // log line with an error does.
 func TestInitFailureLogsReasonsUnderErrorKey(t *testing.T) {
 	logger, hook := test.NewNullLogger()
-	r := newRegistry(func(instanceID) *logrus.Entry { return logrus.NewEntry(logger) })
-	_, err := r.init(host{callsCtx: true}, func(key string) string {
+	r := NewRegistry(func(ID) *logrus.Entry { return logrus.NewEntry(logger) })
+	_, err := r.Init(Host{CallsCtx: true}, func(key string) string {
 		if key == "Stream_Refresh" {
 			return "banana"
 		}
