@@ -91,19 +91,17 @@ var Keys = []Key{
 		func(c *Config, v string) (err error) { c.MetricsListen, err = parseListen(v); return err }},
 	{"Metrics_Container_Labels", "off", "`on`: also lines and bytes per container",
 		func(c *Config, v string) (err error) { c.MetricsContainerLabels, err = parseBool(v); return err }},
-	{KeyLogsFrom, "api", "Where the lines come from.",
+	{"Logs_From", "api", "Where the lines come from.",
 		func(c *Config, v string) (err error) { c.LogsFrom, err = parseLogsFrom(v); return err }},
-	{KeyContainersPath, jsonfile.DefaultContainersPath, "Where the daemon's containers directories",
+	{"Containers_Path", jsonfile.DefaultContainersPath, "Where the daemon's containers directories",
 		func(c *Config, v string) (err error) { c.ContainersPath, err = parseAbsDir(v); return err }},
 }
 
 // Keys named outside their row.
 const (
-	KeyDockerHost     = "Docker_Host"
-	KeyDB             = "DB"
-	KeyMetricsListen  = "Metrics_Listen"
-	KeyLogsFrom       = "Logs_From"
-	KeyContainersPath = "Containers_Path"
+	KeyDockerHost    = "Docker_Host"
+	KeyDB            = "DB"
+	KeyMetricsListen = "Metrics_Listen"
 )
 
 // Bounds of the values; the README states them with each key.
