@@ -1,8 +1,6 @@
 package conf_test
 
 import (
-	"errors"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -65,45 +63,6 @@ func TestNewKeysAreParsedAndPassedOn(t *testing.T) {
 	}
 	if o := c.Options(); !o.Metadata.Labels || c.MetricsListen != ":9100" {
 		t.Errorf("labels on: %+v; metrics_listen %q", o.Metadata, c.MetricsListen)
-	}
-}
-
-// Every bad value fails with an error that wraps conf.ErrInvalid and names the
-// key (lower case, as the other keys' errors do).
-func TestNewKeysRejectBadValuesNamingTheKey(t *testing.T) {
-	certs := certDir(t, "ca.pem", "cert.pem", "key.pem")
-	for _, tc := range []struct {
-		name  string
-		props map[string]string
-		key   string
-	}{
-		{"labels not a bool", map[string]string{"labels": "all"}, "labels"},
-		{"compose_fields not a bool", map[string]string{"compose_fields": "maybe"}, "compose_fields"},
-		{"label_keys with an empty entry", map[string]string{"label_keys": "a,,b"}, "label_keys"},
-		{"label_keys with labels on", map[string]string{"labels": "on", "label_keys": "a"}, "label_keys"},
-		{"metrics_listen without a port", map[string]string{"metrics_listen": "127.0.0.1"}, "metrics_listen"},
-		{"metrics_listen with a named port", map[string]string{"metrics_listen": "banana:xx"}, "metrics_listen"},
-		{"metrics_listen port 0", map[string]string{"metrics_listen": "127.0.0.1:0"}, "metrics_listen"},
-		{"metrics_listen port too big", map[string]string{"metrics_listen": "127.0.0.1:65536"}, "metrics_listen"},
-		{"metrics_container_labels not a bool", map[string]string{"metrics_listen": ":2021", "metrics_container_labels": "yes please"}, "metrics_container_labels"},
-		{"metrics_container_labels without metrics_listen", map[string]string{"metrics_container_labels": "on"}, "metrics_container_labels"},
-		{"docker_cert_path missing", map[string]string{"docker_cert_path": filepath.Join(t.TempDir(), "nope")}, "docker_cert_path"},
-		{"docker_cert_path without key.pem", map[string]string{"docker_cert_path": certDir(t, "ca.pem", "cert.pem")}, "docker_cert_path"},
-		{"docker_cert_path for a unix socket", map[string]string{"docker_cert_path": certs, "docker_host": "unix:///var/run/docker.sock"}, "docker_cert_path"},
-		{"docker_tls_verify not a bool", map[string]string{"docker_tls_verify": "strict"}, "docker_tls_verify"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := conf.Parse(props(tc.props))
-			if err == nil {
-				t.Fatalf("conf.Parse(%v) accepted it", tc.props)
-			}
-			if !errors.Is(err, conf.ErrInvalid) {
-				t.Errorf("error %v does not wrap conf.ErrInvalid", err)
-			}
-			if !strings.Contains(err.Error(), tc.key) {
-				t.Errorf("error %q does not name %s", err, tc.key)
-			}
-		})
 	}
 }
 
