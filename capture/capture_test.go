@@ -130,23 +130,7 @@ func (h *harness) records() []records.Record {
 // after timeout.
 func (h *harness) waitFor(what string, timeout time.Duration, cond func([]records.Record) bool) {
 	h.t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		h.mu.Lock()
-		ok := cond(h.got)
-		collected := h.collected
-		n := len(h.got)
-		h.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-collected:
-		case <-deadline.C:
-			h.t.Fatalf("timed out after %s waiting for %s; %d records collected", timeout, what, n)
-		}
-	}
+	h.wait(what, timeout, false, cond)
 }
 
 // waitWhileDelivering waits until cond holds for what was collected,
@@ -155,7 +139,14 @@ func (h *harness) waitFor(what string, timeout time.Duration, cond func([]record
 // it.
 func (h *harness) waitWhileDelivering(what string, stall time.Duration, cond func([]records.Record) bool) {
 	h.t.Helper()
-	deadline := time.NewTimer(stall)
+	h.wait(what, stall, true, cond)
+}
+
+// wait waits until cond holds, for at most limit from the start or, when
+// each record counts as progress, from the last record that came.
+func (h *harness) wait(what string, limit time.Duration, progressResets bool, cond func([]records.Record) bool) {
+	h.t.Helper()
+	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	last := -1
 	for {
@@ -167,14 +158,17 @@ func (h *harness) waitWhileDelivering(what string, stall time.Duration, cond fun
 		if ok {
 			return
 		}
-		if n != last {
+		if progressResets && n != last {
 			last = n
-			deadline.Reset(stall)
+			deadline.Reset(limit)
 		}
 		select {
 		case <-collected:
 		case <-deadline.C:
-			h.t.Fatalf("no record came for %s while waiting for %s; %d records collected", stall, what, n)
+			if progressResets {
+				h.t.Fatalf("no record came for %s while waiting for %s; %d records collected", limit, what, n)
+			}
+			h.t.Fatalf("timed out after %s waiting for %s; %d records collected", limit, what, n)
 		}
 	}
 }
@@ -194,6 +188,12 @@ type lineWriter struct {
 func newLineWriter(d *fakeDaemon, id string, seed uint64) *lineWriter {
 	return &lineWriter{d: d, id: id, ts: Timestamp(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC).UnixNano()),
 		seq: map[StreamKind]int{}, want: map[StreamKind][]string{}, rnd: rand.New(rand.NewPCG(seed, 7))}
+}
+
+// newRunningWriter adds a running container id to d and writes its lines.
+func newRunningWriter(d *fakeDaemon, id string, seed uint64) *lineWriter {
+	d.add(runningContainer(id))
+	return newLineWriter(d, id, seed)
 }
 
 func (w *lineWriter) line(s StreamKind) {
@@ -245,6 +245,25 @@ func countFor(id string, n int) func([]records.Record) bool {
 	}
 }
 
+// deliveredOnce waits until every line w wrote has arrived, then checks
+// that each arrived once, in order per stream.
+func (h *harness) deliveredOnce(what string, timeout time.Duration, w *lineWriter) {
+	h.t.Helper()
+	h.waitFor(what, timeout, countFor(w.id, w.total()))
+	checkExactlyOnce(h.t, h.records(), w.id, w.want)
+}
+
+// batchesDeliveredOnce writes n batches of size lines, waiting for each
+// batch to arrive, then checks that every line arrived once.
+func (h *harness) batchesDeliveredOnce(w *lineWriter, n, size int, timeout time.Duration) {
+	h.t.Helper()
+	for range n {
+		w.lines(size)
+		h.waitFor("the lines so far", timeout, countFor(w.id, w.total()))
+	}
+	checkExactlyOnce(h.t, h.records(), w.id, w.want)
+}
+
 const testID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 func runningContainer(id string) Container {
@@ -256,20 +275,14 @@ func TestEveryLineOnceAcrossStreamsCutAtRandom(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(1, 2))
 	var mu sync.Mutex
 	d.cutAfter = func() int { mu.Lock(); defer mu.Unlock(); return 1 + rnd.IntN(40) }
-	d.add(runningContainer(testID))
-	w := newLineWriter(d, testID, 3)
+	w := newRunningWriter(d, testID, 3)
 	h := newHarness(t, d, testOptions())
-	for i := 0; i < 40; i++ {
-		w.lines(50)
-		h.waitFor("the lines so far", 10*time.Second, countFor(testID, w.total()))
-	}
-	checkExactlyOnce(t, h.records(), testID, w.want)
+	h.batchesDeliveredOnce(w, 40, 50, 10*time.Second)
 }
 
 func TestResumeWidensTailWhenManyLinesCameBetweenStreams(t *testing.T) {
 	d := newFakeDaemon()
-	d.add(runningContainer(testID))
-	w := newLineWriter(d, testID, 4)
+	w := newRunningWriter(d, testID, 4)
 	w.lines(10)
 	// The first stream is cut after its 10 lines; meanwhile 5,000 lines
 	// arrive, more than the first tail window holds.
@@ -296,8 +309,7 @@ func TestResumeWidensTailWhenManyLinesCameBetweenStreams(t *testing.T) {
 
 func TestResumeNeverRereadsTheWholeLog(t *testing.T) {
 	d := newFakeDaemon()
-	d.add(runningContainer(testID))
-	w := newLineWriter(d, testID, 5)
+	w := newRunningWriter(d, testID, 5)
 	const history = 20000
 	w.lines(history)
 	var mu sync.Mutex
@@ -341,14 +353,9 @@ func TestMalformedFrameResumesAfterLastGoodLine(t *testing.T) {
 	var mu sync.Mutex
 	sent := 0
 	d.corrupt = func() bool { mu.Lock(); defer mu.Unlock(); sent++; return sent%97 == 0 }
-	d.add(runningContainer(testID))
-	w := newLineWriter(d, testID, 6)
+	w := newRunningWriter(d, testID, 6)
 	h := newHarness(t, d, testOptions())
-	for i := 0; i < 10; i++ {
-		w.lines(100)
-		h.waitFor("the lines so far", 20*time.Second, countFor(testID, w.total()))
-	}
-	checkExactlyOnce(t, h.records(), testID, w.want)
+	h.batchesDeliveredOnce(w, 10, 100, 20*time.Second)
 }
 
 func TestRepeatedEntriesFromTheDaemonAreDropped(t *testing.T) {
@@ -363,53 +370,43 @@ func TestRepeatedEntriesFromTheDaemonAreDropped(t *testing.T) {
 		}
 		return 0
 	}
-	d.add(runningContainer(testID))
-	w := newLineWriter(d, testID, 10)
+	w := newRunningWriter(d, testID, 10)
 	h := newHarness(t, d, testOptions())
-	for i := 0; i < 10; i++ {
-		w.lines(100)
-		h.waitFor("the lines so far", 10*time.Second, countFor(testID, w.total()))
-	}
-	checkExactlyOnce(t, h.records(), testID, w.want)
+	h.batchesDeliveredOnce(w, 10, 100, 10*time.Second)
 }
 
+// A container restarted with the same id is read on from its last line
+// delivered, including the lines it wrote while it was stopping.
 func TestRestartContinuesAfterTheLastLineRead(t *testing.T) {
-	d := newFakeDaemon()
-	d.add(runningContainer(testID))
-	w := newLineWriter(d, testID, 11)
-	h := newHarness(t, d, testOptions())
-	for run := 0; run < 4; run++ {
-		w.lines(100)
-		h.waitFor("this run's lines", 10*time.Second, countFor(testID, w.total()))
-		d.setRunning(testID, false)
-		w.lines(0)
-		d.setRunning(testID, true)
+	for _, tc := range []struct {
+		name                                  string
+		seed                                  uint64
+		restarts, before, whileStopped, after int
+	}{
+		{"restarts", 11, 4, 100, 0, 100},
+		{"lines written while stopped are read at start", 12, 1, 50, 30, 30},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newFakeDaemon()
+			w := newRunningWriter(d, testID, tc.seed)
+			h := newHarness(t, d, testOptions())
+			for range tc.restarts {
+				w.lines(tc.before)
+				h.waitFor("this run's lines", 10*time.Second, countFor(testID, w.total()))
+				d.setRunning(testID, false)
+				// The last lines of the run, written as it stopped.
+				w.lines(tc.whileStopped)
+				d.setRunning(testID, true)
+			}
+			w.lines(tc.after)
+			h.deliveredOnce("every line", 10*time.Second, w)
+		})
 	}
-	w.lines(100)
-	h.waitFor("every line", 10*time.Second, countFor(testID, w.total()))
-	checkExactlyOnce(t, h.records(), testID, w.want)
-}
-
-func TestLinesWrittenWhileStoppedAreReadAtStart(t *testing.T) {
-	d := newFakeDaemon()
-	d.add(runningContainer(testID))
-	w := newLineWriter(d, testID, 12)
-	h := newHarness(t, d, testOptions())
-	w.lines(50)
-	h.waitFor("first lines", 10*time.Second, countFor(testID, w.total()))
-	d.setRunning(testID, false)
-	// The last lines of the run, written as it stopped, and a restart.
-	w.lines(30)
-	d.setRunning(testID, true)
-	w.lines(30)
-	h.waitFor("every line", 10*time.Second, countFor(testID, w.total()))
-	checkExactlyOnce(t, h.records(), testID, w.want)
 }
 
 func TestReadFromHeadOffStartsAfterTheLastLine(t *testing.T) {
 	d := newFakeDaemon()
-	d.add(runningContainer(testID))
-	w := newLineWriter(d, testID, 13)
+	w := newRunningWriter(d, testID, 13)
 	w.lines(100)
 	old := w.want
 	w.want = map[StreamKind][]string{}
@@ -425,8 +422,7 @@ func TestReadFromHeadOffStartsAfterTheLastLine(t *testing.T) {
 		runtime.Gosched()
 	}
 	w.lines(100)
-	h.waitFor("new lines", 10*time.Second, countFor(testID, w.total()))
-	checkExactlyOnce(t, h.records(), testID, w.want)
+	h.deliveredOnce("new lines", 10*time.Second, w)
 	if len(old[Stdout])+len(old[Stderr]) != 100 {
 		t.Fatal("setup wrote no old lines")
 	}
@@ -495,8 +491,7 @@ func TestTTYLinesLoseTheirCarriageReturn(t *testing.T) {
 
 func TestPausedQueueStaysBoundedAndDeliversAfterResume(t *testing.T) {
 	d := newFakeDaemon()
-	d.add(runningContainer(testID))
-	w := newLineWriter(d, testID, 14)
+	w := newRunningWriter(d, testID, 14)
 	opts := testOptions()
 	opts.QueueMaxSize = 64 << 10
 	h := newHarness(t, d, opts)
@@ -521,8 +516,7 @@ func TestPausedQueueStaysBoundedAndDeliversAfterResume(t *testing.T) {
 	close(h.c.q.queued) // wake the collector, as Fluent Bit's timer would
 	h.c.q.queued = make(chan struct{})
 	h.c.q.mu.Unlock()
-	h.waitFor("every line", 20*time.Second, countFor(testID, w.total()))
-	checkExactlyOnce(t, h.records(), testID, w.want)
+	h.deliveredOnce("every line", 20*time.Second, w)
 }
 
 func TestRemovedContainerIsForgottenAndGoroutinesReturn(t *testing.T) {
@@ -588,8 +582,7 @@ func TestDaemonRestartIsReconciledWithoutEvents(t *testing.T) {
 	wk.lines(50)
 	wd.lines(50)
 	d.setRunningQuietly(dies, false)
-	d.add(runningContainer(appears))
-	wa := newLineWriter(d, appears, 32)
+	wa := newRunningWriter(d, appears, 32)
 	wa.lines(50)
 	d.add(Container{ID: flashes, Name: "flash", Image: "x"})
 	wf := newLineWriter(d, flashes, 34)
@@ -614,8 +607,7 @@ func TestDaemonRestartIsReconciledWithoutEvents(t *testing.T) {
 
 func TestUnreachableDaemonAtStartIsRetried(t *testing.T) {
 	d := newFakeDaemon()
-	d.add(runningContainer(testID))
-	w := newLineWriter(d, testID, 33)
+	w := newRunningWriter(d, testID, 33)
 	w.lines(20)
 	d.setDown(true)
 	h := newHarness(t, d, testOptions())
@@ -642,8 +634,7 @@ func TestUnwantedStreamIsReadButNotDelivered(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(40, 41))
 	var mu sync.Mutex
 	d.cutAfter = func() int { mu.Lock(); defer mu.Unlock(); return 300 + rnd.IntN(100) }
-	d.add(runningContainer(testID))
-	w := newLineWriter(d, testID, 42)
+	w := newRunningWriter(d, testID, 42)
 	// Before start-up, not delivered with Read_From_Head off: the log ends
 	// in more stderr lines than the first read looks at.
 	w.lines(30)
@@ -668,8 +659,7 @@ func TestUnwantedStreamIsReadButNotDelivered(t *testing.T) {
 
 func TestHistoryStreamIsNotCutWhileItDelivers(t *testing.T) {
 	d := newFakeDaemon()
-	d.add(runningContainer(testID))
-	w := newLineWriter(d, testID, 8) // stamped hours ago: all history
+	w := newRunningWriter(d, testID, 8) // stamped hours ago: all history
 	w.lines(1000)
 	// The watch checks the stream after every 100 entries the daemon sent,
 	// not after a time the reader may spend descheduled on a loaded
@@ -768,8 +758,7 @@ func TestLiveStreamIsRefreshedAtItsAge(t *testing.T) {
 
 func TestSilentResumeIsGivenLongerEachTime(t *testing.T) {
 	d := newFakeDaemon()
-	d.add(runningContainer(testID))
-	w := newLineWriter(d, testID, 9)
+	w := newRunningWriter(d, testID, 9)
 	w.lines(10)
 	d.cutFirstStreamAfter(10)
 	d.onCut = func() { w.lines(5) }
@@ -849,8 +838,7 @@ func TestContainerRemovedWhileInspectedIsReadWhole(t *testing.T) {
 	w.lines(20)
 	d.setRunning(testID, true)
 	d.setRunningQuietly(testID, false) // it exits at once; inspect removes it
-	h.waitFor("the job's lines", 10*time.Second, countFor(testID, w.total()))
-	checkExactlyOnce(t, h.records(), testID, w.want)
+	h.deliveredOnce("the job's lines", 10*time.Second, w)
 	for _, r := range h.records() {
 		if r.ContainerName != "job" {
 			t.Fatalf("record without the container's name: %+v", r)

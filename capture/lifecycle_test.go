@@ -10,8 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/sirupsen/logrus"
 )
 
 // waitAllCollected waits until every line the readers queued has been
@@ -24,10 +22,12 @@ func (h *harness) waitAllCollected() {
 	})
 }
 
-// includeNames selects containers whose name starts with prefix, as
-// Include_Names ^prefix does.
-func includeNames(prefix string) func(Container) bool {
-	return func(c Container) bool { return strings.HasPrefix(c.Name, prefix) }
+// appOnly are the test options with a filter that selects containers
+// whose name starts with app, as Include_Names ^app does.
+func appOnly() Options {
+	opts := testOptions()
+	opts.Include = func(c Container) bool { return strings.HasPrefix(c.Name, "app") }
+	return opts
 }
 
 func TestUnpauseStartsAReaderForAContainerNotRead(t *testing.T) {
@@ -43,8 +43,7 @@ func TestUnpauseStartsAReaderForAContainerNotRead(t *testing.T) {
 	w := newLineWriter(d, testID, 50)
 	w.lines(200)
 	d.unpause(testID)
-	h.waitFor("the lines of the unpaused container", 10*time.Second, countFor(testID, w.total()))
-	checkExactlyOnce(t, h.records(), testID, w.want)
+	h.deliveredOnce("the lines of the unpaused container", 10*time.Second, w)
 }
 
 func TestReadFromHeadReadsAStoppedContainerOnceAndNotAgainWithDB(t *testing.T) {
@@ -57,19 +56,23 @@ func TestReadFromHeadReadsAStoppedContainerOnceAndNotAgainWithDB(t *testing.T) {
 	run := func() *harness {
 		t.Helper()
 		opts := testOptions() // ReadFromHead on
-		var err error
-		if opts.Positions, err = OpenPositions(db, 0, logrus.NewEntry(logrus.New())); err != nil {
-			t.Fatal(err)
-		}
+		opts.Positions = openPositions(t, db)
 		return newHarness(t, d, opts)
 	}
+	// readWhole waits for the whole log of w's stopped container, the
+	// readers gone and every line collected; each line must arrive once.
+	readWhole := func(h *harness, w *lineWriter, what string) {
+		t.Helper()
+		h.waitFor(what, 10*time.Second, countFor(w.id, w.total()))
+		awaitStats(t, h.c, "the readers gone after "+what, func(s StatsSnapshot) bool {
+			return s.ContainersWatched == 0 && s.StreamsOpen == 0
+		})
+		h.waitAllCollected()
+		checkExactlyOnce(t, h.records(), w.id, w.want)
+	}
 	h := run()
-	h.waitFor("the stopped container's log", 10*time.Second, countFor(testID, w.total()))
-	awaitStats(t, h.c, "its reader gone: the log is read once, without follow", func(s StatsSnapshot) bool {
-		return s.ContainersWatched == 0 && s.StreamsOpen == 0
-	})
-	h.waitAllCollected()
-	checkExactlyOnce(t, h.records(), testID, w.want)
+	// Its reader is gone once the log is read: read once, without follow.
+	readWhole(h, w, "the stopped container's log")
 	for _, r := range d.logRequests() {
 		if r.Follow {
 			t.Errorf("a stopped container's log was followed: %+v", r)
@@ -83,12 +86,7 @@ func TestReadFromHeadReadsAStoppedContainerOnceAndNotAgainWithDB(t *testing.T) {
 	ws := newLineWriter(d, sentinel, 52)
 	ws.lines(20)
 	h2 := run()
-	h2.waitFor("the other stopped container's log", 10*time.Second, countFor(sentinel, ws.total()))
-	awaitStats(t, h2.c, "the start-up reads done", func(s StatsSnapshot) bool {
-		return s.ContainersWatched == 0 && s.StreamsOpen == 0
-	})
-	h2.waitAllCollected()
-	checkExactlyOnce(t, h2.records(), sentinel, ws.want)
+	readWhole(h2, ws, "the other stopped container's log")
 	checkExactlyOnce(t, h2.records(), testID, nil)
 }
 
@@ -112,9 +110,7 @@ func TestRenamedOutOfIncludeDeliversLinesBeforeTheRenameOnly(t *testing.T) {
 	d := newFakeDaemon()
 	d.add(Container{ID: testID, Name: "app-1", Image: "x", Running: true})
 	src := newRecordingSource(d)
-	opts := testOptions()
-	opts.Include = includeNames("app")
-	h := newHarnessOf(t, src, d, opts)
+	h := newHarnessOf(t, src, d, appOnly())
 	w := newLineWriter(d, testID, 55)
 	w.lines(100)
 	h.waitFor("the first lines", 10*time.Second, countFor(testID, w.total()))
@@ -139,9 +135,7 @@ func TestRenamedIntoIncludeIsReadFromTheRename(t *testing.T) {
 	d.add(Container{ID: testID, Name: "tmp-1", Image: "x", Running: true})
 	const probe = "f000000000000000000000000000000000000000000000000000000000000000"
 	d.add(Container{ID: probe, Name: "app-probe", Image: "x", Running: true})
-	opts := testOptions()
-	opts.Include = includeNames("app")
-	h := newHarness(t, d, opts)
+	h := newHarness(t, d, appOnly())
 	w := newLineWriter(d, testID, 56)
 	w.lines(100) // under a name not selected
 	// The probe's line proves the supervisor runs; the excluded
@@ -156,8 +150,7 @@ func TestRenamedIntoIncludeIsReadFromTheRename(t *testing.T) {
 	h.waitFor("the lines after the rename", 10*time.Second, countFor(testID, w.total()))
 	awaitStats(t, h.c, "both read", func(s StatsSnapshot) bool { return s.ContainersWatched == 2 })
 	w.lines(50)
-	h.waitFor("later lines", 10*time.Second, countFor(testID, w.total()))
-	checkExactlyOnce(t, h.records(), testID, w.want)
+	h.deliveredOnce("later lines", 10*time.Second, w)
 }
 
 // Renames in quick succession while readers start and stop: the filter is
@@ -167,9 +160,7 @@ func TestRenamesInABurstEndWithTheLastNamesDecision(t *testing.T) {
 	d := newFakeDaemon()
 	d.add(Container{ID: testID, Name: "tmp-0", Image: "x", Running: true})
 	src := newRecordingSource(d)
-	opts := testOptions()
-	opts.Include = includeNames("app")
-	h := newHarnessOf(t, src, d, opts)
+	h := newHarnessOf(t, src, d, appOnly())
 	w := newLineWriter(d, testID, 57)
 	for i := 1; i <= 40; i++ {
 		prefix := "tmp"
@@ -185,8 +176,7 @@ func TestRenamesInABurstEndWithTheLastNamesDecision(t *testing.T) {
 	w.ts += 1000
 	w.want = map[StreamKind][]string{}
 	w.lines(200)
-	h.waitFor("the lines after the last rename", 10*time.Second, countFor(testID, w.total()))
-	checkExactlyOnce(t, h.records(), testID, w.want)
+	h.deliveredOnce("the lines after the last rename", 10*time.Second, w)
 	for _, r := range h.records() {
 		if r.ContainerName != "app-last" {
 			t.Fatalf("record under the name %q, want app-last", r.ContainerName)
@@ -262,9 +252,7 @@ func TestRenameIntoIncludeWhileTheReaderInspectsIsNotMissed(t *testing.T) {
 	d.add(Container{ID: testID, Name: "tmp-1", Image: "x", Running: true})
 	src := &heldInspectSource{fakeDaemon: d, id: testID, inspected: make(chan struct{}),
 		release: make(chan struct{}), logsOf: map[string]bool{}}
-	opts := testOptions()
-	opts.Include = includeNames("app")
-	h := newHarnessOf(t, src, d, opts)
+	h := newHarnessOf(t, src, d, appOnly())
 	<-src.inspected // the reader holds the old name's answer
 	w := newLineWriter(d, testID, 58)
 	d.rename(testID, "app-1", w.ts)
@@ -272,8 +260,7 @@ func TestRenameIntoIncludeWhileTheReaderInspectsIsNotMissed(t *testing.T) {
 	close(src.release)
 	w.ts += 1000
 	w.lines(100)
-	h.waitFor("the lines after the rename", 10*time.Second, countFor(testID, w.total()))
-	checkExactlyOnce(t, h.records(), testID, w.want)
+	h.deliveredOnce("the lines after the rename", 10*time.Second, w)
 }
 
 func TestReadFromHeadReadsFewStoppedContainersAtOnce(t *testing.T) {

@@ -20,12 +20,20 @@ func quietLog() *logrus.Entry {
 	return logrus.NewEntry(l)
 }
 
-func TestPositionsSurviveAWriteAndAReload(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "positions.db")
+// openPositions opens the positions file at path, failing the test on an
+// error.
+func openPositions(t *testing.T, path string) *Positions {
+	t.Helper()
 	s, err := OpenPositions(path, 0, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+func TestPositionsSurviveAWriteAndAReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "positions.db")
+	s := openPositions(t, path)
 	var p position
 	p.advance(Stderr, 100)
 	p.advance(Stdout, 99) // stdout's last line stamped before stderr's
@@ -33,10 +41,7 @@ func TestPositionsSurviveAWriteAndAReload(t *testing.T) {
 	if err := s.flush(); err != nil {
 		t.Fatal(err)
 	}
-	again, err := OpenPositions(path, 0, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	again := openPositions(t, path)
 	got, ok := again.get(testID)
 	if !ok || got != p {
 		t.Errorf("reloaded %+v (found %v), want %+v", got, ok, p)
@@ -58,10 +63,7 @@ func TestPositionsNeverMoveBackwards(t *testing.T) {
 func TestPositionsFileIsReplacedAtomically(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "positions.db")
-	s, err := OpenPositions(path, 0, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openPositions(t, path)
 	for i := 1; i <= 50; i++ {
 		var p position
 		p.advance(Stdout, Timestamp(i))
@@ -129,10 +131,7 @@ func TestRestartWithDBContinuesAfterLastDeliveredLine(t *testing.T) {
 	ws.lines(200)
 
 	opts := testOptions()
-	pos1, err := OpenPositions(path, 0, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pos1 := openPositions(t, path)
 	opts.Positions = pos1
 	h1 := newHarness(t, d, opts)
 	h1.waitFor("first lines", 10*time.Second, func(recs []recordsT) bool {
@@ -147,10 +146,7 @@ func TestRestartWithDBContinuesAfterLastDeliveredLine(t *testing.T) {
 	ws.lines(100)
 	d.setRunning(stoppedID, false)
 
-	pos2, err := OpenPositions(path, 0, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pos2 := openPositions(t, path)
 	opts.Positions = pos2
 	opts.ReadFromHead = false // must not matter for containers with a position
 	h2 := newHarness(t, d, opts)
@@ -172,19 +168,14 @@ func TestLongLineOpenAtARestartArrivesWholeAfterIt(t *testing.T) {
 	d.write(testID, Stdout, longLineStamp, long[:pieceLen])
 	d.write(testID, Stderr, longLineStamp+Timestamp(1500*time.Millisecond), "between\n")
 	opts := testOptions()
-	var err error
-	if opts.Positions, err = OpenPositions(path, 0, quietLog()); err != nil {
-		t.Fatal(err)
-	}
+	opts.Positions = openPositions(t, path)
 	first := newHarness(t, d, opts)
 	first.waitFor("the stderr line", 10*time.Second, countFor(testID, 1))
 	first.stop()
 
 	d.write(testID, Stdout, longLineStamp, long[pieceLen:2*pieceLen])
 	d.write(testID, Stdout, longLineStamp, long[2*pieceLen:]+"\n")
-	if opts.Positions, err = OpenPositions(path, 0, quietLog()); err != nil {
-		t.Fatal(err)
-	}
+	opts.Positions = openPositions(t, path)
 	second := newHarness(t, d, opts)
 	second.waitFor("the long line", 10*time.Second, countFor(testID, 1))
 	second.stop()
@@ -194,10 +185,7 @@ func TestLongLineOpenAtARestartArrivesWholeAfterIt(t *testing.T) {
 
 func TestPositionsKeepLinesOpenAtTheLastLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "positions.db")
-	s, err := OpenPositions(path, 0, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openPositions(t, path)
 	var p position
 	p.advance(Stderr, 100)
 	p.open[streamIndex(Stdout)] = openLine{ts: 90, pieces: 2, valid: true}
@@ -205,10 +193,7 @@ func TestPositionsKeepLinesOpenAtTheLastLine(t *testing.T) {
 	if err := s.flush(); err != nil {
 		t.Fatal(err)
 	}
-	again, err := OpenPositions(path, 0, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	again := openPositions(t, path)
 	if got, _ := again.get(testID); got != p {
 		t.Errorf("reloaded %+v, want %+v", got, p)
 	}
@@ -245,10 +230,7 @@ func TestRestartWithDBReadsContainersWithoutPositionSinceTheWatchBegan(t *testin
 	pastW.lines(50)
 	opts := testOptions()
 	opts.ReadFromHead = false
-	pos1, err := OpenPositions(path, 0, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pos1 := openPositions(t, path)
 	opts.Positions = pos1
 	h1 := newHarness(t, d, opts)
 	// Both running containers are seeded and followed: the first run
@@ -278,10 +260,7 @@ func TestRestartWithDBReadsContainersWithoutPositionSinceTheWatchBegan(t *testin
 	ew := nowWriter(d, exited, 35)
 	ew.lines(100)
 
-	pos2, err := OpenPositions(path, 0, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pos2 := openPositions(t, path)
 	opts.Positions = pos2
 	h2 := newHarness(t, d, opts)
 	h2.waitFor("the lines written while down", 10*time.Second, func(recs []recordsT) bool {
@@ -382,10 +361,7 @@ func TestPositionsFileTrailsCommitsByTheMargin(t *testing.T) {
 // reloaded opens path again and returns testID's position.
 func reloaded(t *testing.T, path string) position {
 	t.Helper()
-	s, err := OpenPositions(path, 0, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openPositions(t, path)
 	p, _ := s.get(testID)
 	return p
 }
@@ -402,10 +378,7 @@ func TestVersion1FileIsReadWithItsModificationTimeAsTheWatch(t *testing.T) {
 	if err := os.Chtimes(path, modified, modified); err != nil {
 		t.Fatal(err)
 	}
-	s, err := OpenPositions(path, 0, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openPositions(t, path)
 	var want position
 	want.advance(Stdout, 250)
 	want.advance(Stderr, 300)
