@@ -264,6 +264,21 @@ func (h *harness) batchesDeliveredOnce(w *lineWriter, n, size int, timeout time.
 	checkExactlyOnce(h.t, h.records(), w.id, w.want)
 }
 
+// cutAtRandom makes d end each stream after least to least+span-1
+// entries, chosen at random from seed.
+func cutAtRandom(d *fakeDaemon, seed uint64, least, span int) {
+	rnd := rand.New(rand.NewPCG(seed, seed+1))
+	var mu sync.Mutex
+	d.cutAfter = func() int { mu.Lock(); defer mu.Unlock(); return least + rnd.IntN(span) }
+}
+
+// refreshEvery are the test options with each stream refreshed at age.
+func refreshEvery(age time.Duration) Options {
+	opts := testOptions()
+	opts.StreamRefresh = age
+	return opts
+}
+
 const testID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 func runningContainer(id string) Container {
@@ -272,9 +287,7 @@ func runningContainer(id string) Container {
 
 func TestEveryLineOnceAcrossStreamsCutAtRandom(t *testing.T) {
 	d := newFakeDaemon()
-	rnd := rand.New(rand.NewPCG(1, 2))
-	var mu sync.Mutex
-	d.cutAfter = func() int { mu.Lock(); defer mu.Unlock(); return 1 + rnd.IntN(40) }
+	cutAtRandom(d, 1, 1, 40)
 	w := newRunningWriter(d, testID, 3)
 	h := newHarness(t, d, testOptions())
 	h.batchesDeliveredOnce(w, 40, 50, 10*time.Second)
@@ -631,9 +644,7 @@ func TestUnreachableDaemonAtStartIsRetried(t *testing.T) {
 
 func TestUnwantedStreamIsReadButNotDelivered(t *testing.T) {
 	d := newFakeDaemon()
-	rnd := rand.New(rand.NewPCG(40, 41))
-	var mu sync.Mutex
-	d.cutAfter = func() int { mu.Lock(); defer mu.Unlock(); return 300 + rnd.IntN(100) }
+	cutAtRandom(d, 40, 300, 100)
 	w := newRunningWriter(d, testID, 42)
 	// Before start-up, not delivered with Read_From_Head off: the log ends
 	// in more stderr lines than the first read looks at.
@@ -739,8 +750,7 @@ func (t *manualTimer) set(armed bool) bool {
 func TestLiveStreamIsRefreshedAtItsAge(t *testing.T) {
 	d := newFakeDaemon()
 	d.add(runningContainer(testID))
-	opts := testOptions()
-	opts.StreamRefresh = 50 * time.Millisecond
+	opts := refreshEvery(50 * time.Millisecond)
 	h := newHarness(t, d, opts)
 	var want []string
 	deadline := time.Now().Add(10 * time.Second)

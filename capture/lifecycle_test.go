@@ -22,6 +22,16 @@ func (h *harness) waitAllCollected() {
 	})
 }
 
+// newRenameHarness captures, through a recording source, the containers
+// named app*; testID runs, named name.
+func newRenameHarness(t *testing.T, name string) (*fakeDaemon, *heldInspectSource, *harness) {
+	t.Helper()
+	d := newFakeDaemon()
+	d.add(Container{ID: testID, Name: name, Image: "x", Running: true})
+	src := newRecordingSource(d)
+	return d, src, newHarnessOf(t, src, d, appOnly())
+}
+
 // appOnly are the test options with a filter that selects containers
 // whose name starts with app, as Include_Names ^app does.
 func appOnly() Options {
@@ -107,10 +117,7 @@ func TestReadFromHeadOffLeavesStoppedContainersAlone(t *testing.T) {
 }
 
 func TestRenamedOutOfIncludeDeliversLinesBeforeTheRenameOnly(t *testing.T) {
-	d := newFakeDaemon()
-	d.add(Container{ID: testID, Name: "app-1", Image: "x", Running: true})
-	src := newRecordingSource(d)
-	h := newHarnessOf(t, src, d, appOnly())
+	d, src, h := newRenameHarness(t, "app-1")
 	w := newLineWriter(d, testID, 55)
 	w.lines(100)
 	h.waitFor("the first lines", 10*time.Second, countFor(testID, w.total()))
@@ -157,10 +164,7 @@ func TestRenamedIntoIncludeIsReadFromTheRename(t *testing.T) {
 // re-decided by one goroutine at a time (go test -race), and the last name
 // wins.
 func TestRenamesInABurstEndWithTheLastNamesDecision(t *testing.T) {
-	d := newFakeDaemon()
-	d.add(Container{ID: testID, Name: "tmp-0", Image: "x", Running: true})
-	src := newRecordingSource(d)
-	h := newHarnessOf(t, src, d, appOnly())
+	d, src, h := newRenameHarness(t, "tmp-0")
 	w := newLineWriter(d, testID, 57)
 	for i := 1; i <= 40; i++ {
 		prefix := "tmp"

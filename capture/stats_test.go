@@ -81,12 +81,20 @@ func TestStatsCountDeliveredLinesBytesAndTruncationByStream(t *testing.T) {
 	}
 }
 
-func TestStatsGaugesFollowReadersStreamsAndPause(t *testing.T) {
+// oneLineRead runs a harness with opts over a running container, testID,
+// that wrote one line, and waits for that line.
+func oneLineRead(t *testing.T, opts Options) (*fakeDaemon, *harness) {
+	t.Helper()
 	d := newFakeDaemon()
 	d.add(runningContainer(testID))
-	d.write(testID, Stdout, 1e9, "hello\n")
-	h := newHarness(t, d, testOptions())
+	d.write(testID, Stdout, 1e9, "one\n")
+	h := newHarness(t, d, opts)
 	h.waitFor("the line", 10*time.Second, countFor(testID, 1))
+	return d, h
+}
+
+func TestStatsGaugesFollowReadersStreamsAndPause(t *testing.T) {
+	_, h := oneLineRead(t, testOptions())
 	// The reader now follows its one stream.
 	awaitStats(t, h.c, "one reader with one stream", func(s StatsSnapshot) bool {
 		return s.ContainersWatched == 1 && s.StreamsOpen == 1
@@ -108,9 +116,7 @@ func TestStatsGaugesFollowReadersStreamsAndPause(t *testing.T) {
 func TestStatsCountRefreshes(t *testing.T) {
 	d := newFakeDaemon()
 	d.add(runningContainer(testID))
-	opts := testOptions()
-	opts.StreamRefresh = 100 * time.Millisecond
-	h := newHarness(t, d, opts)
+	h := newHarness(t, d, refreshEvery(100*time.Millisecond))
 	awaitStats(t, h.c, "two refreshes", func(s StatsSnapshot) bool { return s.Refreshes >= 2 })
 	if s := h.c.Stats(); s.Errors != ([NumErrorReasons]int64{}) {
 		t.Errorf("errors counted on a plain refresh: %v", s.Errors)
@@ -223,14 +229,10 @@ func TestStatsCountPositionWritesAndTheirFailures(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			d := newFakeDaemon()
-			d.add(runningContainer(testID))
-			d.write(testID, Stdout, 1e9, "hello\n")
 			opts := testOptions()
 			opts.Positions = pos
-			h := newHarness(t, d, opts)
-			h.waitFor("the line", 10*time.Second, countFor(testID, 1)) // committed: the positions changed
-			h.stop()                                                   // writes once more at exit
+			_, h := oneLineRead(t, opts) // committed: the positions changed
+			h.stop()                     // writes once more at exit
 			s := h.c.Stats()
 			if tc.breakDir {
 				if s.PositionWrites != 0 || s.PositionWriteFailures == 0 || s.Errors[ReasonPositions] != s.PositionWriteFailures {
@@ -246,6 +248,13 @@ func TestStatsCountPositionWritesAndTheirFailures(t *testing.T) {
 	}
 }
 
+// containerStatsOn are the test options with counts per container.
+func containerStatsOn() Options {
+	opts := testOptions()
+	opts.ContainerStats = true
+	return opts
+}
+
 func TestStatsPerContainerByNameAndForgottenWhenRemoved(t *testing.T) {
 	const other = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 	d := newFakeDaemon()
@@ -254,9 +263,7 @@ func TestStatsPerContainerByNameAndForgottenWhenRemoved(t *testing.T) {
 	d.write(testID, Stdout, 1e9, "one\n")
 	d.write(testID, Stderr, 2e9, "three\n")
 	d.write(other, Stdout, 1e9, "hello\n")
-	opts := testOptions()
-	opts.ContainerStats = true
-	h := newHarness(t, d, opts)
+	h := newHarness(t, d, containerStatsOn())
 	h.waitFor("three lines", 10*time.Second, func(r []records.Record) bool { return len(r) >= 3 })
 	s := h.c.Stats()
 	want := []ContainerStats{
@@ -275,13 +282,7 @@ func TestStatsPerContainerByNameAndForgottenWhenRemoved(t *testing.T) {
 // A stopped container's reader reads its log to the end and returns: its
 // count of running readers, which tests await, falls to 0.
 func TestStatsPerContainerReadersEndWhenAStoppedLogIsRead(t *testing.T) {
-	d := newFakeDaemon()
-	d.add(runningContainer(testID))
-	d.write(testID, Stdout, 1e9, "one\n")
-	opts := testOptions()
-	opts.ContainerStats = true
-	h := newHarness(t, d, opts)
-	h.waitFor("the line", 10*time.Second, countFor(testID, 1))
+	d, h := oneLineRead(t, containerStatsOn())
 	if s := h.c.Stats(); len(s.Containers) != 1 || s.Containers[0].Readers != 1 || s.ContainersWatched != 1 {
 		t.Fatalf("while it runs: %+v, watched %d; want one reader", s.Containers, s.ContainersWatched)
 	}

@@ -19,6 +19,28 @@ func stdlibStamp(t *testing.T, stamp string) Timestamp {
 	return Timestamp(tm.UnixNano())
 }
 
+// parsedAsTimeParse parses stamp, a space and rest, checking the instant
+// against time.Parse's and that the length taken ends at rest.
+func parsedAsTimeParse(t *testing.T, stamp, rest string) Timestamp {
+	t.Helper()
+	want := stdlibStamp(t, stamp)
+	in := []byte(stamp + " " + rest)
+	ts, n, err := parseTimestamp(in)
+	if err != nil {
+		t.Fatalf("parseTimestamp: %v", err)
+	}
+	if ts != want {
+		t.Errorf("ts = %d (%s), want %d (%s)", ts, ts, want, want)
+	}
+	if n != len(stamp)+1 {
+		t.Errorf("n = %d, want %d (the stamp and its space)", n, len(stamp)+1)
+	}
+	if got := string(in[n:]); got != rest {
+		t.Errorf("rest after n = %q, want %q", got, rest)
+	}
+	return want
+}
+
 // jsonFileStamp formats tm as the json-file driver does: UTC, 9 fraction
 // digits, no trailing space.
 func jsonFileStamp(tm time.Time) string {
@@ -39,24 +61,13 @@ func TestParseTimestampFixedUTCMatchesTimeParse(t *testing.T) {
 		"2262-04-11T23:47:16.854775807Z", // the last instant an int64 holds
 	} {
 		t.Run(stamp, func(t *testing.T) {
-			want := stdlibStamp(t, stamp)
-			in := []byte(stamp + " hello\n")
-			ts, n, err := parseTimestamp(in)
-			if err != nil {
-				t.Fatalf("parseTimestamp: %v", err)
-			}
-			if ts != want {
-				t.Errorf("ts = %d (%s), want %d (%s)", ts, ts, want, want)
-			}
-			if n != len(stamp)+1 || n != 31 {
-				t.Errorf("n = %d, want 31 (stamp and its space)", n)
-			}
-			if got := string(in[n:]); got != "hello\n" {
-				t.Errorf("rest after n = %q, want %q", got, "hello\n")
+			want := parsedAsTimeParse(t, stamp, "hello\n")
+			if len(stamp) != 30 {
+				t.Fatalf("test stamp %q is not of the fixed form", stamp)
 			}
 			// The fixed form must be taken by the fast path, not only
 			// parsed correctly by the slow one.
-			fast, ok := parseFixedUTC(in[:30])
+			fast, ok := parseFixedUTC([]byte(stamp))
 			if !ok || fast != want {
 				t.Errorf("parseFixedUTC = %d, %v; want %d, true", fast, ok, want)
 			}
@@ -88,23 +99,7 @@ func TestParseTimestampAcceptsOffsetsAndShortFractions(t *testing.T) {
 		"2023-11-14T22:13:20.1+05:30",
 		"2023-11-14T00:13:20.000000001+14:00", // a date change through the offset
 	} {
-		t.Run(stamp, func(t *testing.T) {
-			want := stdlibStamp(t, stamp)
-			in := []byte(stamp + " body")
-			ts, n, err := parseTimestamp(in)
-			if err != nil {
-				t.Fatalf("parseTimestamp: %v", err)
-			}
-			if ts != want {
-				t.Errorf("ts = %d, want %d", ts, want)
-			}
-			if n != len(stamp)+1 {
-				t.Errorf("n = %d, want %d", n, len(stamp)+1)
-			}
-			if string(in[n:]) != "body" {
-				t.Errorf("rest = %q, want %q", in[n:], "body")
-			}
-		})
+		t.Run(stamp, func(t *testing.T) { parsedAsTimeParse(t, stamp, "body") })
 	}
 }
 
@@ -188,6 +183,13 @@ func TestSinceParamFormatsSecondsAndNineFractionDigits(t *testing.T) {
 		{1700000000100000000, "1700000000.100000000"},
 		{1, "0.000000001"},
 		{Timestamp(time.Date(2024, 2, 29, 12, 0, 0, 123456789, time.UTC).UnixNano()), "1709208000.123456789"},
+		// A stamp before 1970 (a container whose clock was never set) must
+		// still give a parameter the daemon parses to the same instant:
+		// "-1.999999999" is time.Unix(-1, 999999999), one nanosecond before
+		// the epoch.
+		{-1, "-1.999999999"},
+		{-1_000_000_000, "-1.000000000"},
+		{-1_500_000_000, "-2.500000000"},
 	} {
 		if got := tc.ts.SinceParam(); got != tc.want {
 			t.Errorf("Timestamp(%d).SinceParam() = %q, want %q", int64(tc.ts), got, tc.want)
@@ -219,24 +221,6 @@ func TestSinceParamRoundTripsThroughDaemonParsing(t *testing.T) {
 		}
 		if got := jsonFileStamp(time.Unix(sec, nsec)); got != stamp {
 			t.Errorf("SinceParam %q names %s, want %s", p, got, stamp)
-		}
-	}
-}
-
-// A stamp before 1970 (a container whose clock was never set) must still
-// give a parameter the daemon parses to the same instant: "-1.999999999" is
-// time.Unix(-1, 999999999), one nanosecond before the epoch.
-func TestSinceParamBeforeEpochNamesSameInstant(t *testing.T) {
-	for _, tc := range []struct {
-		ts   Timestamp
-		want string
-	}{
-		{-1, "-1.999999999"},
-		{-1_000_000_000, "-1.000000000"},
-		{-1_500_000_000, "-2.500000000"},
-	} {
-		if got := tc.ts.SinceParam(); got != tc.want {
-			t.Errorf("Timestamp(%d).SinceParam() = %q, want %q", int64(tc.ts), got, tc.want)
 		}
 	}
 }
