@@ -177,8 +177,8 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 		// One untimed stream fills the pools and sizes the buffers.
 		r.cs.pos = position{}
-		if end, n, err := r.stream(ctx, r.plan(false)); end != endEOF || n != pipeLines || err != nil {
-			b.Fatalf("stream: end %d, %d lines, %v; want EOF, %d lines", end, n, err, pipeLines)
+		if o := r.stream(ctx, r.plan(stateDrain)); o.end != endLogEnd || o.read != pipeLines || o.err != nil {
+			b.Fatalf("stream: end %d, %d lines, %v; want the log's end, %d lines", o.end, o.read, o.err, pipeLines)
 		}
 		drain()
 		b.SetBytes(int64(len(data)))
@@ -187,8 +187,8 @@ func BenchmarkPipeline(b *testing.B) {
 		b.ResetTimer()
 		for range b.N {
 			r.cs.pos = position{} // the same stamps again: not "seen"
-			if end, _, err := r.stream(ctx, r.plan(false)); end != endEOF || err != nil {
-				b.Fatalf("stream: end %d, %v", end, err)
+			if o := r.stream(ctx, r.plan(stateDrain)); o.end != endLogEnd || o.err != nil {
+				b.Fatalf("stream: end %d, %v", o.end, o.err)
 			}
 			drain()
 		}

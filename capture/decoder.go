@@ -45,12 +45,6 @@ var (
 const (
 	frameHeaderLen = 8 // [stream, 0, 0, 0, size uint32 big-endian]
 	frameSizeIndex = 4
-	// pieceLen is where the daemon cuts a long line: each piece is its own
-	// entry, and only the last one ends in '\n'.
-	pieceLen = 16 * 1024
-	// minReadBuf is the read buffer's initial size: large enough for many
-	// small lines per Read.
-	minReadBuf = 64 * 1024
 )
 
 // entry is one log message as the daemon stored it: a whole line (ending in

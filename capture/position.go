@@ -1,14 +1,6 @@
 package capture
 
-import "time"
-
-// Resume never re-reads a log from its start. Reading is a prefix of the
-// log in file order: everything before the last line read (L) was read,
-// nothing after it was. So a stream reopens with since=<earliest stream
-// position> and tail=K and skips entries until it meets L again; meeting an
-// entry that must come after L first means the tail window was too short,
-// and the stream reopens with a larger K. Positions are kept per stream
-// because stdout and stderr stamps interleave out of order in the file.
+// Positions and resume: see the package documentation (doc.go).
 
 // streamPos is one stream's position: the stamp of its last line read.
 type streamPos struct {
@@ -61,28 +53,6 @@ func (p position) after(q position) bool {
 	return true
 }
 
-// inversionMargin bounds how far a stamp of one stream can fall behind one
-// of the other stream that the file holds before it. The daemon stamps
-// before taking its write lock, so inversions are microseconds; a second is
-// far beyond what was ever measured.
-const inversionMargin = Timestamp(time.Second)
-
-const (
-	// seedTail is how many entries from the end the first read of a
-	// container that is read from now on takes, only to learn where the
-	// log ends.
-	seedTail = 64
-	// firstTail is the tail window of a resume: a quiet container's whole
-	// gap fits, and the daemon reads that much from the end in about a
-	// millisecond.
-	firstTail = 256
-	// tailGrowth multiplies the window when it did not reach back to L.
-	tailGrowth = 8
-	// maxTail is the largest window before a resume reads the whole log
-	// with since alone.
-	maxTail = 1 << 21
-)
-
 // seekResult is what one entry tells a stream that is looking for L.
 type seekResult int
 
@@ -93,9 +63,8 @@ const (
 	seekOpen                     // a piece of an open line, before L: take it again
 )
 
-// seek classifies entry e of a stream that has not met L yet. enabled
-// tells which streams are read, so a stream that never had a line is
-// judged by L's stamp and the margin.
+// seek classifies entry e of a stream that has not met L yet. A stream
+// that never had a line is judged by L's stamp and the margin.
 func (p *position) seek(e *entry) seekResult {
 	if e.stream == p.last.stream && e.ts == p.last.ts {
 		return seekFound

@@ -117,13 +117,8 @@ func (q *queue) buffer() []byte {
 
 // release returns a chunk buffer that Fluent Bit no longer needs.
 func (q *queue) release(b []byte) {
-	if cap(b) > 4*chunkTarget || cap(b) < chunkTarget {
+	if cap(b) > maxPooledChunk || cap(b) < chunkTarget {
 		return // an outsized one (a long line) is left to the collector
 	}
 	q.pool.Put(&b)
 }
-
-// chunkTarget is the size at which a reader hands its chunk over even
-// though more input is buffered: big enough to make the queue's lock
-// negligible per line, small enough to keep the hand-off smooth.
-const chunkTarget = 256 * 1024

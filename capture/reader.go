@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,7 +64,7 @@ type containerState struct {
 	listedStopped bool
 	tty           bool
 	excluded      bool // Include rejected it; a rename re-decides
-	unreadable    bool // the daemon answered 501: logged once, not retried
+	unreadable    bool // the daemon cannot serve its logs: logged once, not retried
 
 	// Set by the supervisor from the start event while no reader runs:
 	// the name and image of a container gone before its inspect.
@@ -92,16 +91,15 @@ func (cs *containerState) setMeta(c Container) {
 
 // reader follows one container's logs through short-lived streams.
 type reader struct {
-	cs   *containerState
-	src  Source
-	opts *Options
-	q    *queue
-	log  *logrus.Entry
-	// stats may be nil (benchmarks build readers without one).
+	cs    *containerState
+	src   Source
+	opts  *Options
+	q     *queue
+	log   *logrus.Entry
 	stats *Stats
 
 	chunk  []byte
-	lines  int
+	lines  int        // lines encoded since the reader started
 	counts lineCounts // what chunk holds, added to stats when it is queued
 	joiner lineJoiner
 	// readBuf is the decoder's buffer, reused by the streams of one run
@@ -111,220 +109,263 @@ type reader struct {
 	// behind tracks, per stream, lines dropped because they are stamped
 	// before the stream's position (see noteBehind).
 	behind [2]behindRun
-	tail   int
+	tail   int // the resume's tail window
 	// seekWait is how long a resume may stay silent; see seekBound.
 	seekWait time.Duration
-	running  bool // as inspect last found it; false once a follow stream ended on a stop
+	backoff  time.Duration // the wait before a retry that read nothing
+	running  bool          // as the last inspect found it
 }
 
-// streamEnd says why a stream ended.
+// readerState is where a reader is in its container's life. Every state
+// but stateInspect and stateDone reads one stream.
+type readerState int
+
+const (
+	// stateInspect learns the container's details and whether to read it:
+	// before the first stream, and again after a failure.
+	stateInspect readerState = iota
+	// stateOpenInspect reads a new container from its head: the stream is
+	// opened alongside the inspect, so a container removed as soon as it
+	// exits is not lost to the time an inspect takes. It follows.
+	stateOpenInspect
+	// stateSeed reads the last entries of a container read from now on,
+	// only to start after them.
+	stateSeed
+	// stateFollow reads a running container with follow, after its
+	// position.
+	stateFollow
+	// stateDrain reads a stopped container, or one renamed out of the
+	// filter, without follow to the end of its log.
+	stateDrain
+	// stateDone: the log is read, or is not to be read; run returns.
+	stateDone
+)
+
+// streamEnd is how a step ended: its stream, or its inspect.
 type streamEnd int
 
 const (
-	endEOF           streamEnd = iota // the daemon ended it
-	endRefresh                        // it reached its age and was closed
+	endNone          streamEnd = iota // not ended: reading goes on
+	endLogEnd                         // the log is read to its end (a seed: its last entries)
+	endExited                         // a follow stream ended, and inspect found the container stopped
+	endRunning                        // a follow stream ended, but inspect found the container running
+	endRefresh                        // the stream reached its age and was closed
 	endIncomplete                     // the tail window did not reach L
-	endStopped                        // capture is stopping
-	endFailed                         // a read error or malformed input
-	endSkipped                        // inspect found it gone or not selected
-	endInspectFailed                  // inspect failed (logged): retry
 	endDeselected                     // a followed line came after a rename out of the filter
+	endFailed                         // opening or reading failed, or the input was malformed
+	endUnreadable                     // the daemon cannot serve the container's logs
+	endGone                           // the container no longer exists
+	endInspected                      // inspect found it to be read
+	endSkipped                        // inspect found it not selected, or no stream of it wanted
+	endInspectFailed                  // inspect failed (counted and logged by inspect)
+	endStopped                        // capture is stopping
 )
 
-// retry backoff for a reader whose streams fail.
-const (
-	minBackoff = 250 * time.Millisecond
-	maxBackoff = 30 * time.Second
-)
+// outcome is how one step ended.
+type outcome struct {
+	end    streamEnd
+	read   int         // lines the stream read: one that read lines is retried at once
+	err    error       // what failed: endFailed, endUnreadable
+	reason ErrorReason // what endFailed counts
+}
+
+// transition is the next state, and whether to reach it through the
+// retry backoff.
+type transition struct {
+	to    readerState
+	retry bool
+}
 
 // run reads the container until it stops, is removed, or ctx ends. Every
 // way out is logged; the supervisor learns of the exit when run returns.
 func (r *reader) run(ctx context.Context) {
-	r.tail = firstTail
+	r.tail, r.seekWait, r.backoff = firstTail, r.firstSeekWait(), minBackoff
 	r.joiner.maxLine = r.opts.MaxLineSize
-	r.seekWait = cmp.Or(r.opts.seekBound, seekBound)
 	r.chunk = r.q.buffer()
 	defer func() { r.q.release(r.chunk) }()
-	backoff := minBackoff
-	// again decides how soon to reopen: at once after a stream that read
-	// lines, otherwise after a wait that grows, so a failing daemon is not
-	// hammered.
-	again := func(read int) bool {
-		if read > 0 {
-			backoff = minBackoff
-			return true
-		}
-		ok := sleepCtx(ctx, backoff)
-		backoff = min(2*backoff, maxBackoff)
-		return ok
+	for st := r.unknown(); st != stateDone && ctx.Err() == nil; {
+		st = r.step(ctx, st)
 	}
-	known := false // r.running and the container's details are current
-	for ctx.Err() == nil {
-		var p plan
-		switch {
-		case !known && r.opensBeforeInspect():
-			// A new container: its stream is opened first, so lines of a
-			// container removed as soon as it exits are not lost to the
-			// time an inspect takes. It is followed until inspect says
-			// otherwise.
-			p = r.plan(true)
-			p.inspect = true
-		case !known:
-			res, err := r.inspect(ctx)
-			switch {
-			case err != nil:
-				if !again(0) {
-					return
-				}
-				continue
-			case res != inspectRead:
-				return
-			}
-			known = true
-			p = r.plan(r.running)
-		default:
-			// Renamed out of the filter: read what is left before the
-			// rename without follow, then stop.
-			p = r.plan(r.running && r.cs.until.Load() == 0)
+}
+
+// step runs one state, an inspect or a stream, and returns the next.
+func (r *reader) step(ctx context.Context, st readerState) readerState {
+	var o outcome
+	if st == stateInspect {
+		o = r.inspectToRead(ctx)
+	} else {
+		p := r.plan(st)
+		o = r.ended(ctx, p, r.stream(ctx, p))
+	}
+	t := r.next(st, o)
+	r.report(st, o)
+	if t.retry && !r.again(ctx, o.read) {
+		return stateDone
+	}
+	return t.to
+}
+
+// next is the reader's one transition, from the state a step ran in and
+// how it ended to the next state (see "Exactly once" in the README).
+// "Reading" is seed, follow or drain, as the container is (see reading);
+// "retried" goes through the backoff unless the stream read lines.
+//
+//	from                     how it ended            next
+//	inspect                  inspected               reading
+//	any stream               refresh                 reading: the same again, after the position
+//	follow                   deselected              drain: the rest before the rename
+//	follow, open-inspect     exited                  drain: Docker 20.10's follow can end before the log
+//	follow, open-inspect     running                 reading, retried
+//	follow, drain (resumes)  incomplete              reading, the window tailGrowth times wider
+//	seed                     log end                 reading, after the log's last entries
+//	drain, follow (gone)     log end                 done: the log is complete
+//	any                      failed, inspect failed  inspect, or open-inspect from the head; retried
+//	any                      unreadable              done, not retried by the supervisor
+//	any                      stopped, skipped, gone  done
+func (r *reader) next(st readerState, o outcome) transition {
+	switch o.end {
+	case endInspected, endRefresh, endDeselected, endExited:
+		return transition{to: r.reading()}
+	case endIncomplete:
+		r.tail *= tailGrowth
+		return transition{to: r.reading()}
+	case endLogEnd:
+		if st == stateSeed {
+			r.cs.fromNow = false
+			return transition{to: r.reading()}
 		}
-		end, read, err := r.stream(ctx, p)
-		if p.inspect && end != endFailed && end != endSkipped && end != endInspectFailed {
-			known = true // the inspect alongside the open succeeded
-		}
-		switch end {
-		case endStopped, endSkipped:
-			return
-		case endInspectFailed:
-			if !again(0) {
-				return
-			}
-		case endRefresh:
-			r.log.Trace("stream refreshed")
-		case endDeselected:
-			r.log.Debug("renamed out of the filter, reading the rest before the rename")
-		case endIncomplete:
-			r.tail *= tailGrowth
-			r.log.WithField("tail", r.tail).Debug("resume window too short, widening it")
-		case endFailed:
-			switch {
-			case errors.Is(err, ErrLogsUnreadable):
-				r.stats.countError(ReasonUnreadable)
-				r.log.WithError(err).Warn("the daemon cannot serve this container's logs; skipping it")
-				r.cs.unreadable = true
-				return
-			case errors.Is(err, ErrNotFound):
-				r.log.Debug("container is gone")
-				return
-			}
-			r.log.WithError(err).Warn("logs stream failed, resuming after the last good line")
-			known = false
-			if !again(read) {
-				return
-			}
-		case endEOF:
-			if p.seed {
-				r.cs.fromNow = false
-				continue
-			}
-			if p.req.Follow {
-				// A follow stream ends when the container stops, and also
-				// when the daemon goes away: ask which.
-				c, err := r.src.Inspect(ctx, r.cs.id)
-				switch {
-				case ctx.Err() != nil:
-					return
-				case err == nil && c.Running:
-					if !again(read) {
-						return
-					}
-					continue
-				case err != nil && !errors.Is(err, ErrNotFound):
-					r.stats.countError(ReasonInspect)
-					known = false
-					if !again(0) {
-						return
-					}
-					continue
-				case err == nil:
-					// Stopped. Docker 20.10's follow can end before the
-					// log does, and never sends a last piece without a
-					// newline: only a read without follow tells where the
-					// log ends.
-					r.running = false
-					continue
-				}
-			}
-			// Read without follow to its end, or gone: the log is
-			// complete, including a last line that did not end in a
-			// newline.
-			r.joiner.flush(r)
-			if r.flush(ctx) != nil {
-				return
-			}
+		return transition{to: stateDone}
+	case endRunning:
+		// The daemon ended a follow stream of a running container: it
+		// went away, or cut the stream.
+		return transition{to: r.reading(), retry: true}
+	case endFailed, endInspectFailed:
+		// Resumed after the last good line, the details learned again.
+		return transition{to: r.unknown(), retry: true}
+	case endUnreadable:
+		r.cs.unreadable = true
+		return transition{to: stateDone}
+	}
+	// endStopped, endSkipped, endGone.
+	return transition{to: stateDone}
+}
+
+// unknown is the state that learns the container's details: at first, and
+// after a failure.
+func (r *reader) unknown() readerState {
+	if !r.cs.pos.last.valid && !r.cs.fromNow && !r.cs.listedStopped {
+		// Read from its head: nothing of inspect is needed before the
+		// stream's first bytes.
+		return stateOpenInspect
+	}
+	return stateInspect
+}
+
+// reading is the state of the next stream of a container whose details
+// are known.
+func (r *reader) reading() readerState {
+	switch {
+	case r.cs.fromNow && !r.cs.pos.last.valid:
+		return stateSeed
+	case r.running && r.cs.until.Load() == 0:
+		return stateFollow
+	default:
+		// Stopped, or renamed out of the filter: read what is left
+		// before the rename without follow, then stop.
+		return stateDrain
+	}
+}
+
+// again waits before a retry: none after a stream that read lines,
+// otherwise a wait that grows, so a failing daemon is not hammered. It
+// reports whether to go on.
+func (r *reader) again(ctx context.Context, read int) bool {
+	if read > 0 {
+		r.backoff = minBackoff
+		return true
+	}
+	ok := sleepCtx(ctx, r.backoff)
+	r.backoff = min(2*r.backoff, maxBackoff)
+	return ok
+}
+
+// report logs how a step ended, and counts a stream's failure: the one
+// place a stream's errors are counted. (Inspect counts its own.)
+func (r *reader) report(st readerState, o outcome) {
+	switch o.end {
+	case endFailed:
+		r.stats.countError(o.reason)
+		r.log.WithError(o.err).Warn("logs stream failed, resuming after the last good line")
+	case endUnreadable:
+		r.stats.countError(ReasonUnreadable)
+		r.log.WithError(o.err).Warn("the daemon cannot serve this container's logs; skipping it")
+	case endGone:
+		r.log.Debug("container is gone")
+	case endRefresh:
+		r.log.Trace("stream refreshed")
+	case endDeselected:
+		r.log.Debug("renamed out of the filter, reading the rest before the rename")
+	case endIncomplete:
+		r.log.WithField("tail", r.tail).Debug("resume window too short, widening it")
+	case endLogEnd:
+		if st != stateSeed {
 			r.log.Debug("container stopped, its log is read")
-			return
 		}
 	}
 }
 
-// opensBeforeInspect reports whether the next stream reads the log from its
-// head, which needs nothing of inspect before its first bytes.
-func (r *reader) opensBeforeInspect() bool {
-	return !r.cs.pos.last.valid && !r.cs.fromNow && !r.cs.listedStopped
-}
-
-// inspectResult is what an inspect decides about reading a container.
-type inspectResult int
-
-const (
-	inspectRead inspectResult = iota // read it
-	inspectSkip                      // not selected, nothing wanted, or stopping
-	inspectGone                      // it no longer exists
-)
-
-// inspect learns the container's details and decides whether to read it;
-// an error is the daemon's, logged and counted here, to retry.
-func (r *reader) inspect(ctx context.Context) (inspectResult, error) {
+// inspect asks the daemon for the container's details; it is every inspect
+// of a reader. An error is the daemon's: counted and logged here, to retry.
+func (r *reader) inspect(ctx context.Context) (Container, streamEnd) {
 	for {
 		renames := r.cs.renames.Load()
-		res, err := r.inspectOnce(ctx)
-		if err != nil || renames == r.cs.renames.Load() {
-			return res, err
+		c, end := r.inspectOnce(ctx)
+		if end != endInspected || renames == r.cs.renames.Load() {
+			return c, end
 		}
 		// Renamed meanwhile: the answer may hold the old name.
 	}
 }
 
-func (r *reader) inspectOnce(ctx context.Context) (inspectResult, error) {
+func (r *reader) inspectOnce(ctx context.Context) (Container, streamEnd) {
 	c, err := r.src.Inspect(ctx, r.cs.id)
 	switch {
 	case ctx.Err() != nil:
-		return inspectSkip, nil
+		return c, endStopped
 	case errors.Is(err, ErrNotFound):
-		r.log.Debug("container is gone")
-		return inspectGone, nil
+		return c, endGone
 	case err != nil:
 		r.stats.countError(ReasonInspect)
 		r.log.WithError(err).Warn("cannot inspect container, retrying")
-		return inspectSkip, err
+		return c, endInspectFailed
 	}
 	r.cs.setMeta(c) // also when not selected: a rename decides with its labels
-	if !r.selected(c) {
-		return inspectSkip, nil
+	r.cs.tty, r.running = c.TTY, c.Running
+	return c, endInspected
+}
+
+// inspectToRead inspects the container and decides whether to read it:
+// selected by the filter, with a log the daemon can serve, and a stream
+// wanted. Later inspects leave the filter to the supervisor.
+func (r *reader) inspectToRead(ctx context.Context) outcome {
+	c, end := r.inspect(ctx)
+	switch {
+	case end != endInspected:
+		return outcome{end: end}
+	case !r.selected(c):
+		return outcome{end: endSkipped}
 	}
 	r.cs.excluded = false
 	if c.NoLogs {
-		r.stats.countError(ReasonUnreadable)
-		r.log.WithField("container_name", c.Name).Warn("the container's log driver keeps no logs the daemon can serve; skipping it")
-		r.cs.unreadable = true
-		return inspectSkip, nil
+		// Docker answers its logs with 501, Podman with a server error
+		// that looks like a failing daemon: inspect decides.
+		return outcome{end: endUnreadable, err: fmt.Errorf("container %s: its log driver keeps no logs: %w", c.Name, ErrLogsUnreadable)}
 	}
-	r.cs.tty, r.running = c.TTY, c.Running
 	// Only stdout exists with a TTY.
 	if r.opts.Stdout || (!c.TTY && r.opts.Stderr) {
-		return inspectRead, nil
+		return outcome{end: endInspected}
 	}
-	return inspectSkip, nil
+	return outcome{end: endSkipped}
 }
 
 // selected applies the filter to what is known of the container.
@@ -353,52 +394,43 @@ func (r *reader) readGone() bool {
 	return true
 }
 
-// A resume that has read nothing yet may be the daemon scanning its log
-// for since before it sends a byte (about a minute for 1.7 GB): it is
-// given seekBound, doubled after each such resume cut while still silent,
-// up to maxSeekBound, so a scan of any size ends once.
-const (
-	seekBound    = time.Minute
-	maxSeekBound = 8 * time.Minute
-)
-
 // plan is one stream's request and how to read it.
 type plan struct {
 	req     LogsRequest
-	seed    bool // read the last entry only, to start after it
+	seed    bool // read the last entries only, to start after them
 	seek    bool // skip entries until L
 	full    bool // no tail window: the whole log from since
 	inspect bool // inspect once the stream is open, before reading it
 }
 
-func (r *reader) plan(running bool) plan {
+// plan is the stream that state st reads.
+func (r *reader) plan(st readerState) plan {
 	// Both streams are always asked for, even when one is not wanted:
 	// tail counts the entries of both, and the last line read must be in
 	// the stream for a resume to find it. Unwanted lines are dropped here.
 	stdout, stderr := true, !r.cs.tty
-	req := LogsRequest{Stdout: stdout, Stderr: stderr, Follow: running, Tail: -1}
+	req := LogsRequest{Stdout: stdout, Stderr: stderr, Follow: st == stateFollow || st == stateOpenInspect, Tail: -1}
 	pos := &r.cs.pos
-	if r.cs.fromNow && !pos.last.valid {
+	p := plan{inspect: st == stateOpenInspect}
+	switch {
+	case st == stateSeed:
 		// The last entries give both streams a position, if both have
 		// lines there.
 		req.Follow, req.Tail = false, seedTail
-		return plan{req: req, seed: true}
-	}
-	if !pos.last.valid {
+		p.seed = true
+	case !pos.last.valid:
 		req.Since = r.cs.since
-		return plan{req: req}
+	case r.tail > maxTail:
+		req.Since, p.seek, p.full = pos.since(stdout, stderr), true, true
+	default:
+		req.Since, req.Tail, p.seek = pos.since(stdout, stderr), r.tail, true
 	}
-	req.Since = pos.since(stdout, stderr)
-	if r.tail > maxTail {
-		return plan{req: req, seek: true, full: true}
-	}
-	req.Tail = r.tail
-	return plan{req: req, seek: true}
+	p.req = req
+	return p
 }
 
-// stream opens one logs stream and reads it until it ends. It reports how
-// many lines it read.
-func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
+// stream opens one logs stream and reads it until it ends.
+func (r *reader) stream(ctx context.Context, p plan) outcome {
 	// The stream's age counts from when it has passed L; a resume has
 	// longer to find L, as the daemon may scan the log before it answers.
 	streamCtx, cancel := context.WithCancel(ctx)
@@ -413,202 +445,305 @@ func (r *reader) stream(ctx context.Context, p plan) (streamEnd, int, error) {
 	}
 	w := startWatch(cancel, first, r.opts.StreamRefresh, time.Now, after)
 	defer w.stop()
-	end, read, err := r.read(ctx, streamCtx, w, p)
+	o := r.readStream(ctx, streamCtx, w, p)
 	switch {
 	case !w.silent():
-		r.seekWait = cmp.Or(r.opts.seekBound, seekBound)
-	case p.seek && end == endRefresh:
+		r.seekWait = r.firstSeekWait()
+	case p.seek && o.end == endRefresh:
 		r.seekWait = min(2*r.seekWait, maxSeekBound)
 		r.log.WithField("wait", r.seekWait).Debug("the daemon sent nothing before the refresh, waiting longer")
 	}
-	return end, read, err
+	return o
 }
 
-// read is stream's body: it opens the stream and reads it until it ends.
-func (r *reader) read(ctx, streamCtx context.Context, w *streamWatch, p plan) (streamEnd, int, error) {
-	if p.inspect {
-		// Inspect runs alongside the open: a container removed as soon as
-		// it exits is then gone for neither or for both.
-		result := make(chan error, 1) // the inspecting goroutine's, never blocks
-		var res inspectResult
-		go func() {
-			var err error
-			res, err = r.inspect(ctx)
-			result <- err
-		}()
-		// Waited for on every way out, so it never outlives the stream.
-		waited, err := false, error(nil)
-		inspected := func() (inspectResult, error) {
-			if !waited {
-				waited, err = true, <-result
-			}
-			return res, err
-		}
-		defer inspected() //nolint:errcheck // waited for only
-		return r.readOpened(ctx, streamCtx, w, p, inspected)
+func (r *reader) firstSeekWait() time.Duration {
+	if r.opts.seekBound != 0 {
+		return r.opts.seekBound
 	}
-	return r.readOpened(ctx, streamCtx, w, p, nil)
+	return seekBound
 }
 
-// readOpened is read's body; inspected waits for the inspect that runs
-// alongside the open (p.inspect).
-func (r *reader) readOpened(ctx, streamCtx context.Context, w *streamWatch, p plan, inspected func() (inspectResult, error)) (streamEnd, int, error) {
+// readStream opens the stream, with the inspect alongside (p.inspect), and
+// reads it.
+func (r *reader) readStream(ctx, streamCtx context.Context, w *streamWatch, p plan) outcome {
+	var inspected func() outcome
+	if p.inspect {
+		inspected = r.inspectAlongside(ctx)
+		defer inspected() // so it never outlives the stream
+	}
 	rc, err := r.src.Logs(streamCtx, r.cs.id, p.req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return endStopped, 0, nil
-		}
-		if inspected != nil {
-			if res, err := inspected(); err == nil && res != inspectRead {
-				return endSkipped, 0, nil // not an error of a container not read
-			}
-		}
-		if !errors.Is(err, ErrLogsUnreadable) && !errors.Is(err, ErrNotFound) {
-			r.stats.countError(ReasonOpen) // those two are not failures to open
-		}
-		return endFailed, 0, fmt.Errorf("open logs stream: %w", err)
+		return r.openFailed(ctx, err, inspected)
 	}
 	r.stats.add(gaugeStreams, 1)
 	defer r.stats.add(gaugeStreams, -1)
 	defer rc.Close()
 	gone := false
-	if p.inspect {
+	if inspected != nil {
 		// The decoder needs the TTY flag, and records the name.
-		res, err := inspected()
-		switch {
-		case err != nil:
-			return endInspectFailed, 0, err
-		case res == inspectGone && r.readGone():
+		switch o := inspected(); o.end {
+		case endInspected:
+		case endGone:
+			if !r.readGone() {
+				return outcome{end: endSkipped}
+			}
 			// Removed right after it exited: what the stream delivers is
 			// all there will ever be.
 			gone = true
-		case res != inspectRead:
-			return endSkipped, 0, nil
+		default:
+			return o
 		}
 	}
 	r.joiner.discard()
-
 	mode := modeOf(r.cs.tty)
 	if gone {
 		mode = modeSniff // the TTY flag is unknown: the first byte tells
 	}
 	d := newDecoder(rc, mode, maxFrameSize(r.opts.MaxLineSize), r.readBuf)
 	defer func() { r.readBuf = d.buffer() }()
-	seeking := p.seek
-	before := r.linesRead()
-	var lastTS Timestamp // of the last entry decoded, for the watch
+	s := streamRead{r: r, p: p, ctx: ctx, streamCtx: streamCtx, w: w, d: d, seeking: p.seek, before: r.lines}
+	return s.readAll()
+}
+
+// inspectAlongside starts inspectToRead while the stream opens: a
+// container removed as soon as it exits is then gone for neither or for
+// both. The function it returns waits for its outcome.
+func (r *reader) inspectAlongside(ctx context.Context) func() outcome {
+	result := make(chan outcome, 1) // the inspecting goroutine's; never blocks
+	go func() { result <- r.inspectToRead(ctx) }()
+	var o outcome
+	waited := false
+	return func() outcome {
+		if !waited {
+			o, waited = <-result, true
+		}
+		return o
+	}
+}
+
+// openFailed decides what a failed open means.
+func (r *reader) openFailed(ctx context.Context, err error, inspected func() outcome) outcome {
+	if ctx.Err() != nil {
+		return outcome{end: endStopped}
+	}
+	if inspected != nil {
+		if o := inspected(); o.end != endInspected && o.end != endInspectFailed {
+			return o // a container not read: the open's error is not its
+		}
+	}
+	return failed(0, ReasonOpen, fmt.Errorf("open logs stream: %w", err))
+}
+
+// failed is the outcome of a stream that failed after reading lines,
+// with what to count unless the Source classified the error.
+func failed(read int, reason ErrorReason, err error) outcome {
+	switch {
+	case errors.Is(err, ErrLogsUnreadable):
+		return outcome{end: endUnreadable, read: read, err: err}
+	case errors.Is(err, ErrNotFound):
+		return outcome{end: endGone, read: read}
+	}
+	return outcome{end: endFailed, read: read, err: err, reason: reason}
+}
+
+// ended decides what the daemon ending a stream means. A follow stream
+// ends when the container stops, and also when the daemon goes away: an
+// inspect tells which. The log is complete once a stream without follow
+// has reached its end, or the container is gone: a last line without a
+// newline is then whole.
+func (r *reader) ended(ctx context.Context, p plan, o outcome) outcome {
+	if o.end != endLogEnd || p.seed {
+		return o
+	}
+	if p.req.Follow {
+		switch _, end := r.inspect(ctx); {
+		case end == endInspected && r.running:
+			return outcome{end: endRunning, read: o.read}
+		case end == endInspected:
+			// Stopped. Docker 20.10's follow can end before the log does,
+			// and never sends a last piece without a newline: only a read
+			// without follow tells where the log ends.
+			return outcome{end: endExited}
+		case end != endGone:
+			return outcome{end: end} // stopped, or inspect failed: retried
+		}
+	}
+	r.joiner.flush(r)
+	if r.flush(ctx) != nil {
+		return outcome{end: endStopped}
+	}
+	return o
+}
+
+// streamRead is one open stream being read.
+type streamRead struct {
+	r         *reader
+	p         plan
+	ctx       context.Context // the reader's: done when capture stops
+	streamCtx context.Context // the stream's: done at its age too
+	w         *streamWatch
+	d         *decoder
+	seeking   bool      // a resume that has not met L yet
+	lastTS    Timestamp // of the last entry decoded, for the watch
+	before    int       // r.lines when the stream opened
+}
+
+// end is the outcome of the stream ending with e.
+func (s *streamRead) end(e streamEnd) outcome {
+	return outcome{end: e, read: s.read()}
+}
+
+// read is how many lines the stream has read.
+func (s *streamRead) read() int { return s.r.lines - s.before }
+
+// readAll reads the stream's entries until it ends.
+func (s *streamRead) readAll() outcome {
 	for {
-		e, ok, err := d.next()
-		if errors.Is(err, ErrSkipped) {
+		e, ok, err := s.d.next()
+		switch {
+		case errors.Is(err, ErrSkipped):
 			// Decided by the decoder, which has moved past the bytes.
-			r.stats.countError(ReasonMalformed)
-			r.log.WithError(err).Warn("skipped bytes of the logs stream that are no log entry")
-			continue
-		}
-		if err != nil {
-			r.flush(ctx) //nolint:errcheck // stopping is seen below
-			if ctx.Err() != nil {
-				return endStopped, r.linesRead() - before, nil
+			s.r.stats.countError(ReasonMalformed)
+			s.r.log.WithError(err).Warn("skipped bytes of the logs stream that are no log entry")
+		case err != nil:
+			s.r.flush(s.ctx) //nolint:errcheck // stopping is seen below
+			if s.ctx.Err() != nil {
+				return s.end(endStopped)
 			}
-			r.stats.countError(ReasonMalformed)
-			return endFailed, r.linesRead() - before, fmt.Errorf("malformed logs stream: %w", err)
-		}
-		if !ok {
-			// About to block in Read: hand over what is encoded first.
-			if err := r.flush(ctx); err != nil {
-				return endStopped, r.linesRead() - before, nil
+			return failed(s.read(), ReasonMalformed, fmt.Errorf("malformed logs stream: %w", err))
+		case !ok:
+			if o := s.fill(); o.end != endNone {
+				return o
 			}
-			err := d.fill()
-			if err == nil {
-				w.read(lastTS)
-				continue
-			}
-			read := r.linesRead() - before
-			switch {
-			case ctx.Err() != nil:
-				return endStopped, read, nil
-			case streamCtx.Err() != nil:
-				// Decided by our own deadline, not by the error's text.
-				r.stats.add(countRefreshes, 1)
-				return endRefresh, read, nil
-			case errors.Is(err, io.EOF) && seeking && !p.full:
-				// Without L, nothing proves the window reached back far
-				// enough. (With the whole log read, it held nothing new.)
-				r.log.Debug("the resume window ended before the last line")
-				return endIncomplete, read, nil
-			case errors.Is(err, io.EOF):
-				return endEOF, read, nil
-			default:
-				r.stats.countError(ReasonRead)
-				return endFailed, read, fmt.Errorf("read logs stream: %w", err)
-			}
-		}
-		lastTS = e.ts
-		if e.stream == SystemErr {
-			r.log.WithField("stream", e.stream.String()).Warnf("daemon error in logs stream: %s", trimEOL(e.data, false))
-			continue
-		}
-		if p.seed {
-			r.cs.pos.advance(e.stream, e.ts)
-			continue
-		}
-		if seeking {
-			switch r.cs.pos.seek(&e) {
-			case seekSkip:
-				continue
-			case seekOpen:
-				// Taken again from its first piece; it stays open in the
-				// position until its last piece is read.
-				r.joiner.add(&e, d.raw(), r)
-				continue
-			case seekFound:
-				if !r.openLinesTaken() && !p.full {
-					r.log.Debug("the resume window began inside a line open at the last line")
-					return endIncomplete, r.linesRead() - before, nil
-				}
-				seeking, r.tail = false, firstTail
-				w.restart()
-				continue
-			case seekMissed:
-				if !p.full {
-					r.log.WithFields(logrus.Fields{"stream": e.stream.String(), "stamp": e.ts.String()}).
-						Debug("the resume window met a line after the last line before it")
-					return endIncomplete, r.linesRead() - before, nil
-				}
-				seeking = false
-				w.restart()
-				r.log.Warn("last position is no longer in the log, continuing after it by time")
-			}
-		} else if r.cs.pos.seen(&e) {
-			r.noteBehind(&e)
-			continue
-		}
-		if u := Timestamp(r.cs.until.Load()); u != 0 && e.ts >= u {
-			// Written after a rename out of the filter.
-			if p.req.Follow {
-				if err := r.flush(ctx); err != nil {
-					return endStopped, r.linesRead() - before, nil
-				}
-				return endDeselected, r.linesRead() - before, nil
-			}
-			continue
-		}
-		if !r.wanted(e.stream) {
-			r.advance(e.stream, e.ts) // read, not delivered
-			continue
-		}
-		r.joiner.add(&e, d.raw(), r)
-		if len(r.chunk) >= chunkTarget {
-			if err := r.flush(ctx); err != nil {
-				return endStopped, r.linesRead() - before, nil
+		default:
+			if end := s.take(&e); end != endNone {
+				return s.end(end)
 			}
 		}
 	}
 }
 
-// linesRead counts lines read since the reader started, for backoff
-// decisions.
-func (r *reader) linesRead() int { return r.lines }
+// fill hands over what is encoded, then reads more; it reports how the
+// stream ended when nothing more came.
+func (s *streamRead) fill() outcome {
+	// About to block in Read: hand over what is encoded first.
+	if err := s.r.flush(s.ctx); err != nil {
+		return s.end(endStopped)
+	}
+	err := s.d.fill()
+	switch {
+	case err == nil:
+		s.w.read(s.lastTS)
+		return outcome{}
+	case s.ctx.Err() != nil:
+		return s.end(endStopped)
+	case s.streamCtx.Err() != nil:
+		// Decided by our own deadline, not by the error's text.
+		s.r.stats.add(countRefreshes, 1)
+		return s.end(endRefresh)
+	case errors.Is(err, io.EOF) && s.seeking && !s.p.full:
+		// Without L, nothing proves the window reached back far enough.
+		// (With the whole log read, it held nothing new.)
+		s.r.log.Debug("the resume window ended before the last line")
+		return s.end(endIncomplete)
+	case errors.Is(err, io.EOF):
+		return s.end(endLogEnd)
+	}
+	return failed(s.read(), ReasonRead, fmt.Errorf("read logs stream: %w", err))
+}
+
+// take reads one entry; it reports the stream's end when the entry
+// decides it.
+func (s *streamRead) take(e *entry) streamEnd {
+	r := s.r
+	s.lastTS = e.ts
+	switch {
+	case e.stream == SystemErr:
+		r.log.WithField("stream", e.stream.String()).Warnf("daemon error in logs stream: %s", trimEOL(e.data, false))
+		return endNone
+	case s.p.seed:
+		r.cs.pos.advance(e.stream, e.ts)
+		return endNone
+	}
+	switch s.already(e) {
+	case entrySkip:
+		return endNone
+	case entryMissed:
+		return endIncomplete
+	case entryRetake:
+		// Taken again from its first piece; it stays open in the position
+		// until its last piece is read.
+		r.joiner.add(e, s.d.raw(), r)
+		return endNone
+	}
+	if u := Timestamp(r.cs.until.Load()); u != 0 && e.ts >= u {
+		// Written after a rename out of the filter.
+		if !s.p.req.Follow {
+			return endNone
+		}
+		if r.flush(s.ctx) != nil {
+			return endStopped
+		}
+		return endDeselected
+	}
+	if !r.wanted(e.stream) {
+		r.advance(e.stream, e.ts) // read, not delivered
+		return endNone
+	}
+	r.joiner.add(e, s.d.raw(), r)
+	if len(r.chunk) >= chunkTarget && r.flush(s.ctx) != nil {
+		return endStopped
+	}
+	return endNone
+}
+
+// entryVerdict is what the position says of one entry.
+type entryVerdict int
+
+const (
+	entryNew    entryVerdict = iota // not read before: deliver it
+	entrySkip                       // read before: drop it
+	entryRetake                     // a piece of a line open at L: join it again
+	entryMissed                     // after L, met before L: the tail window missed L
+)
+
+// already decides whether entry e was read before: the one place a
+// stream tells lines delivered from new ones. A resume skips entries until
+// it meets L; after L, the daemon's own repeats are dropped.
+func (s *streamRead) already(e *entry) entryVerdict {
+	r, pos := s.r, &s.r.cs.pos
+	if !s.seeking {
+		if pos.seen(e) {
+			r.noteBehind(e)
+			return entrySkip
+		}
+		return entryNew
+	}
+	switch pos.seek(e) {
+	case seekSkip:
+		return entrySkip
+	case seekOpen:
+		return entryRetake
+	case seekFound:
+		if !r.openLinesTaken() && !s.p.full {
+			r.log.Debug("the resume window began inside a line open at the last line")
+			return entryMissed
+		}
+		s.seeking, r.tail = false, firstTail
+		s.w.restart()
+		return entrySkip
+	}
+	// seekMissed
+	if !s.p.full {
+		r.log.WithFields(logrus.Fields{"stream": e.stream.String(), "stamp": e.ts.String()}).
+			Debug("the resume window met a line after the last line before it")
+		return entryMissed
+	}
+	s.seeking = false
+	s.w.restart()
+	r.log.Warn("last position is no longer in the log, continuing after it by time")
+	return entryNew
+}
 
 func (r *reader) wanted(s StreamKind) bool {
 	return (s == Stdout && r.opts.Stdout) || (s == Stderr && r.opts.Stderr)
@@ -649,12 +784,6 @@ type behindRun struct {
 	count    int
 	reported bool
 }
-
-// clockStepAfter is how long lines stamped before a stream's position may
-// keep coming before it is reported: the daemon's own repeats (Docker
-// 20.10 around a rotation) come in a burst, lines written after its clock
-// stepped back keep coming as long as the container writes.
-const clockStepAfter = time.Second
 
 // noteBehind reports a stream whose new lines are stamped before its
 // position. They cannot be told from lines read before, so they are
@@ -697,7 +826,7 @@ func (r *reader) flush(ctx context.Context) error {
 	// Counted before the push, so a record that reaches Fluent Bit is
 	// always in the counts (a chunk given up at exit is counted too).
 	r.stats.addLines(r.cs, &r.counts)
-	if len(r.chunk) < chunkTarget/4 {
+	if len(r.chunk) < smallChunk {
 		// Flushed early, before a Read that may block: queue a copy of its
 		// own size, so a queued chunk never pins a whole buffer.
 		c.data = append(make([]byte, 0, len(r.chunk)), r.chunk...)
@@ -728,7 +857,7 @@ func trimEOL(b []byte, tty bool) []byte {
 // stamp, so anything far beyond both that and the line bound is not a log
 // entry.
 func maxFrameSize(maxLine int) int {
-	return max(maxLine, 4*pieceLen) + maxTimestampLen
+	return max(maxLine, maxFramePieces*pieceLen) + maxTimestampLen
 }
 
 // sleepCtx waits d or until ctx ends; it reports whether to go on.

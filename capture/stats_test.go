@@ -153,39 +153,16 @@ func (f *failingSource) Logs(ctx context.Context, id string, req LogsRequest) (i
 	return nil, fmt.Errorf("logs: %w", ErrLogsUnreadable)
 }
 
-// signalHook closes fired when a log entry's message starts with prefix.
-type signalHook struct {
-	prefix string
-	once   sync.Once
-	fired  chan struct{}
-}
-
-func (h *signalHook) Levels() []logrus.Level { return logrus.AllLevels }
-func (h *signalHook) Fire(e *logrus.Entry) error {
-	if strings.HasPrefix(e.Message, h.prefix) {
-		h.once.Do(func() { close(h.fired) })
-	}
-	return nil
-}
-
 func TestStatsCountErrorsByReason(t *testing.T) {
 	d := newFakeDaemon()
 	d.add(runningContainer(testID))
 	src := &failingSource{fakeDaemon: d}
-	// The reader counts the unreadable container, then logs it and gives
-	// up on it: the log line is the event to wait for.
-	hook := &signalHook{prefix: "the daemon cannot serve", fired: make(chan struct{})}
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	l.AddHook(hook)
-	c := New(src, testOptions(), logrus.NewEntry(l))
-	c.Start()
-	t.Cleanup(func() { _ = c.Stop(5 * time.Second) })
-	select {
-	case <-hook.fired:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the reader never gave up on the unreadable container")
-	}
+	h := newHarnessOf(t, src, d, testOptions())
+	// The reader counts the unreadable container, then gives up on it.
+	awaitStats(t, h.c, "the reader gone after the unreadable container", func(s StatsSnapshot) bool {
+		return s.Errors[ReasonUnreadable] >= 1 && s.ContainersWatched == 0
+	})
+	c := h.c
 	want := [NumErrorReasons]int64{ReasonInspect: 1, ReasonOpen: 1, ReasonUnreadable: 1}
 	if s := c.Stats(); s.Errors != want {
 		for r := range NumErrorReasons {

@@ -21,10 +21,6 @@ var ErrPositionsDB = errors.New("positions db")
 // watch_since; version 1 files are still read (see decode).
 const dbVersion = 2
 
-// dbWriteInterval is the most often the file is written while positions
-// change.
-const dbWriteInterval = time.Second
-
 // What to do about a file the store cannot use, for the init error.
 const dbAdvice = "move it away or delete it (the plugin then starts without positions, " +
 	"as on a first start), or point DB at another file"

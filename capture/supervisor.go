@@ -9,18 +9,6 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Reconnect backoff of the events stream.
-const (
-	minReconnect = time.Second
-	maxReconnect = 30 * time.Second
-)
-
-// maxStoppedReads bounds the logs of stopped containers read at once at
-// start-up (Read_From_Head): each is a stream and a reader's buffers, and
-// a host can keep thousands of exited containers. A few at a time keep the
-// daemon's disk busy without a burst of connections.
-const maxStoppedReads = 4
-
 // supervisor discovers containers and owns one reader per running one. It
 // is the only goroutine that touches the containers map.
 type supervisor struct {
