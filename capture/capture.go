@@ -1,7 +1,3 @@
-// Package capture reads the logs of a host's containers through
-// short-lived streams and hands them to Fluent Bit as encoded records. It
-// sees the daemon only through Source, so it builds without cgo and without
-// the Docker SDK.
 package capture
 
 import (

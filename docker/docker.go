@@ -113,7 +113,7 @@ func New(host string, log logrus.FieldLogger, options ...Option) (*Client, error
 	// here, it keeps net/http from preparing HTTP/2, which would give the
 	// transport a TLS config and make the SDK speak https to a plain
 	// daemon.
-	tr := &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConns: 6, IdleConnTimeout: 30 * time.Second,
+	tr := &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConns: maxIdleConns, IdleConnTimeout: idleConnTimeout,
 		ReadBufferSize: readBufferSize, DialContext: (&net.Dialer{}).DialContext}
 	// WithHost after WithHTTPClient: it configures the transport given.
 	// No client.WithTimeout: http.Client.Timeout would cut follow streams.
@@ -126,8 +126,21 @@ func New(host string, log logrus.FieldLogger, options ...Option) (*Client, error
 	return &Client{api: api, host: host, log: log.WithField("docker_host", host)}, nil
 }
 
-// readBufferSize is the HTTP transport's read buffer.
-const readBufferSize = 64 << 10
+// The HTTP transport's tuning.
+const (
+	// readBufferSize is the transport's read buffer: the daemon writes
+	// every log entry as its own HTTP chunk, and a larger buffer reads
+	// many per system call (see New).
+	readBufferSize = 64 << 10
+	// maxIdleConns is how many idle connections are kept for reuse: the
+	// requests that come in bursts (inspects, short streams reopened at
+	// once) reuse them, while the long-lived follow streams each hold
+	// their own, busy, connection.
+	maxIdleConns = 6
+	// idleConnTimeout closes a connection idle that long: longer than the
+	// gap between a stream's end and the next request of a reader.
+	idleConnTimeout = 30 * time.Second
+)
 
 // tlsConfig returns the TLS configuration, or nil for none. A unix
 // socket never uses TLS: certificates from the environment are ignored for
