@@ -132,13 +132,11 @@ const (
 	// every log entry as its own HTTP chunk, and a larger buffer reads
 	// many per system call (see New).
 	readBufferSize = 64 << 10
-	// maxIdleConns is how many idle connections are kept for reuse: the
-	// requests that come in bursts (inspects, short streams reopened at
-	// once) reuse them, while the long-lived follow streams each hold
-	// their own, busy, connection.
-	maxIdleConns = 6
-	// idleConnTimeout closes a connection idle that long: longer than the
-	// gap between a stream's end and the next request of a reader.
+	// maxIdleConns and idleConnTimeout are the SDK's own defaults
+	// (moby/client's defaultHTTPClient), kept because a transport given to
+	// the SDK replaces them: without a bound, a long-lived process keeps
+	// every idle connection its bursts of requests opened (moby/moby#45539).
+	maxIdleConns    = 6
 	idleConnTimeout = 30 * time.Second
 )
 
