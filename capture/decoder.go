@@ -296,7 +296,7 @@ const killedPieceSlack = 8
 // is none.
 func nextRunStamp(line []byte, ts Timestamp) int {
 	for k := pieceLen; k <= pieceLen+killedPieceSlack && k+fixedTimestampLen < len(line); k++ {
-		if line[k+fixedTimestampLen] != ' ' || line[k+fixedTimestampLen-1] != 'Z' {
+		if !fixedStampAt(line[k:]) {
 			continue
 		}
 		if next, ok := parseFixedUTC(line[k : k+fixedTimestampLen]); ok && next >= ts {

@@ -14,8 +14,7 @@ const (
 	mpFixArray2 = 0x92
 	mpFixExt8   = 0xd7
 	mpEventTime = 0x00 // Fluent Bit's EventTime ext type
-	mpFixMap0   = 0x80
-	mpFixMap    = 0x80
+	mpFixMap    = 0x80 // | the number of pairs, below 16
 	mpMap16     = 0xde
 	mpMap32     = 0xdf
 	mpTrue      = 0xc3
@@ -129,7 +128,7 @@ func appendRecord(dst []byte, ts Timestamp, line []byte, stream StreamKind, trun
 	dst = append(dst, mpFixArray2, mpFixArray2, mpFixExt8, mpEventTime)
 	dst = binary.BigEndian.AppendUint32(dst, sec)
 	dst = binary.BigEndian.AppendUint32(dst, nsec)
-	dst = appendMapHeader(append(dst, mpFixMap0), fields)
+	dst = appendMapHeader(append(dst, mpFixMap), fields) // mpFixMap with no pair: the event's empty metadata
 	dst = append(dst, keyLog...)
 	dst = appendStrHeader(dst, len(line))
 	dst = append(dst, line...)

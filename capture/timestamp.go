@@ -37,8 +37,18 @@ func (t Timestamp) SinceParam() string {
 }
 
 // fixedTimestampLen is the length of the json-file driver's stamp,
-// "2006-01-02T15:04:05.000000000Z", followed by one space.
-const fixedTimestampLen = 30
+// "2006-01-02T15:04:05.000000000Z", followed by one space; fixedZone is
+// where its "Z" is.
+const (
+	fixedTimestampLen = 30
+	fixedZone         = fixedTimestampLen - 1
+)
+
+// fixedStampAt reports whether b starts with what has the shape of a
+// fixed UTC stamp and its space, which parseFixedUTC then checks.
+func fixedStampAt(b []byte) bool {
+	return len(b) > fixedTimestampLen && b[fixedTimestampLen] == ' ' && b[fixedZone] == 'Z'
+}
 
 // maxTimestampLen bounds the search for the space that ends a stamp on the
 // slow path ("2006-01-02T15:04:05.999999999-07:00" is 35 bytes).
@@ -50,7 +60,7 @@ const maxTimestampLen = 40
 // local driver's offsets on older daemons, fewer fraction digits) takes the
 // general path.
 func parseTimestamp(b []byte) (Timestamp, int, error) {
-	if len(b) > fixedTimestampLen && b[fixedTimestampLen] == ' ' && b[29] == 'Z' {
+	if fixedStampAt(b) {
 		if ts, ok := parseFixedUTC(b[:fixedTimestampLen]); ok {
 			return ts, fixedTimestampLen + 1, nil
 		}
