@@ -440,17 +440,19 @@ func (r *reader) ended(ctx context.Context, p plan, o outcome) outcome {
 		return o
 	}
 	if p.req.Follow {
-		switch _, end := r.inspect(ctx); {
-		case end == endInspected && r.running:
-			return outcome{end: endRunning, read: o.read}
-		case end == endInspected:
+		switch _, end := r.inspect(ctx); end {
+		case endInspected:
+			if r.running {
+				return outcome{end: endRunning, read: o.read}
+			}
 			// Stopped. Docker 20.10's follow can end before the log does,
 			// and never sends a last piece without a newline: only a read
 			// without follow tells where the log ends.
 			return outcome{end: endExited}
-		case end != endGone:
-			return outcome{end: end} // stopped, or inspect failed: retried
+		case endStopped, endInspectFailed:
+			return outcome{end: end}
 		}
+		// Gone: what the stream delivered is the whole log.
 	}
 	r.joiner.flush(r)
 	if r.flush(ctx) != nil {

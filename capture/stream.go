@@ -112,7 +112,8 @@ func (r *reader) openFailed(ctx context.Context, err error, inspected func() out
 		return outcome{end: endStopped}
 	}
 	if inspected != nil {
-		if o := inspected(); o.end != endInspected && o.end != endInspectFailed {
+		switch o := inspected(); o.end {
+		case endSkipped, endGone, endUnreadable, endStopped:
 			return o // a container not read: the open's error is not its
 		}
 	}
