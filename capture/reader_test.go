@@ -3,7 +3,6 @@ package capture
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 )
@@ -75,16 +74,12 @@ func TestReaderTransitionsFollowTheReadme(t *testing.T) {
 // error.
 type inspectFailing struct {
 	*fakeDaemon
-	mu        sync.Mutex
-	n, failAt int
+	inspects calls
+	failAt   int
 }
 
 func (s *inspectFailing) Inspect(ctx context.Context, id string) (Container, error) {
-	s.mu.Lock()
-	s.n++
-	n := s.n
-	s.mu.Unlock()
-	if n == s.failAt {
+	if s.inspects.next(s.failAt) {
 		return Container{}, errors.New("inspect: connection reset")
 	}
 	return s.fakeDaemon.Inspect(ctx, id)
@@ -95,9 +90,8 @@ func (s *inspectFailing) Inspect(ctx context.Context, id string) (Container, err
 // last line.
 func TestInspectFailingAfterAFollowStreamEndsIsCountedOnceAndRetried(t *testing.T) {
 	d := newFakeDaemon()
-	d.add(runningContainer(testID))
+	w := newRunningWriter(d, testID, 61)
 	d.cutFirstStreamAfter(10)
-	w := newLineWriter(d, testID, 61)
 	w.lines(10)
 	// The first inspect runs alongside the first open; the second asks
 	// why that stream ended.
@@ -106,8 +100,7 @@ func TestInspectFailingAfterAFollowStreamEndsIsCountedOnceAndRetried(t *testing.
 	h.waitFor("the lines before the cut", 10*time.Second, countFor(testID, w.total()))
 	awaitStats(t, h.c, "the failed inspect counted", func(s StatsSnapshot) bool { return s.Errors[ReasonInspect] == 1 })
 	w.lines(10)
-	h.waitFor("the lines after the retry", 10*time.Second, countFor(testID, w.total()))
-	checkExactlyOnce(t, h.records(), testID, w.want)
+	h.deliveredOnce("the lines after the retry", 10*time.Second, w)
 	if s := h.c.Stats(); s.Errors != ([NumErrorReasons]int64{ReasonInspect: 1}) {
 		t.Errorf("errors %v, want one of inspect", s.Errors)
 	}

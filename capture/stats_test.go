@@ -123,31 +123,36 @@ func TestStatsCountRefreshes(t *testing.T) {
 	}
 }
 
+// calls counts the calls of one kind a fake source answers.
+type calls struct {
+	mu sync.Mutex
+	n  int
+}
+
+// next counts a call and reports whether it is the nth.
+func (c *calls) next(nth int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	return c.n == nth
+}
+
 // failingSource fails its first Inspect and its first Logs with an
 // unclassified error, then answers Logs with ErrLogsUnreadable.
 type failingSource struct {
 	*fakeDaemon
-	mu             sync.Mutex
-	inspects, logs int
+	inspects, logs calls
 }
 
 func (f *failingSource) Inspect(ctx context.Context, id string) (Container, error) {
-	f.mu.Lock()
-	f.inspects++
-	n := f.inspects
-	f.mu.Unlock()
-	if n == 1 {
+	if f.inspects.next(1) {
 		return Container{}, errors.New("inspect: connection reset")
 	}
 	return f.fakeDaemon.Inspect(ctx, id)
 }
 
 func (f *failingSource) Logs(ctx context.Context, id string, req LogsRequest) (io.ReadCloser, error) {
-	f.mu.Lock()
-	f.logs++
-	n := f.logs
-	f.mu.Unlock()
-	if n == 1 {
+	if f.logs.next(1) {
 		return nil, errors.New("logs: connection reset")
 	}
 	return nil, fmt.Errorf("logs: %w", ErrLogsUnreadable)
