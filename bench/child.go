@@ -1,26 +1,26 @@
 package main
 
 // The twin: this program with -child runs the capture package in-process,
-// configured as the plugin configures it (conf.Parse, the docker SDK adapter
-// with the same TLS option), and collects once a second as Fluent Bit's timer does. It
-// prints the testhost's stderr protocol plus its goroutine count, which the
-// C host can only print at start and exit.
+// configured as plugin/instance.go configures it (conf.Parse, positions, the
+// docker SDK adapter with the same TLS option, the json-file reader of
+// Logs_From in front of it), and collects once a second as Fluent Bit's
+// timer does. It prints testhost's stderr protocol plus its goroutine
+// count, which the C host can only print at start and exit.
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
-	"runtime/pprof"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
+	"github.com/dockerlogs/fluent-bit-docker-logs/capture/jsonfile"
 	"github.com/dockerlogs/fluent-bit-docker-logs/conf"
 	"github.com/dockerlogs/fluent-bit-docker-logs/docker"
 )
@@ -42,102 +42,37 @@ func say(format string, args ...any) {
 	_, _ = os.Stderr.WriteString(fmt.Sprintf(format, args...) + "\n")
 }
 
-// lineFormatter writes log lines like the plugin's.
-type lineFormatter struct{}
-
-func (lineFormatter) Format(e *logrus.Entry) ([]byte, error) {
-	var b bytes.Buffer
-	lvl := e.Level.String()
-	switch e.Level {
-	case logrus.WarnLevel:
-		lvl = "warn"
-	case logrus.ErrorLevel, logrus.FatalLevel, logrus.PanicLevel:
-		lvl = "error"
-	}
-	fmt.Fprintf(&b, "[%s] [%5s] [input:twin] %s", e.Time.Format("2006/01/02 15:04:05"), lvl, e.Message)
-	keys := make([]string, 0, len(e.Data))
-	for k := range e.Data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%v", k, e.Data[k])
-	}
-	b.WriteByte('\n')
-	return b.Bytes(), nil
-}
-
 func childMain(args []string) int {
 	fs := flag.NewFlagSet("child", flag.ContinueOnError)
 	out := fs.String("o", "", "OUT file for the collected buffers")
 	props := propFlag{}
 	fs.Var(props, "p", "key=value property (repeatable)")
-	cpuprofile := fs.String("cpuprofile", os.Getenv("BENCH_TWIN_CPUPROFILE"), "write a CPU profile of the capture here")
 	if err := fs.Parse(args); err != nil || *out == "" {
 		say("child: usage: -child -o OUT [-p key=value]...")
 		return 2
 	}
-	cfg, err := conf.Parse(func(key string) string { return props[strings.ToLower(key)] })
-	if err != nil {
-		say("init failed")
-		say("child: %v", err)
-		return 3
-	}
-	l := logrus.New()
-	l.SetOutput(os.Stderr)
-	l.SetFormatter(lineFormatter{})
-	l.SetLevel(cfg.LogLevel)
-	log := logrus.NewEntry(l)
 	f, err := os.OpenFile(*out, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		say("child: %v", err)
 		return 1
 	}
 	defer f.Close()
-
-	stdinDone := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		close(stdinDone)
-	}()
-	if *cpuprofile != "" {
-		pf, err := os.Create(*cpuprofile)
-		if err == nil && pprof.StartCPUProfile(pf) == nil {
-			defer func() { pprof.StopCPUProfile(); pf.Close() }()
-		}
-	}
 	baseline := runtime.NumGoroutine()
 	for range 10 {
 		time.Sleep(5 * time.Millisecond)
 		baseline = min(baseline, runtime.NumGoroutine())
 	}
 	say("goroutines baseline=%d", baseline)
-
-	positions, err := capture.OpenPositions(cfg.DB, cfg.DBMargin, log)
-	if err != nil {
-		say("init failed")
-		return 3
-	}
-	src, err := docker.New(cfg.DockerHost, log,
-		docker.WithTLS(docker.TLS{CertPath: cfg.DockerCertPath, SkipVerify: !cfg.DockerTLSVerify}))
+	c, src, maxBytes, err := startTwin(props)
 	if err != nil {
 		say("init failed")
 		say("child: %v", err)
 		return 3
 	}
-	opts := cfg.Options()
-	opts.Positions = positions
-	c := capture.New(src, opts, log)
-	c.Start()
 	say("init ok")
-
-	if code := twinCollect(c, f, cfg.QueueMaxSize, stdinDone); code != 0 {
-		return code
-	}
+	err = twinCollect(c, f, maxBytes)
 	t0 := time.Now()
-	if err := c.Stop(5 * time.Second); err != nil {
-		log.WithError(err).Error("stop")
-	}
+	_ = c.Stop(5 * time.Second)
 	_ = src.Close()
 	took := time.Since(t0)
 	n := runtime.NumGoroutine()
@@ -146,39 +81,68 @@ func childMain(args []string) int {
 		n = runtime.NumGoroutine()
 	}
 	say("exit took_ms=%d goroutines=%d baseline=%d", took.Milliseconds(), n, baseline)
+	if err != nil {
+		say("child: write OUT: %v", err)
+		return 1
+	}
 	return 0
 }
 
+// startTwin starts the capture as plugin/instance.go does and returns it,
+// its docker client, and Queue_Max_Size.
+func startTwin(props propFlag) (*capture.Capture, io.Closer, int, error) {
+	cfg, err := conf.Parse(func(key string) string { return props[strings.ToLower(key)] })
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	l := logrus.New()
+	l.SetFormatter(&logrus.TextFormatter{DisableColors: true})
+	l.SetLevel(cfg.LogLevel)
+	log := logrus.NewEntry(l)
+	positions, err := capture.OpenPositions(cfg.DB, cfg.DBMargin, log)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	src, err := docker.New(cfg.DockerHost, log,
+		docker.WithTLS(docker.TLS{CertPath: cfg.DockerCertPath, SkipVerify: !cfg.DockerTLSVerify}))
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	opts := cfg.Options()
+	opts.Positions = positions
+	c := capture.New(jsonfile.New(src, cfg.LogsFrom, cfg.ContainersPath, log), opts, log)
+	c.Start()
+	return c, src, cfg.QueueMaxSize, nil
+}
+
 // twinCollect drains c into f once a second, as Fluent Bit's collect timer
-// does, until stdin ends; it returns a non-zero exit code if f fails.
-func twinCollect(c *capture.Capture, f *os.File, maxBytes int, stdinDone <-chan struct{}) int {
+// does, until stdin ends (the exit command).
+func twinCollect(c *capture.Capture, f *os.File, maxBytes int) error {
+	stdinDone := make(chan struct{})
+	go func() { // ends with stdin, which the bench closes
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		close(stdinDone)
+	}()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var buf []byte
-loop:
 	for {
 		select {
 		case <-stdinDone:
-			break loop
+			return nil
 		case <-tick.C:
-			b := c.Drain(maxBytes)
-			g := runtime.NumGoroutine()
-			if b.Len() == 0 {
-				say("goroutines now=%d", g)
-				continue
-			}
-			if cap(buf) < b.Len() {
-				buf = make([]byte, b.Len())
-			}
-			buf = buf[:b.Len()]
-			b.CopyTo(buf)
-			if _, err := f.Write(buf); err != nil {
-				say("child: write OUT: %v", err)
-				return 1
-			}
-			c.Commit(b)
-			say("collect bytes=%d goroutines=%d", b.Len(), g)
 		}
+		b, g := c.Drain(maxBytes), runtime.NumGoroutine()
+		if b.Len() == 0 {
+			say("goroutines now=%d", g)
+			continue
+		}
+		buf = slices.Grow(buf[:0], b.Len())[:b.Len()]
+		b.CopyTo(buf)
+		if _, err := f.Write(buf); err != nil {
+			return err
+		}
+		c.Commit(b)
+		say("collect bytes=%d goroutines=%d", b.Len(), g)
 	}
-	return 0
 }

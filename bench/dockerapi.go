@@ -147,74 +147,40 @@ func (e *engine) run(ctx context.Context, s spec) (string, error) {
 	return created.ID, nil
 }
 
-// runMany starts n containers with `workers` requests at a time; spec i is
-// made by mk(i). It reports progress every 10 s and returns the ids in
-// order.
-func (e *engine) runMany(ctx context.Context, n, workers int, mk func(i int) spec, logf func(string, ...any)) ([]string, error) {
+// runMany starts n containers, `workers` requests at a time; spec i is
+// made by mk(i). It returns the ids in order ("" where a create failed).
+func (e *engine) runMany(ctx context.Context, n, workers int, mk func(i int) spec) ([]string, error) {
 	ids := make([]string, n)
-	errs := make([]error, n)
-	next := make(chan int)
-	var done sync.WaitGroup
-	var mu sync.Mutex
-	started := 0
-	for range workers {
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			for i := range next {
-				ids[i], errs[i] = e.run(ctx, mk(i))
-				mu.Lock()
-				started++
-				mu.Unlock()
-			}
-		}()
-	}
-	t0 := time.Now()
-	tick := time.NewTicker(10 * time.Second)
-	defer tick.Stop()
-feed:
-	for i := range n {
-		for {
-			select {
-			case next <- i:
-				continue feed
-			case <-tick.C:
-				mu.Lock()
-				logf("  started %d/%d containers in %s", started, n, time.Since(t0).Round(time.Second))
-				mu.Unlock()
-			case <-ctx.Done():
-				break feed
-			}
+	err := parallel(n, workers, func(i int) (err error) {
+		if err = ctx.Err(); err == nil {
+			ids[i], err = e.run(ctx, mk(i))
 		}
-	}
-	close(next)
-	done.Wait()
-	if err := ctx.Err(); err != nil {
-		return ids, fmt.Errorf("started %d of %d containers: %w", started, n, err)
-	}
-	return ids, errors.Join(errs...)
+		return err
+	})
+	return ids, err
 }
 
-// each runs f on every id, `workers` at a time.
+// each runs f on every id but "", `workers` at a time.
 func each(ids []string, workers int, f func(id string) error) error {
-	sem := make(chan struct{}, workers)
-	var mu sync.Mutex
-	var errs []error
-	var wg sync.WaitGroup
-	for _, id := range ids {
-		if id == "" {
-			continue
+	return parallel(len(ids), workers, func(i int) error {
+		if ids[i] == "" {
+			return nil
 		}
-		wg.Add(1)
+		return f(ids[i])
+	})
+}
+
+// parallel runs f(0..n-1), `workers` at a time, and joins their errors.
+func parallel(n, workers int, f func(i int) error) error {
+	sem := make(chan struct{}, workers)
+	errs := make([]error, n)
+	var wg sync.WaitGroup // f's goroutines; parallel waits
+	for i := range n {
 		sem <- struct{}{}
+		wg.Add(1)
 		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := f(id); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = f(i)
 		}()
 	}
 	wg.Wait()
@@ -242,27 +208,18 @@ func (e *engine) wait(ctx context.Context, id string) error {
 	return e.do(ctx, http.MethodPost, "/containers/"+id+"/wait", nil, nil, nil)
 }
 
-type inspectResult struct {
-	ID      string
-	Name    string
-	LogPath string
-	State   struct{ Running bool }
-}
-
-func (e *engine) inspect(ctx context.Context, id string) (inspectResult, error) {
-	var r inspectResult
+// logPath is the container's json-file log.
+func (e *engine) logPath(ctx context.Context, id string) (string, error) {
+	var r struct{ LogPath string }
 	err := e.do(ctx, http.MethodGet, "/containers/"+id+"/json", nil, nil, &r)
-	return r, err
+	return r.LogPath, err
 }
 
 // logSize is the size of the container's json-file log (the bench runs as
 // root beside the daemon); -1 if unknown.
 func (e *engine) logSize(ctx context.Context, id string) int64 {
-	r, err := e.inspect(ctx, id)
-	if err != nil || r.LogPath == "" {
-		return -1
-	}
-	fi, err := os.Stat(r.LogPath)
+	p, _ := e.logPath(ctx, id)
+	fi, err := os.Stat(p)
 	if err != nil {
 		return -1
 	}
@@ -339,38 +296,6 @@ func (f *frameScanner) next() (byte, []byte, error) {
 	return f.hdr[0], f.buf, nil
 }
 
-// frameCounter counts the frames of a multiplexed stream written to it,
-// without copying them.
-type frameCounter struct {
-	hdr    [8]byte
-	nhdr   int // header bytes gathered
-	skip   int // payload bytes still to pass
-	frames int
-	bytes  int64
-}
-
-func (f *frameCounter) Write(p []byte) (int, error) {
-	n := len(p)
-	f.bytes += int64(n)
-	for len(p) > 0 {
-		if f.skip > 0 {
-			k := min(f.skip, len(p))
-			f.skip -= k
-			p = p[k:]
-			continue
-		}
-		k := copy(f.hdr[f.nhdr:], p)
-		f.nhdr += k
-		p = p[k:]
-		if f.nhdr == 8 {
-			f.nhdr = 0
-			f.skip = int(binary.BigEndian.Uint32(f.hdr[4:]))
-			f.frames++
-		}
-	}
-	return n, nil
-}
-
 // lastEntry returns the stamp and text of the container's last log entry
 // (tail=1, no follow).
 func (e *engine) lastEntry(ctx context.Context, id string) (stamp, text string, err error) {
@@ -404,22 +329,11 @@ func (e *engine) lastSeq(ctx context.Context, id string) (int, error) {
 	return seq, nil
 }
 
-// waitLastSeq polls until the container's last line has seq >= n,
-// logging the log's size every 10 s.
-func (e *engine) waitLastSeq(ctx context.Context, id string, n int, logf func(string, ...any)) error {
-	t0 := time.Now()
-	lastLog := t0
+// waitLastSeq polls until the container's last line has seq >= n.
+func (e *engine) waitLastSeq(ctx context.Context, id string, n int) error {
 	for {
-		seq, err := e.lastSeq(ctx, id)
-		if err != nil {
+		if seq, err := e.lastSeq(ctx, id); err != nil || seq >= n {
 			return err
-		}
-		if seq >= n {
-			return nil
-		}
-		if time.Since(lastLog) >= 10*time.Second {
-			lastLog = time.Now()
-			logf("  %s: line %d of %d, log %s, %s", id[:12], seq, n, mb(e.logSize(ctx, id)), time.Since(t0).Round(time.Second))
 		}
 		select {
 		case <-ctx.Done():

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
 )
 
 // The files suite: one container's log of filesLines lines of filesLineSize
@@ -34,9 +31,6 @@ const (
 	filesTimeout = 5 * time.Minute
 )
 
-// fluentBitPath finds fluent-bit on PATH.
-func fluentBitPath() (string, error) { return exec.LookPath("fluent-bit") }
-
 type filesRun struct {
 	name     string
 	wall     time.Duration // from the process's start to the last record
@@ -48,32 +42,28 @@ type filesRun struct {
 }
 
 func (b *bench) runFiles() error {
-	fb, err := fluentBitPath()
+	fb, err := exec.LookPath("fluent-bit")
 	if err != nil {
 		b.rep.note("files: fluent-bit is not on PATH; suite skipped")
 		return nil
 	}
-	name := "dl-bench-files-" + dockertest.RunID()
 	// -hold keeps it running: the plugin reads running containers from
 	// their head with Read_From_Head.
-	out, err := exec.CommandContext(b.ctx, "docker", "run", "-d", "--network", "none", "--name", name,
-		"--label", dockertest.LabelTest+"=1", "--label", dockertest.LabelRun+"="+dockertest.RunID(),
-		"--log-opt", "max-size=1g", b.image,
-		"-lines", strconv.Itoa(filesLines), "-size", strconv.Itoa(filesLineSize), "-hold").Output()
+	sp := b.loggen("files", "-lines", strconv.Itoa(filesLines), "-size", strconv.Itoa(filesLineSize), "-hold")
+	sp.logOpts = map[string]string{"max-size": "1g"}
+	id, err := b.eng.run(b.ctx, sp)
+	defer b.removeAll([]string{id})
 	if err != nil {
-		return fmt.Errorf("docker run: %w", err)
-	}
-	id := strings.TrimSpace(string(out))
-	defer exec.Command("docker", "rm", "-f", id).Run() //nolint:errcheck // removed by label at exit too
-	logf("files: waiting for %d lines in %s", filesLines, id[:12])
-	if err := b.eng.waitLastSeq(b.ctx, id, filesLines, logf); err != nil {
 		return err
 	}
-	lp, err := exec.CommandContext(b.ctx, "docker", "inspect", "-f", "{{.LogPath}}", id).Output()
-	if err != nil {
-		return fmt.Errorf("docker inspect: %w", err)
+	logf("files: waiting for %d lines in %s", filesLines, id[:12])
+	if err := b.eng.waitLastSeq(b.ctx, id, filesLines); err != nil {
+		return err
 	}
-	logPath := strings.TrimSpace(string(lp))
+	logPath, err := b.eng.logPath(b.ctx, id)
+	if err != nil {
+		return err
+	}
 	parsers := filepath.Join(b.cfg.paths.tmp, "files-parsers.conf")
 	// Fluent Bit's own docker parser (conf/parsers.conf).
 	const dockerParser = "[PARSER]\n    Name        docker\n    Format      json\n    Time_Key    time\n    Time_Format %Y-%m-%dT%H:%M:%S.%L\n    Time_Keep   On\n"
@@ -82,7 +72,7 @@ func (b *bench) runFiles() error {
 	}
 	plugin := func(mode string) []string {
 		return []string{"-e", b.cfg.paths.so, "-i", "docker_logs", "-p", "Logs_From=" + mode,
-			"-p", "Read_From_Head=on", "-p", "Include_Names=^" + name + "$"}
+			"-p", "Read_From_Head=on", "-p", "Include_Labels=" + labelCase + "=" + caseValue("files")}
 	}
 	runs := []struct {
 		name string
@@ -115,12 +105,13 @@ func (b *bench) runFiles() error {
 // and waits until the input has counted filesLines records.
 func (b *bench) fluentBitRun(fb, name string, input []string) filesRun {
 	res := filesRun{name: name}
-	port, err := freePort()
+	addr, err := freeAddr()
 	if err != nil {
 		res.err = err
 		return res
 	}
-	args := append([]string{"-q", "-H", "-P", strconv.Itoa(port), "-f", "1"}, input...)
+	_, port, _ := strings.Cut(addr, ":")
+	args := append([]string{"-q", "-H", "-P", port, "-f", "1"}, input...)
 	args = append(args, "-o", "null")
 	ctx, cancel := context.WithTimeout(b.ctx, filesTimeout)
 	defer cancel()
@@ -140,7 +131,7 @@ func (b *bench) fluentBitRun(fb, name string, input []string) filesRun {
 		cmd.Process.Signal(os.Interrupt) //nolint:errcheck // it may have exited
 		cmd.Wait()                       //nolint:errcheck // stopped on purpose
 	}()
-	url := fmt.Sprintf("http://127.0.0.1:%d/api/v1/metrics", port)
+	url := "http://" + addr + "/api/v1/metrics"
 	client := &http.Client{Timeout: time.Second}
 	tick := time.NewTicker(filesPoll)
 	defer tick.Stop()
@@ -190,68 +181,48 @@ func inputRecords(c *http.Client, url string) (int, error) {
 	return 0, errors.New("no input in the metrics")
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
+// reportFiles writes the table of the runs (files, API, tail, in that
+// order) and the goals of reading the files.
 func (b *bench) reportFiles(rs []filesRun) {
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / filesLines }
-	var tail, files, api *filesRun
-	for i := range rs {
-		switch rs[i].name {
-		case "tail + docker parser":
-			tail = &rs[i]
-		case "plugin, files":
-			files = &rs[i]
-		case "plugin, API":
-			api = &rs[i]
+	all := func(r filesRun) float64 { return us(r.fbCPU + r.dockerd) }
+	ratio := func(a, b float64, base filesRun) string {
+		if !base.complete {
+			return ""
 		}
+		return fmt.Sprintf("%.3f", a/b)
 	}
+	files, api, tail := rs[0], rs[1], rs[2]
 	s := section{Title: fmt.Sprintf("Reading one container's %d-line log (%d B lines, unrotated) in a real Fluent Bit, -o null", filesLines, filesLineSize),
-		Header: []string{"reader", "time to last record", "x tail", "Fluent Bit CPU/line", "dockerd CPU/line", "CPU/line all told", "x tail", "x API path"}}
+		Header: []string{"reader", "time to last record", "x tail", "Fluent Bit CPU/line", "dockerd CPU/line", "CPU/line all told", "x tail", "x API path"},
+		Notes:  []string{"CPU of Fluent Bit's process from its start (plugin init included) to the last record; dockerd's over the same span."}}
 	for _, r := range rs {
 		if !r.complete {
 			s.Rows = append(s.Rows, []string{r.name, fmt.Sprintf("incomplete: %d records", r.records), "", "", "", "", "", ""})
 			continue
 		}
-		all := us(r.fbCPU + r.dockerd)
-		row := []string{r.name, filesSecs(r.wall), "", fmt.Sprintf("%.2f us", us(r.fbCPU)), fmt.Sprintf("%.2f us", us(r.dockerd)),
-			fmt.Sprintf("%.2f us", all), "", ""}
-		if tail != nil && tail.complete {
-			row[2] = filesRatio(r.wall.Seconds(), tail.wall.Seconds())
-			row[6] = filesRatio(all, us(tail.fbCPU+tail.dockerd))
-		}
-		if api != nil && api.complete {
-			row[7] = filesRatio(all, us(api.fbCPU+api.dockerd))
-		}
-		s.Rows = append(s.Rows, row)
+		s.Rows = append(s.Rows, []string{r.name, fmt.Sprintf("%.2f s", r.wall.Seconds()), ratio(r.wall.Seconds(), tail.wall.Seconds(), tail),
+			fmt.Sprintf("%.2f us", us(r.fbCPU)), fmt.Sprintf("%.2f us", us(r.dockerd)), fmt.Sprintf("%.2f us", all(r)),
+			ratio(all(r), all(tail), tail), ratio(all(r), all(api), api)})
 		b.rep.raw("files/"+r.name, map[string]any{"wall_s": r.wall.Seconds(), "fluentbit_cpu_s": r.fbCPU.Seconds(),
 			"dockerd_cpu_s": r.dockerd.Seconds(), "records": r.records})
 	}
-	s.Notes = append(s.Notes, "CPU of Fluent Bit's process from its start (plugin init included) to the last record; dockerd's over the same span.")
 	b.rep.section(s)
-	ok := func(r *filesRun) bool { return r != nil && r.complete }
-	if ok(files) && ok(tail) {
-		b.rep.goal("files-time", "files: time to the last record", filesSecs(files.wall), "<= tail's "+filesSecs(tail.wall),
-			boolp(files.wall <= tail.wall))
-		fc, tc := us(files.fbCPU+files.dockerd), us(tail.fbCPU+tail.dockerd)
-		b.rep.goal("files-cpu-tail", "files: CPU per line all told", fmt.Sprintf("%.2f us", fc), fmt.Sprintf("<= tail's %.2f us", tc), boolp(fc <= tc))
+	if !files.complete {
+		return
 	}
-	if ok(files) && ok(api) {
-		fc, ac := us(files.fbCPU+files.dockerd), us(api.fbCPU+api.dockerd)
-		b.rep.goal("files-cpu-api", "files: CPU per line all told", fmt.Sprintf("%.2f us", fc), fmt.Sprintf("<= 1/5 of the API path's %.2f us", ac), boolp(fc*5 <= ac))
+	if tail.complete {
+		b.rep.goal("files-time", "files: time to the last record", fmt.Sprintf("%.2f s", files.wall.Seconds()),
+			fmt.Sprintf("<= tail's %.2f s", tail.wall.Seconds()), boolp(files.wall <= tail.wall))
+		b.rep.goal("files-cpu-tail", "files: CPU per line all told", fmt.Sprintf("%.2f us", all(files)),
+			fmt.Sprintf("<= tail's %.2f us", all(tail)), boolp(all(files) <= all(tail)))
 	}
-	if ok(files) && b.dockerd != 0 {
+	if api.complete {
+		b.rep.goal("files-cpu-api", "files: CPU per line all told", fmt.Sprintf("%.2f us", all(files)),
+			fmt.Sprintf("<= 1/5 of the API path's %.2f us", all(api)), boolp(all(files)*5 <= all(api)))
+	}
+	if b.dockerd != 0 {
 		b.rep.goal("files-dockerd", "files: dockerd CPU during the read", files.dockerd.Round(time.Millisecond).String(), "~0 (< 50 ms)",
 			boolp(files.dockerd < 50*time.Millisecond))
 	}
 }
-
-func filesSecs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
-
-func filesRatio(a, b float64) string { return fmt.Sprintf("%.3f", a/b) }

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -16,151 +16,88 @@ type readResult struct {
 	Kind       string  `json:"kind"` // raw, raw-follow, plugin
 	WallS      float64 `json:"wall_s"`
 	WallLowS   float64 `json:"wall_low_s,omitempty"` // plugin: the collect before the completing one
-	FromInitS  float64 `json:"from_init_s,omitempty"`
 	DockerdCPU float64 `json:"dockerd_cpu_s"`
 	ClientCPU  float64 `json:"client_cpu_s"` // raw: this process; plugin: the host process
-	Bytes      int64   `json:"bytes"`
 	Lines      int     `json:"lines"`
-	Check      string  `json:"check,omitempty"`
+	Check      string  `json:"check"`
 	OK         bool    `json:"ok"`
-	Widened    int     `json:"resume_windows_widened,omitempty"`
 }
 
-// rawRead reads every container's logs at once with plain GETs to EOF
-// (follow=false), discarding; with follow, it reads frames until each
-// container's n lines have come, then closes.
-func (b *bench) rawRead(ids []string, n int, follow bool) (readResult, error) {
-	res := readResult{Kind: "raw"}
-	if follow {
-		res.Kind = "raw-follow"
-	}
-	var mu sync.Mutex
+// rawRead reads every container's logs at once and discards them: to EOF
+// (follow=0), or with follow=1 until each container's n lines have come.
+func (b *bench) rawRead(ids []string, n int, follow bool) readResult {
+	res := readResult{Kind: map[bool]string{false: "raw", true: "raw-follow"}[follow]}
+	var mu sync.Mutex // guards res and errs
 	var errs []error
-	var wg sync.WaitGroup
-	dm := startCPU(b.dockerd)
-	self := selfCPU()
-	t0 := time.Now()
-	for _, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(b.ctx, 10*time.Minute)
-			defer cancel()
-			rc, closeIdle, err := b.eng.openLogs(ctx, id, logsQuery{follow: follow, tail: -1})
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-				return
-			}
+	dm, self, t0 := startCPU(b.dockerd), selfCPU(), time.Now()
+	_ = parallel(len(ids), len(ids), func(i int) error {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Minute)
+		defer cancel()
+		rc, closeIdle, err := b.eng.openLogs(ctx, ids[i], logsQuery{follow: follow, tail: -1})
+		lines := 0
+		if err == nil {
 			defer closeIdle()
 			defer rc.Close()
-			var nb int64
-			lines := 0
-			if !follow {
-				fc := &frameCounter{}
-				_, err = io.Copy(fc, rc)
-				nb, lines = fc.bytes, fc.frames
-			} else {
-				// A follow stream does not end: stop after the last line,
-				// or when nothing came for 20 s.
-				cr := &countingReader{r: rc}
-				idle := time.AfterFunc(20*time.Second, func() { rc.Close() })
-				fs := newFrameScanner(cr)
-				for lines < n {
-					if _, _, err = fs.next(); err != nil {
-						break
-					}
-					lines++
-					if lines%1024 == 0 {
-						idle.Reset(20 * time.Second)
-					}
+			// A follow stream does not end: stop after the last line, or
+			// when nothing came for 20 s.
+			idle := time.AfterFunc(20*time.Second, func() { rc.Close() })
+			for fs := newFrameScanner(rc); lines < n || !follow; lines++ {
+				if _, _, err = fs.next(); err != nil {
+					break
 				}
-				idle.Stop()
-				nb = cr.n
+				if lines%1024 == 0 {
+					idle.Reset(20 * time.Second)
+				}
 			}
-			mu.Lock()
-			res.Bytes += nb
-			res.Lines += lines
-			if err != nil && !errors.Is(err, io.EOF) {
-				errs = append(errs, err)
-			}
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	wall := time.Since(t0)
+			idle.Stop()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		res.Lines += lines
+		if err != nil && !errors.Is(err, io.EOF) {
+			errs = append(errs, err)
+		}
+		return nil
+	})
 	dcpu, _ := dm.stop()
-	res.WallS = wall.Seconds()
-	res.DockerdCPU = dcpu.Seconds()
-	res.ClientCPU = (selfCPU() - self).Seconds()
+	res.WallS, res.DockerdCPU, res.ClientCPU = time.Since(t0).Seconds(), dcpu.Seconds(), (selfCPU() - self).Seconds()
 	res.OK = len(errs) == 0 && res.Lines == n*len(ids)
-	return res, errors.Join(errs...)
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+	if err := errors.Join(errs...); err != nil {
+		res.Check = err.Error()
+	}
+	return res
 }
 
 // pluginRead runs the .so in the test host from the head of the case's
 // containers until every line has been collected.
-func (b *bench) pluginRead(caseName string, want map[string]int) (readResult, error) {
+func (b *bench) pluginRead(caseName string, want map[string]int) readResult {
 	res := readResult{Kind: "plugin"}
 	total := 0
 	for _, n := range want {
 		total += n
 	}
 	dm := startCPU(b.dockerd)
-	// Debug logging shows resume windows being widened (a refresh that
-	// cut the history read); it adds a handful of lines.
-	h, err := startRunner(b.cfg.paths, "host", caseName, b.props(caseName, map[string]string{"Plugin_Log_Level": "debug"}), false)
+	h, err := b.start("host", caseName, b.props(caseName, nil), false)
 	if err != nil {
-		return res, err
+		res.Check = err.Error()
+		return res
 	}
-	defer h.removeOut()
-	last, ok := h.waitRecords(total, 10*time.Minute, 30*time.Second)
+	last, prev, ok := h.waitRecords(total, 30*time.Second)
 	dcpu, _ := dm.stop()
-	// A second more: duplicates would show up in the next collect.
-	h.wait(1500*time.Millisecond, func() bool { return false })
-	prev := h.collectBefore(last)
+	h.idle(1500 * time.Millisecond) // duplicates would show up in the next collect
 	h.stop()
-	res.WallS = last.at.Sub(h.t0).Seconds()
-	res.WallLowS = prev.at.Sub(h.t0).Seconds()
-	res.FromInitS = last.at.Sub(h.initAt).Seconds()
-	res.ClientCPU = last.cpu.Seconds()
-	res.DockerdCPU = dcpu.Seconds()
-	h.with(func(a *account) { res.Bytes, res.Lines = a.bytes, a.records })
+	res.WallS, res.WallLowS = last.at.Sub(h.t0).Seconds(), prev.at.Sub(h.t0).Seconds()
+	res.ClientCPU, res.DockerdCPU, res.Lines = last.cpu.Seconds(), dcpu.Seconds(), last.records
 	c := h.check(want)
-	res.Check = c.String()
-	h.mu.Lock()
-	res.Widened = h.widened
-	h.mu.Unlock()
-	if res.Widened > 0 {
-		res.Check += fmt.Sprintf("; resume window widened %d times (a refresh cut the history read)", res.Widened)
-	}
-	res.OK = ok && c.ok() && c.Extra == 0
-	if err := h.err(); err != nil {
-		res.OK = false
-		res.Check += "; " + err.Error()
-	}
-	for _, w := range h.warningSummary() {
-		logf("  host: %s", w)
-	}
+	res.Check, res.OK = c.String(), ok && c.ok() && c.Extra == 0
 	if !ok {
-		return res, fmt.Errorf("plugin: %d of %d records, then none for 30 s (or 10 minutes passed)", res.Lines, total)
+		res.Check += fmt.Sprintf("; %d of %d records, then none for 30 s", last.records, total)
 	}
-	return res, nil
+	return res
 }
 
 // historyCase generates containers of n lines each, then compares raw reads
-// with the plugin's, side by side, reps times.
+// with the plugin's, side by side, reps times: raw, raw-follow, plugin.
 func (b *bench) historyCase(name string, containers, n int) ([]readResult, error) {
 	logf("history %s: %d container(s) x %d lines of 100 bytes", name, containers, n)
 	t0 := time.Now()
@@ -168,7 +105,7 @@ func (b *bench) historyCase(name string, containers, n int) ([]readResult, error
 		s := b.loggen(name, "-lines", strconv.Itoa(n), "-size", "100", "-hold")
 		s.logOpts = unrotated
 		return s
-	}, logf)
+	})
 	defer b.removeAll(ids)
 	if err != nil {
 		return nil, err
@@ -176,51 +113,31 @@ func (b *bench) historyCase(name string, containers, n int) ([]readResult, error
 	want := map[string]int{}
 	for _, id := range ids {
 		want[id] = n
-		if err := b.eng.waitLastSeq(b.ctx, id, n, logf); err != nil {
+		if err := b.eng.waitLastSeq(b.ctx, id, n); err != nil {
 			return nil, err
 		}
 	}
-	var size int64
-	for _, id := range ids {
-		size += b.eng.logSize(b.ctx, id)
-	}
-	logf("  generated in %s (json-file logs: %s)", time.Since(t0).Round(time.Second), mb(size))
+	logf("  generated in %s", time.Since(t0).Round(time.Second))
 	var out []readResult
 	for rep := range b.cfg.reps {
-		for _, kind := range []string{"raw", "raw-follow", "plugin"} {
+		for _, r := range []func() readResult{
+			func() readResult { return b.rawRead(ids, n, false) },
+			func() readResult { return b.rawRead(ids, n, true) },
+			func() readResult { return b.pluginRead(name, want) },
+		} {
 			if b.ctx.Err() != nil {
 				return out, b.ctx.Err()
 			}
-			var r readResult
-			var err error
-			switch kind {
-			case "raw":
-				r, err = b.rawRead(ids, n, false)
-			case "raw-follow":
-				r, err = b.rawRead(ids, n, true)
-			case "plugin":
-				r, err = b.pluginRead(name, want)
-			}
+			res := r()
 			logf("  rep %d %-10s wall %.2fs dockerd %.2fs client %.2fs lines %d ok=%v %s",
-				rep+1, kind, r.WallS, r.DockerdCPU, r.ClientCPU, r.Lines, r.OK, r.Check)
-			if err != nil {
-				logf("  %s: %v", kind, err)
-			}
-			out = append(out, r)
+				rep+1, res.Kind, res.WallS, res.DockerdCPU, res.ClientCPU, res.Lines, res.OK, res.Check)
+			out = append(out, res)
 		}
 	}
 	return out, nil
 }
 
 func (b *bench) runHistory() error {
-	cases := []struct {
-		name       string
-		containers int
-		lines      int
-	}{
-		{"history-1x" + short(b.cfg.histLines), 1, b.cfg.histLines},
-		{fmt.Sprintf("history-%dx%s", b.cfg.histN, short(b.cfg.histNLine)), b.cfg.histN, b.cfg.histNLine},
-	}
 	s := section{
 		Title: "History throughput: plugin (.so in the test host) vs raw read of the same logs",
 		Header: []string{"case", "rep", "raw wall", "raw-follow wall", "plugin wall [prev collect]",
@@ -231,95 +148,49 @@ func (b *bench) runHistory() error {
 			"containers run loggen -hold: a container that has exited before the plugin starts is not read even with Read_From_Head=on",
 		},
 	}
-	var cpuPerLine1 []float64
-	cpuFailed := 0
-	raw := map[string]any{}
-	for ci, c := range cases {
+	defer func() { b.rep.section(s) }()
+	for ci, c := range []struct{ containers, lines int }{{1, b.cfg.histLines}, {b.cfg.histN, b.cfg.histNLine}} {
 		if c.containers <= 0 || c.lines <= 0 {
 			continue
 		}
-		results, err := b.historyCase(c.name, c.containers, c.lines)
-		raw[c.name] = results
-		total := c.containers * c.lines
-		var ratios []float64
+		name := fmt.Sprintf("history-%dx%d", c.containers, c.lines)
+		results, err := b.historyCase(name, c.containers, c.lines)
+		b.rep.raw(name, results)
+		var ratios, cpu []float64
 		failed := 0 // reps whose plugin run did not deliver every line once
+		perLine := func(s float64) float64 { return s * 1e6 / float64(c.containers*c.lines) }
 		for i := 0; i+2 < len(results); i += 3 {
 			rw, rf, pl := results[i], results[i+1], results[i+2]
-			if pl.OK {
-				// A run that failed its check has no meaningful wall or CPU.
-				ratios = append(ratios, pl.WallS/rw.WallS)
-				if ci == 0 {
-					cpuPerLine1 = append(cpuPerLine1, pl.ClientCPU*1e6/float64(total))
-				}
+			if pl.OK { // a run that failed its check has no meaningful wall or CPU
+				ratios, cpu = append(ratios, pl.WallS/rw.WallS), append(cpu, perLine(pl.ClientCPU))
 			} else {
 				failed++
-				if ci == 0 {
-					cpuFailed++
-				}
 			}
-			s.Rows = append(s.Rows, []string{c.name, strconv.Itoa(i/3 + 1),
-				fmt.Sprintf("%.2f s", rw.WallS), fmt.Sprintf("%.2f s", rf.WallS),
-				fmt.Sprintf("%.2f s [%.2f s]", pl.WallS, pl.WallLowS),
-				fmt.Sprintf("%.2f [%.2f]", pl.WallS/rw.WallS, pl.WallLowS/rw.WallS),
-				fmt.Sprintf("%.2f", pl.WallS/rf.WallS),
-				fmt.Sprintf("%.2f / %.2f s", rw.DockerdCPU, pl.DockerdCPU),
-				fmt.Sprintf("%.2f us", pl.ClientCPU*1e6/float64(total)),
-				fmt.Sprintf("%.2f us", rw.ClientCPU*1e6/float64(total)),
-				map[bool]string{true: "all lines once", false: "**" + pl.Check + "**"}[pl.OK] + widenedNote(pl.Widened),
-			})
+			s.Rows = append(s.Rows, []string{name, strconv.Itoa(i/3 + 1), fmt.Sprintf("%.2f s", rw.WallS), fmt.Sprintf("%.2f s", rf.WallS),
+				fmt.Sprintf("%.2f s [%.2f s]", pl.WallS, pl.WallLowS), fmt.Sprintf("%.2f [%.2f]", pl.WallS/rw.WallS, pl.WallLowS/rw.WallS),
+				fmt.Sprintf("%.2f", pl.WallS/rf.WallS), fmt.Sprintf("%.2f / %.2f s", rw.DockerdCPU, pl.DockerdCPU),
+				fmt.Sprintf("%.2f us", perLine(pl.ClientCPU)), fmt.Sprintf("%.2f us", perLine(rw.ClientCPU)), pl.Check})
 		}
-		id, what := "1"+string(rune('a'+ci)), "history "+c.name+": plugin wall / raw wall (median)"
-		switch {
-		case failed > 0:
-			b.rep.goal(id, what, fmt.Sprintf("%d of %d runs failed their check", failed, len(results)/3), "<= 1.10", boolp(false))
-		case len(ratios) > 0:
-			m := median(ratios)
-			b.rep.goal(id, what, fmt.Sprintf("%.2f", m), "<= 1.10", boolp(m <= 1.10))
+		b.medianGoal("1"+string(rune('a'+ci)), name+": plugin wall / raw wall (median)", "%.2f", ratios, failed, 1.10)
+		if ci == 0 {
+			b.medianGoal("2a", "plugin host CPU per line (history 1 container, utime+stime / lines)", "%.2f us", cpu, failed, 0.5)
 		}
 		if err != nil {
-			b.rep.section(s)
-			b.rep.raw("history", raw)
 			return err
 		}
-	}
-	b.rep.section(s)
-	b.rep.raw("history", raw)
-	what := "plugin host CPU per line (history 1 container, utime+stime / lines)"
-	switch {
-	case cpuFailed > 0:
-		b.rep.goal("2a", what, fmt.Sprintf("%d runs failed their check", cpuFailed), "<= 0.5 us", boolp(false))
-	case len(cpuPerLine1) > 0:
-		m := median(cpuPerLine1)
-		b.rep.goal("2a", what, fmt.Sprintf("%.2f us", m), "<= 0.5 us", boolp(m <= 0.5))
 	}
 	return nil
 }
 
-func short(n int) string {
+// medianGoal reports the median of v against a bound, or that runs failed.
+func (b *bench) medianGoal(id, what, format string, v []float64, failed int, bound float64) {
+	goal := fmt.Sprintf("<= "+format, bound)
 	switch {
-	case n%1_000_000 == 0:
-		return fmt.Sprintf("%dM", n/1_000_000)
-	case n%1000 == 0:
-		return fmt.Sprintf("%dk", n/1000)
+	case failed > 0:
+		b.rep.goal(id, what, fmt.Sprintf("%d runs failed their check", failed), goal, boolp(false))
+	case len(v) > 0:
+		slices.Sort(v)
+		m := (v[(len(v)-1)/2] + v[len(v)/2]) / 2
+		b.rep.goal(id, what, fmt.Sprintf(format, m), goal, boolp(m <= bound))
 	}
-	return strconv.Itoa(n)
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func widenedNote(n int) string {
-	if n == 0 {
-		return ""
-	}
-	return fmt.Sprintf("; %d resume windows widened", n)
 }

@@ -4,22 +4,26 @@ package main
 // that drives it as Fluent Bit's Go proxy does), or the "twin", this
 // program in -child mode running the same capture package in-process with
 // a 1-second collect ticker, which can report its goroutines at every
-// collect. Both speak the same stderr protocol ("init ok", "collect
+// collect. Both speak testhost's stderr protocol ("init ok", "collect
 // bytes=N", ...) and write every collected buffer to an OUT file, which is
 // read back and checked record by record as each collect is reported.
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
-	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/dockerlogs/fluent-bit-docker-logs/testhost"
 )
 
@@ -28,7 +32,6 @@ type seqSet struct {
 	bits  []uint64
 	count int // distinct
 	dups  int
-	max   int
 }
 
 func (s *seqSet) add(seq int) {
@@ -43,7 +46,6 @@ func (s *seqSet) add(seq int) {
 	}
 	s.bits[w] |= m
 	s.count++
-	s.max = max(s.max, seq)
 }
 
 // missing counts the seqs in 1..n that did not arrive.
@@ -56,20 +58,6 @@ func (s *seqSet) missing(n int) int {
 	}
 	return n - have
 }
-
-// account is what a run's records add up to.
-type account struct {
-	records      int
-	bytes        int64
-	perContainer map[string]*seqSet
-	badLines     int       // records whose log is not a loggen line
-	latencyOn    bool      // record collect time - record time
-	latencyMS    []float32 // one per record while latencyOn
-	windowFrom   time.Time // latency is kept only for collects after this
-	windowTo     time.Time // ... and before this (zero: no end)
-}
-
-func newAccount() *account { return &account{perContainer: map[string]*seqSet{}} }
 
 // collectRec is one collect as the bench saw it.
 type collectRec struct {
@@ -87,26 +75,27 @@ type runner struct {
 	stdin   io.WriteCloser
 	pid     int
 	outPath string
-	logPath string
 	t0      time.Time // just before exec
+	latency bool      // keep each record's latency while the window is open
 
-	evs    chan collectRec // follow -> parse
-	exited chan struct{}   // closed when stderr is drained and the process reaped
+	evs  chan collectRec // follow sends and closes once the process is reaped; parse receives
+	done chan struct{}   // closed by parse after the last collect: nothing changes after it
 
-	mu         sync.Mutex
-	changed    chan struct{} // closed and replaced when anything below changes
-	acct       *account
-	collects   []collectRec
-	initAt     time.Time
-	initFailed bool
-	baseline   int // goroutines before init; -1 if not reported
-	goroutines int // last count the twin reported; -1 if none
-	widened    int // "resume window too short" lines (debug)
-	warnings   []string
-	nwarnings  int
-	exitLine   string
-	parseErr   error
-	checked    bool // the first collect was cross-checked with internal/records
+	mu           sync.Mutex
+	changed      chan struct{} // closed and replaced whenever anything below changes
+	initAt       time.Time
+	initFailed   bool
+	baseline     int // goroutines before init; -1 if not reported
+	goroutines   int // last count the twin reported; -1 if none
+	exitLine     string
+	records      int
+	perContainer map[string]*seqSet
+	badLines     int       // records whose log is not a loggen line
+	latencyMS    []float32 // collect time - record time, for collects in the window
+	windowFrom   time.Time // zero: the window is not open yet
+	windowTo     time.Time // zero: no end
+	collects     []collectRec
+	parseErr     error
 }
 
 type hostPaths struct {
@@ -115,34 +104,20 @@ type hostPaths struct {
 
 var runSeq int
 
-// startRunner starts kind ("host" or "twin") with the given properties and
-// waits for init.
-func startRunner(p hostPaths, kind, name string, props map[string]string, latency bool) (*runner, error) {
+// start runs kind ("host" or "twin") with the given properties and waits
+// for init; latency keeps record latencies once startWindow is called.
+func (b *bench) start(kind, name string, props map[string]string, latency bool) (*runner, error) {
+	p := b.cfg.paths
 	runSeq++
 	base := fmt.Sprintf("%02d-%s-%s", runSeq, name, kind)
-	r := &runner{
-		kind:       kind,
-		outPath:    filepath.Join(p.tmp, base+".msgpack"),
-		logPath:    filepath.Join(p.logs, base+".log"),
-		evs:        make(chan collectRec, 1<<16),
-		exited:     make(chan struct{}),
-		changed:    make(chan struct{}),
-		acct:       newAccount(),
-		baseline:   -1,
-		goroutines: -1,
-	}
-	r.acct.latencyOn = latency
-	// Latency is kept from the moment the caller opens the window
-	// (startWindow); until then, none.
-	r.acct.windowFrom = time.Now().Add(100 * 365 * 24 * time.Hour)
+	r := &runner{kind: kind, outPath: filepath.Join(p.tmp, base+".msgpack"), latency: latency,
+		evs: make(chan collectRec, 1<<16), done: make(chan struct{}), changed: make(chan struct{}),
+		baseline: -1, goroutines: -1, perContainer: map[string]*seqSet{}}
 	args := append([]string{"-o", r.outPath}, testhost.PropertyArgs(props)...)
-	switch kind {
-	case "host":
+	if kind == "host" {
 		r.cmd = exec.Command(p.host, append(args, p.so)...)
-	case "twin":
+	} else {
 		r.cmd = exec.Command(p.self, append([]string{"-child"}, args...)...)
-	default:
-		return nil, fmt.Errorf("unknown runner kind %q", kind)
 	}
 	var err error
 	if r.stdin, err = r.cmd.StdinPipe(); err != nil {
@@ -152,308 +127,300 @@ func startRunner(p hostPaths, kind, name string, props map[string]string, latenc
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(r.logPath)
+	log, err := os.Create(filepath.Join(p.logs, base+".log"))
 	if err != nil {
 		return nil, err
 	}
 	r.t0 = time.Now()
 	if err := r.cmd.Start(); err != nil {
-		logf.Close()
+		log.Close()
 		return nil, fmt.Errorf("start %s: %w", r.cmd.Path, err)
 	}
 	r.pid = r.cmd.Process.Pid
-	go r.follow(stderr, logf)
+	go r.follow(stderr, log)
 	go r.parse()
-	ok := r.wait(60*time.Second, func() bool { return !r.initAt.IsZero() || r.initFailed })
-	if !ok || r.initFailed {
+	if !r.wait(time.Minute, func() bool { return !r.initAt.IsZero() || r.initFailed }) || r.initFailed {
 		r.stop()
-		return nil, fmt.Errorf("%s did not init (see %s)", kind, r.logPath)
+		return nil, fmt.Errorf("%s did not init (see %s)", kind, log.Name())
 	}
 	return r, nil
 }
 
-// follow reads stderr, stamping each line as it arrives.
-func (r *runner) follow(stderr io.Reader, logf *os.File) {
-	defer close(r.exited)
-	defer logf.Close()
-	w := bufio.NewWriterSize(logf, 64<<10)
+// follow reads stderr, stamping each line as it arrives into the log file,
+// and hands each collect to parse.
+func (r *runner) follow(stderr io.Reader, log *os.File) {
+	defer close(r.evs)
+	defer log.Close()
+	w := bufio.NewWriterSize(log, 64<<10)
 	defer w.Flush()
 	sc := bufio.NewScanner(stderr)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
 		now := time.Now()
-		line := sc.Text()
-		fmt.Fprintf(w, "%s %s\n", now.Format("15:04:05.000"), line)
-		p := testhost.ParseLine(line)
-		if p.Kind == testhost.LineCollect {
+		fmt.Fprintf(w, "%s %s\n", now.Format("15:04:05.000"), sc.Text())
+		l := testhost.ParseLine(sc.Text())
+		if l.Kind == testhost.LineCollect {
 			cpu, _ := procCPU(r.pid)
-			r.evs <- collectRec{at: now, bytes: p.Bytes, cpu: cpu, goroutines: p.Goroutines}
+			r.evs <- collectRec{at: now, bytes: l.Bytes, cpu: cpu, goroutines: l.Goroutines}
 			continue
 		}
-		r.mu.Lock()
-		switch {
-		case p.Kind == testhost.LineInitOK:
-			r.initAt = now
-		case p.Kind == testhost.LineInitFailed:
-			r.initFailed = true
-		case p.Kind == testhost.LineBaseline:
-			r.baseline = p.Goroutines
-		case p.Kind == testhost.LineGoroutines:
-			r.goroutines = p.Goroutines
-		case p.Kind == testhost.LineExit:
-			r.exitLine = line
-		case strings.Contains(line, "resume window too short"):
-			r.widened++
-		case strings.Contains(line, "[ warn]") || strings.Contains(line, "[error]") ||
-			strings.Contains(line, "level=warn") || strings.Contains(line, "level=error") ||
-			strings.HasPrefix(line, "testhost: "):
-			r.nwarnings++
-			if len(r.warnings) < 20 {
-				r.warnings = append(r.warnings, line)
+		r.update(func() {
+			switch l.Kind {
+			case testhost.LineInitOK:
+				r.initAt = now
+			case testhost.LineInitFailed:
+				r.initFailed = true
+			case testhost.LineBaseline:
+				r.baseline = l.Goroutines
+			case testhost.LineGoroutines:
+				r.goroutines = l.Goroutines
+			case testhost.LineExit:
+				r.exitLine = sc.Text()
 			}
-		}
-		r.notify()
-		r.mu.Unlock()
+		})
 	}
 	_ = r.cmd.Wait()
-	close(r.evs)
 }
 
-func (r *runner) notify() {
+// update changes the runner's state under its lock and wakes its waiters.
+func (r *runner) update(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f()
 	close(r.changed)
 	r.changed = make(chan struct{})
 }
 
 // parse reads each collect's bytes from OUT and accounts for its records.
 func (r *runner) parse() {
-	var f *os.File
+	defer close(r.done)
 	var off int64
 	var buf []byte
 	for ev := range r.evs {
-		if f == nil {
-			var err error
-			if f, err = os.Open(r.outPath); err != nil {
-				r.setParseErr(err)
-				continue
-			}
-		}
-		if cap(buf) < ev.bytes {
-			buf = make([]byte, ev.bytes)
-		}
-		buf = buf[:ev.bytes]
-		if _, err := f.ReadAt(buf, off); err != nil {
-			r.setParseErr(fmt.Errorf("read OUT at %d: %w", off, err))
-			continue
-		}
+		buf = slices.Grow(buf[:0], ev.bytes)[:ev.bytes]
+		err := readAt(r.outPath, buf, off)
 		off += int64(ev.bytes)
-		r.mu.Lock()
-		a := r.acct
-		keepLatency := a.latencyOn && !ev.at.Before(a.windowFrom) && (a.windowTo.IsZero() || ev.at.Before(a.windowTo))
-		atNS := ev.at.UnixNano()
-		n, err := walkEvents(buf, func(e *event) {
-			s := a.perContainer[string(e.container)]
-			if s == nil {
-				s = &seqSet{}
-				a.perContainer[string(e.container)] = s
+		r.update(func() {
+			if err == nil {
+				err = r.account(ev, buf)
 			}
-			if seq, ok := parseSeq(e.log); ok {
-				s.add(seq)
-			} else {
-				a.badLines++
+			if err != nil && r.parseErr == nil {
+				r.parseErr = fmt.Errorf("collect at OUT offset %d: %w", off-int64(ev.bytes), err)
 			}
-			if keepLatency {
-				a.latencyMS = append(a.latencyMS, float32(float64(atNS-e.ts)/1e6))
+			ev.records = r.records
+			r.collects = append(r.collects, ev)
+			if ev.goroutines >= 0 {
+				r.goroutines = ev.goroutines
 			}
 		})
-		if err != nil && r.parseErr == nil {
-			r.parseErr = fmt.Errorf("collect at OUT offset %d: %w", off-int64(ev.bytes), err)
-		}
-		a.records += n
-		a.bytes += int64(ev.bytes)
-		if !r.checked {
-			r.checked = true
-			recs, err := records.Decode(buf)
-			switch {
-			case err != nil:
-				r.parseErr = fmt.Errorf("internal/records cannot decode the first collect: %w", err)
-			case len(recs) != n:
-				r.parseErr = fmt.Errorf("first collect: internal/records decodes %d records, the bench's walker %d", len(recs), n)
-			}
-		}
-		ev.records = a.records
-		r.collects = append(r.collects, ev)
-		if ev.goroutines >= 0 {
-			r.goroutines = ev.goroutines
-		}
-		r.notify()
-		r.mu.Unlock()
-	}
-	if f != nil {
-		f.Close()
 	}
 }
 
-func (r *runner) setParseErr(err error) {
-	r.mu.Lock()
-	if r.parseErr == nil {
-		r.parseErr = err
+func readAt(path string, buf []byte, off int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
 	}
-	r.mu.Unlock()
+	defer f.Close()
+	_, err = f.ReadAt(buf, off)
+	return err
+}
+
+// account adds one collect's records; called with r.mu held.
+func (r *runner) account(ev collectRec, buf []byte) error {
+	keep := r.latency && !r.windowFrom.IsZero() && !ev.at.Before(r.windowFrom) &&
+		(r.windowTo.IsZero() || ev.at.Before(r.windowTo))
+	n, err := walkEvents(buf, func(ts int64, container, log []byte) {
+		s := r.perContainer[string(container)]
+		if s == nil {
+			s = &seqSet{}
+			r.perContainer[string(container)] = s
+		}
+		if seq, ok := parseSeq(log); ok {
+			s.add(seq)
+		} else {
+			r.badLines++
+		}
+		if keep {
+			r.latencyMS = append(r.latencyMS, float32(float64(ev.at.UnixNano()-ts)/1e6))
+		}
+	})
+	r.records += n
+	return err
+}
+
+// walkEvents calls fn with the time (ns), container_id and log of each
+// event [[time, {}], {record}] of b and returns how many there were. It
+// uses the msgpack library internal/records uses, not the plugin's encoder.
+func walkEvents(b []byte, fn func(ts int64, container, log []byte)) (int, error) {
+	d := msgpack.NewDecoder(bytes.NewReader(b))
+	var key, container, log []byte
+	var tb [8]byte
+	for n := 0; ; n++ {
+		if _, err := d.DecodeArrayLen(); errors.Is(err, io.EOF) {
+			return n, nil
+		} else if err != nil {
+			return n, err
+		}
+		if _, err := d.DecodeArrayLen(); err != nil {
+			return n, err
+		}
+		if typ, l, err := d.DecodeExtHeader(); err != nil || typ != 0 || l != 8 {
+			return n, fmt.Errorf("event %d: no EventTime (ext %d of %d bytes): %w", n, typ, l, err)
+		}
+		if err := errors.Join(d.ReadFull(tb[:]), d.Skip()); err != nil { // the time, the metadata
+			return n, err
+		}
+		fields, err := d.DecodeMapLen()
+		if err != nil {
+			return n, err
+		}
+		container, log = container[:0], log[:0]
+		for range fields {
+			if key, err = readStr(d, key); err != nil {
+				return n, err
+			}
+			switch string(key) {
+			case "log":
+				log, err = readStr(d, log)
+			case "container_id":
+				container, err = readStr(d, container)
+			default:
+				err = d.Skip()
+			}
+			if err != nil {
+				return n, err
+			}
+		}
+		sec, nsec := binary.BigEndian.Uint32(tb[:4]), binary.BigEndian.Uint32(tb[4:])
+		fn(int64(sec)*1e9+int64(nsec), container, log)
+	}
+}
+
+// readStr reads a str or bin value into buf.
+func readStr(d *msgpack.Decoder, buf []byte) ([]byte, error) {
+	n, err := d.DecodeBytesLen()
+	if err != nil || n < 0 {
+		return buf[:0], err
+	}
+	buf = slices.Grow(buf[:0], n)[:n]
+	return buf, d.ReadFull(buf)
 }
 
 // wait returns when cond (called with r.mu held) is true, or false after
-// timeout or once the process has exited without it.
+// timeout or once the process has ended without it.
 func (r *runner) wait(timeout time.Duration, cond func() bool) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		r.mu.Lock()
-		if cond() {
-			r.mu.Unlock()
+		ok, ch := cond(), r.changed
+		r.mu.Unlock()
+		if ok {
 			return true
 		}
-		ch := r.changed
-		r.mu.Unlock()
 		select {
 		case <-ch:
-		case <-r.exited:
+		case <-r.done:
 			r.mu.Lock()
-			ok := cond()
-			r.mu.Unlock()
-			return ok
+			defer r.mu.Unlock()
+			return cond()
 		case <-deadline.C:
 			return false
 		}
 	}
 }
 
+// idle lets d pass (or the process end): what is still in flight arrives.
+func (r *runner) idle(d time.Duration) { r.wait(d, func() bool { return false }) }
+
 // waitRecords waits until the accounted records reach n and returns the
-// collect that completed them; it gives up after timeout, or when no record
-// came for idle.
-func (r *runner) waitRecords(n int, timeout, idle time.Duration) (collectRec, bool) {
-	end := time.Now().Add(timeout)
-	last, since := -1, time.Now()
-	for time.Now().Before(end) {
-		if r.wait(time.Second, func() bool { return r.acct.records >= n }) {
-			return r.lastCollect(), true
-		}
+// collect that completed them and the one before it (the last record
+// became ready in between); it gives up when no record came for idle.
+func (r *runner) waitRecords(n int, idle time.Duration) (last, prev collectRec, ok bool) {
+	for seen := -1; ; {
+		r.wait(idle, func() bool { return r.records >= n || r.records != seen })
 		r.mu.Lock()
-		got := r.acct.records
+		progressed := r.records != seen
+		ok, seen = r.records >= n, r.records
 		r.mu.Unlock()
-		if got != last {
-			last, since = got, time.Now()
-		} else if time.Since(since) > idle {
+		if ok || !progressed {
 			break
 		}
-		select {
-		case <-r.exited:
-			return r.lastCollect(), false
-		default:
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev.at = r.initAt
+	if k := len(r.collects); k > 0 {
+		last = r.collects[k-1]
+		if k > 1 {
+			prev = r.collects[k-2]
 		}
 	}
-	return r.lastCollect(), false
-}
-
-func (r *runner) lastCollect() collectRec {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.collects) == 0 {
-		return collectRec{}
-	}
-	return r.collects[len(r.collects)-1]
-}
-
-// collectBefore returns the last collect strictly before c (the interval
-// in which the last record became ready).
-func (r *runner) collectBefore(c collectRec) collectRec {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	prev := collectRec{at: r.initAt}
-	for _, x := range r.collects {
-		if !x.at.Before(c.at) {
-			break
-		}
-		prev = x
-	}
-	return prev
-}
-
-// with runs f on the account, under the runner's lock.
-func (r *runner) with(f func(a *account)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	f(r.acct)
+	return last, prev, ok
 }
 
 // stop asks the host to exit (EOF on stdin, as Fluent Bit's shutdown) and
-// waits; after 30 s it is killed.
+// waits until every collect is accounted for; after 30 s it is killed.
 func (r *runner) stop() string {
 	r.stdin.Close()
 	select {
-	case <-r.exited:
+	case <-r.done:
 	case <-time.After(30 * time.Second):
 		_ = r.cmd.Process.Kill()
-		<-r.exited
+		<-r.done
 	}
-	// Let parse finish the last collects.
-	r.wait(10*time.Second, func() bool { return true })
+	_ = os.Remove(r.outPath) // they are large
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.exitLine
 }
 
-// startWindow starts keeping latency samples from now on.
-func (r *runner) startWindow() {
-	r.mu.Lock()
-	r.acct.windowFrom = time.Now()
-	r.mu.Unlock()
-}
+// startWindow starts keeping latency samples from now on; endWindow stops.
+func (r *runner) startWindow() { r.update(func() { r.windowFrom = time.Now() }) }
+func (r *runner) endWindow()   { r.update(func() { r.windowTo = time.Now() }) }
 
-// endWindow stops keeping latency samples.
-func (r *runner) endWindow() {
-	r.mu.Lock()
-	r.acct.windowTo = time.Now()
-	r.mu.Unlock()
-}
-
-// removeOut deletes the OUT file (they are large).
-func (r *runner) removeOut() { _ = os.Remove(r.outPath) }
-
-// check compares what arrived with what each container wrote: want maps a
-// container id to its last seq (every seq 1..n expected once).
+// checkResult compares what arrived with what each container wrote.
 type checkResult struct {
-	Containers   int `json:"containers"`
-	Expected     int `json:"expected_lines"`
-	Distinct     int `json:"distinct_lines"`
-	Missing      int `json:"missing_lines"`
-	Duplicates   int `json:"duplicate_lines"`
-	Extra        int `json:"lines_of_other_containers"`
-	BadLines     int `json:"records_not_from_loggen"`
-	IncompleteOf int `json:"containers_with_missing_lines"`
+	Containers   int    `json:"containers"`
+	Expected     int    `json:"expected_lines"`
+	Distinct     int    `json:"distinct_lines"`
+	Missing      int    `json:"missing_lines"`
+	Duplicates   int    `json:"duplicate_lines"`
+	Extra        int    `json:"lines_of_other_containers"`
+	BadLines     int    `json:"records_not_from_loggen"`
+	IncompleteOf int    `json:"containers_with_missing_lines"`
+	Err          string `json:"records_error,omitempty"`
 }
 
-func (c checkResult) ok() bool { return c.Missing == 0 && c.Duplicates == 0 && c.BadLines == 0 }
+func (c checkResult) ok() bool {
+	return c.Missing == 0 && c.Duplicates == 0 && c.BadLines == 0 && c.Err == ""
+}
 
+// String is a table cell: "all N once", or what is wrong in bold.
 func (c checkResult) String() string {
-	return fmt.Sprintf("%d containers: %d/%d lines, %d missing (in %d containers), %d duplicates, %d not loggen",
-		c.Containers, c.Distinct, c.Expected, c.Missing, c.IncompleteOf, c.Duplicates, c.BadLines)
+	if c.ok() && c.Extra == 0 {
+		return fmt.Sprintf("all %d once", c.Expected)
+	}
+	return fmt.Sprintf("**%d missing (%d ctrs), %d dup, %d extra, %d not loggen%s**",
+		c.Missing, c.IncompleteOf, c.Duplicates, c.Extra, c.BadLines, c.Err)
 }
 
+// check compares what arrived with want: a container id to its last seq
+// (every seq 1..n expected once). Lines of containers not in want are
+// Extra.
 func (r *runner) check(want map[string]int) checkResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var c checkResult
-	c.Containers = len(want)
-	c.BadLines = r.acct.badLines
+	c := checkResult{Containers: len(want), BadLines: r.badLines}
+	if r.parseErr != nil {
+		c.Err = "; " + r.parseErr.Error()
+	}
 	for id, n := range want {
 		c.Expected += n
-		s := r.acct.perContainer[id]
+		s := r.perContainer[id]
 		if s == nil {
-			c.Missing += n
-			if n > 0 {
-				c.IncompleteOf++
-			}
-			continue
+			s = &seqSet{}
 		}
 		c.Distinct += s.count
 		c.Duplicates += s.dups
@@ -462,7 +429,7 @@ func (r *runner) check(want map[string]int) checkResult {
 			c.IncompleteOf++
 		}
 	}
-	for id, s := range r.acct.perContainer {
+	for id, s := range r.perContainer {
 		if _, ok := want[id]; !ok {
 			c.Extra += s.count
 		}
@@ -470,29 +437,34 @@ func (r *runner) check(want map[string]int) checkResult {
 	return c
 }
 
-// haveAll reports whether every container has all its lines.
+// haveAll reports, with r.mu held, whether every container has all its
+// lines.
 func (r *runner) haveAll(want map[string]int) bool {
 	for id, n := range want {
-		s := r.acct.perContainer[id]
-		if n > 0 && (s == nil || s.count < n) {
+		if s := r.perContainer[id]; n > 0 && (s == nil || s.count < n) {
 			return false
 		}
 	}
 	return true
 }
 
-func (r *runner) err() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.parseErr
+// procSample is one reading of a runner's process.
+type procSample struct {
+	T          float64 `json:"t_s"`
+	CPU        float64 `json:"cpu_s"`
+	RSS        int64   `json:"rss_bytes"`
+	FDs        int     `json:"fds"`
+	Threads    int     `json:"threads"`
+	Goroutines int     `json:"goroutines"`
+	Records    int     `json:"records"`
 }
 
-func (r *runner) warningSummary() []string {
+func (r *runner) sample(t0 time.Time) procSample {
+	cpu, _ := procCPU(r.pid)
+	rss, threads := procStatus(r.pid)
+	s := procSample{T: time.Since(t0).Seconds(), CPU: cpu.Seconds(), RSS: rss, FDs: procFDs(r.pid), Threads: threads}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := append([]string(nil), r.warnings...)
-	if r.nwarnings > len(out) {
-		out = append(out, fmt.Sprintf("... %d warning/error lines in all", r.nwarnings))
-	}
-	return out
+	s.Goroutines, s.Records = r.goroutines, r.records
+	r.mu.Unlock()
+	return s
 }

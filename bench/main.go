@@ -2,9 +2,9 @@
 // throughput against a raw read of the same logs, the plugin's CPU per line,
 // the daemon's cost of a stream refresh against the log's size, hundreds of
 // containers at once, latency, and (with -soak) a long run with container
-// churn. It never fails on a timing: it prints a table and writes raw
-// figures to -out (results.json, results.md; soak.json, soak.md, soak.csv,
-// soak.svg).
+// churn. It never fails on a timing: it prints the report and writes it
+// to -out (results.md with results.json, or soak.md, soak.json and the
+// samples in soak.csv).
 //
 //	go run ./bench                       # every suite (make bench)
 //	go run ./bench -suites history,cpu   # some of them
@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -53,18 +55,24 @@ type config struct {
 	rawEvery         int
 	benchCount       int
 	soak             bool
-	appendRun        bool
-	removeTmp        bool
 	soakDuration     time.Duration
 	soakRefresh      string
 	soakWave         time.Duration
 	soakWaveSize     int
 	soakSteady       int
 	soakFaults       bool
-	pluginProps      map[string]string
+	pluginProps      propFlag
 }
 
-var allSuites = []string{"pipeline", "history", "cpu", "refresh", "scale", "latency", "files"}
+type refreshSize struct {
+	name  string
+	lines int
+}
+
+type scalePhase struct {
+	containers int
+	rate       int // lines/s per container
+}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "-child" {
@@ -73,33 +81,47 @@ func main() {
 	os.Exit(run())
 }
 
-func run() int {
-	var c config
-	var suites, sizes, scale string
+// flags reads the command line into a config.
+func flags() config {
+	c := config{suites: map[string]bool{}, pluginProps: propFlag{}}
 	flag.StringVar(&c.out, "out", "build/bench", "directory for results and logs")
-	flag.StringVar(&c.tmp, "tmp", "", "directory for the hosts' OUT files (default: /dev/shm if writable, else <out>/tmp)")
+	flag.StringVar(&c.tmp, "tmp", "", "directory for the hosts' OUT files (default: /dev/shm if there, else <out>/tmp)")
 	flag.StringVar(&c.paths.host, "host", "build/goproxy-testhost", "the test host binary")
 	flag.StringVar(&c.paths.so, "so", "build/docker_logs.so", "the plugin")
 	flag.StringVar(&c.sock, "sock", "/var/run/docker.sock", "the daemon's socket")
 	flag.StringVar(&c.pidFile, "dockerd-pidfile", "/var/run/docker.pid", "the daemon's pid file (for its CPU time)")
-	flag.StringVar(&suites, "suites", strings.Join(allSuites, ","), "suites to run: "+strings.Join(allSuites, ","))
+	var suites []string
+	listSlice(&suites, "suites", "pipeline,history,cpu,refresh,scale,latency,files", "suites to run", func(s string) (string, error) { return s, nil })
 	flag.BoolVar(&c.twin, "twin", true, "scale and soak: also run the capture in-process (the twin) to count goroutines")
 	flag.IntVar(&c.twinMaxLines, "twin-max-lines", 10000, "scale: run the twin only in phases of at most this many lines/s in all (it costs as much CPU as the host)")
 	flag.IntVar(&c.reps, "reps", 2, "history: raw/plugin pairs per comparison")
 	flag.IntVar(&c.histLines, "history-lines", 1_000_000, "history: lines of the one container")
 	flag.IntVar(&c.histN, "history-containers", 10, "history: containers read at once")
 	flag.IntVar(&c.histNLine, "history-container-lines", 100_000, "history: lines of each of those")
-	flag.StringVar(&sizes, "refresh-sizes", "1MB=10000,100MB=1000000,1GB=10000000", "refresh: log sizes as name=lines of 100 bytes")
+	listSlice(&c.refreshSizes, "refresh-sizes", "1MB=10000,100MB=1000000,1GB=10000000", "refresh: log sizes as name=lines of 100 bytes",
+		func(s string) (r refreshSize, err error) {
+			name, n, _ := strings.Cut(s, "=")
+			r.name, r.lines, err = name, atoiPositive(n), nil
+			if r.lines <= 0 {
+				err = fmt.Errorf("%q: want name=lines", s)
+			}
+			return r, err
+		})
 	flag.IntVar(&c.refreshK, "refresh-k", 20, "refresh: tail requests per size")
 	flag.IntVar(&c.refreshPlainK, "refresh-plain-k", 4, "refresh: plain since requests per size (half that, at least 1, from 5M lines)")
 	flag.StringVar(&c.refreshEvery, "refresh-every", "200ms", "refresh: the plugin's Stream_Refresh in its own run")
 	flag.DurationVar(&c.refreshRun, "refresh-run", 15*time.Second, "refresh: how long the plugin runs per size")
-	flag.StringVar(&scale, "scale", "500x10,200x100", "scale: phases as containers x lines/s")
+	listSlice(&c.scale, "scale", "500x10,200x100", "scale: phases as containers x lines/s", func(s string) (p scalePhase, err error) {
+		n, r, _ := strings.Cut(s, "x")
+		if p = (scalePhase{atoiPositive(n), atoiPositive(r)}); p.containers <= 0 || p.rate <= 0 {
+			err = fmt.Errorf("%q: want containers x lines/s, e.g. 500x10", s)
+		}
+		return p, err
+	})
 	flag.DurationVar(&c.scaleDuration, "scale-duration", 60*time.Second, "scale: measured time per phase once every container runs")
 	flag.IntVar(&c.rawEvery, "raw-every", 10, "scale: also follow every Nth container with a plain stream, for the daemon's own latency (0: none)")
 	flag.IntVar(&c.workers, "workers", 8, "containers created/started/removed at a time")
 	flag.IntVar(&c.benchCount, "bench-count", 3, "pipeline: go test -count")
-	flag.BoolVar(&c.appendRun, "append", false, "keep an earlier results.json's other suites and replace only the ones run now")
 	flag.BoolVar(&c.soak, "soak", false, "run the soak instead of the suites")
 	flag.DurationVar(&c.soakDuration, "soak-duration", 30*time.Minute, "soak: how long")
 	flag.StringVar(&c.soakRefresh, "soak-refresh", "2s", "soak: the plugin's Stream_Refresh")
@@ -107,34 +129,46 @@ func run() int {
 	flag.IntVar(&c.soakWaveSize, "soak-wave-size", 8, "soak: containers per wave")
 	flag.BoolVar(&c.soakFaults, "soak-faults", true, "soak: reach the daemon through internal/faultproxy, stall every logs stream 10 s, make the daemon unreachable 15 s and cut one stream mid-frame")
 	flag.IntVar(&c.soakSteady, "soak-steady", 3, "soak: containers running throughout")
-	extra := propFlag{}
-	flag.Var(extra, "plugin-prop", "key=value added to every plugin run's properties (repeatable), e.g. Stream_Refresh=5m")
+	flag.Var(c.pluginProps, "plugin-prop", "key=value added to every plugin run's properties (repeatable), e.g. Stream_Refresh=5m")
 	flag.Parse()
-	c.pluginProps = extra
+	for _, s := range suites {
+		c.suites[s] = true
+	}
+	return c
+}
 
-	c.suites = map[string]bool{}
-	for _, s := range strings.Split(suites, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			c.suites[s] = true
+// listSlice defines a flag of comma-separated items, each parsed by parse.
+func listSlice[T any](dst *[]T, name, value, usage string, parse func(string) (T, error)) {
+	set := func(s string) error {
+		*dst = nil
+		for _, item := range strings.Split(s, ",") {
+			v, err := parse(strings.TrimSpace(item))
+			if err != nil {
+				return err
+			}
+			*dst = append(*dst, v)
 		}
+		return nil
 	}
-	var err error
-	if c.refreshSizes, err = parseSizes(sizes); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		return 2
+	_ = set(value)
+	flag.Func(name, usage+" (default "+value+")", set)
+}
+
+func atoiPositive(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
 	}
-	if c.scale, err = parseScale(scale); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		return 2
-	}
+	return n
+}
+
+func run() int {
+	c := flags()
 	if err := c.prepare(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
 	}
-
-	if c.removeTmp {
-		defer os.RemoveAll(c.tmp)
-	}
+	defer os.RemoveAll(c.paths.tmp)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	defer func() {
@@ -143,15 +177,10 @@ func run() int {
 			logf("cleanup: %v", err)
 		}
 	}()
-
 	b, err := newBench(ctx, c)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		return 1
-	}
-	if c.soak {
-		err = b.runSoak()
-	} else {
+	if err == nil && c.soak {
+		err = errors.Join(b.runSoak(), b.finish())
+	} else if err == nil {
 		err = b.runSuites()
 	}
 	if err != nil {
@@ -163,72 +192,25 @@ func run() int {
 
 // prepare makes the directories and resolves the paths.
 func (c *config) prepare() error {
-	if err := os.MkdirAll(filepath.Join(c.out, "logs"), 0o755); err != nil {
-		return err
-	}
 	c.paths.logs = filepath.Join(c.out, "logs")
 	if c.tmp == "" {
 		c.tmp = filepath.Join(c.out, "tmp")
 		if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-			c.tmp = filepath.Join("/dev/shm", fmt.Sprintf("docker-logs-bench-%d", os.Getpid()))
+			c.tmp = "/dev/shm"
 		}
-		c.removeTmp = true
 	}
-	if err := os.MkdirAll(c.tmp, 0o755); err != nil {
-		return err
-	}
-	c.paths.tmp = c.tmp
+	c.paths.tmp = filepath.Join(c.tmp, fmt.Sprintf("docker-logs-bench-%d", os.Getpid()))
+	var err error
 	for _, p := range []*string{&c.paths.host, &c.paths.so} {
-		abs, err := filepath.Abs(*p)
-		if err != nil {
-			return err
+		if *p, err = filepath.Abs(*p); err == nil {
+			_, err = os.Stat(*p)
 		}
-		if _, err := os.Stat(abs); err != nil {
+		if err != nil {
 			return fmt.Errorf("%w (run make %s first)", err, *p)
 		}
-		*p = abs
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	c.paths.self = self
-	return nil
-}
-
-type refreshSize struct {
-	name  string
-	lines int
-}
-
-func parseSizes(s string) ([]refreshSize, error) {
-	var out []refreshSize
-	for _, item := range strings.Split(s, ",") {
-		name, n, ok := strings.Cut(strings.TrimSpace(item), "=")
-		var lines int
-		if _, err := fmt.Sscanf(n, "%d", &lines); !ok || err != nil || lines <= 0 {
-			return nil, fmt.Errorf("-refresh-sizes: %q: want name=lines", item)
-		}
-		out = append(out, refreshSize{name: name, lines: lines})
-	}
-	return out, nil
-}
-
-type scalePhase struct {
-	containers int
-	rate       int // lines/s per container
-}
-
-func parseScale(s string) ([]scalePhase, error) {
-	var out []scalePhase
-	for _, item := range strings.Split(s, ",") {
-		var p scalePhase
-		if _, err := fmt.Sscanf(strings.TrimSpace(item), "%dx%d", &p.containers, &p.rate); err != nil || p.containers <= 0 || p.rate <= 0 {
-			return nil, fmt.Errorf("-scale: %q: want containers x lines/s, e.g. 500x10", item)
-		}
-		out = append(out, p)
-	}
-	return out, nil
+	c.paths.self, err = os.Executable()
+	return errors.Join(err, os.MkdirAll(c.paths.logs, 0o755), os.MkdirAll(c.paths.tmp, 0o755))
 }
 
 // bench is one run's shared state.
@@ -278,17 +260,8 @@ func (b *bench) runSuites() error {
 		{"files", b.runFiles},
 	}
 	want := b.cfg.suites
-	if want["cpu"] {
-		want["history"] = true
-	}
-	if want["latency"] {
-		want["scale"] = true
-	}
-	if b.cfg.appendRun {
-		if err := b.rep.load(want); err != nil {
-			return fmt.Errorf("-append: %w", err)
-		}
-	}
+	want["history"] = want["history"] || want["cpu"]
+	want["scale"] = want["scale"] || want["latency"]
 	for _, s := range list {
 		if !want[s.name] {
 			continue
@@ -309,12 +282,17 @@ func (b *bench) runSuites() error {
 		}
 	}
 	b.rep.setSuite("")
-	b.rep.Machine["load average at end"] = loadAvg()
+	return b.finish()
+}
+
+// finish writes and prints the report.
+func (b *bench) finish() error {
+	b.rep.locked(func() { b.rep.Machine["load average at end"] = loadAvg() })
 	if err := b.rep.write(); err != nil {
 		return err
 	}
-	b.rep.printAll()
-	logf("wrote %s and %s", filepath.Join(b.cfg.out, "results.md"), filepath.Join(b.cfg.out, "results.json"))
+	b.rep.print()
+	logf("wrote %s.md and .json", b.rep.path)
 	return b.ctx.Err()
 }
 

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -20,42 +20,33 @@ func (b *bench) runPipeline() error {
 	args := []string{"test", "./capture", "-run", "^$", "-bench", "^BenchmarkPipeline$", "-cpu", "1",
 		"-benchmem", "-count", strconv.Itoa(b.cfg.benchCount), "-cpuprofile", prof, "-o", bin}
 	logf("go %s", strings.Join(args, " "))
-	cmd := exec.CommandContext(b.ctx, "go", args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	_ = os.WriteFile(filepath.Join(b.cfg.out, "pipeline.txt"), out.Bytes(), 0o644)
+	out, err := exec.CommandContext(b.ctx, "go", args...).CombinedOutput()
+	_ = os.WriteFile(filepath.Join(b.cfg.out, "pipeline.txt"), out, 0o644)
 	if err != nil {
-		return fmt.Errorf("go test: %w\n%s", err, out.String())
+		return fmt.Errorf("go test: %w\n%s", err, out)
 	}
-	// name -> metric -> values
+	// name -> unit -> one value a run
 	runs := map[string]map[string][]float64{}
-	var order []string
-	sc := bufio.NewScanner(&out)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || !strings.HasPrefix(f[0], "BenchmarkPipeline/") {
+	for _, line := range bytes.Split(out, []byte("\n")) {
+		f := append(strings.Fields(string(line)), "")
+		name, ok := strings.CutPrefix(f[0], "BenchmarkPipeline/")
+		if !ok {
 			continue
 		}
-		name := strings.TrimPrefix(f[0], "BenchmarkPipeline/")
 		if runs[name] == nil {
 			runs[name] = map[string][]float64{}
-			order = append(order, name)
 		}
 		for i := 2; i+1 < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err == nil {
+			if v, err := strconv.ParseFloat(f[i], 64); err == nil {
 				runs[name][f[i+1]] = append(runs[name][f[i+1]], v)
 			}
 		}
 	}
 	med := func(name, unit string) float64 {
-		v := append([]float64(nil), runs[name][unit]...)
-		if len(v) == 0 {
-			return -1
+		if v := slices.Sorted(slices.Values(runs[name][unit])); len(v) > 0 {
+			return v[len(v)/2]
 		}
-		sort.Float64s(v)
-		return v[len(v)/2]
+		return -1
 	}
 	s := section{
 		Title:  fmt.Sprintf("Pipeline (BenchmarkPipeline, -cpu 1, median of %d)", b.cfg.benchCount),
@@ -63,35 +54,25 @@ func (b *bench) runPipeline() error {
 		Notes: []string{
 			"stream: reader.stream on a 65,536-line multiplexed stream of 100-byte lines (one op = one stream, incl. queue hand-off); lines: decode+seen+add one line per op; decode: decoder only",
 			"lines/CPU-s divides by the process's CPU time (getrusage), which a busy machine inflates less than wall time",
+			"CPU profile: " + prof,
 		},
 	}
-	raw := map[string]any{}
-	for _, name := range order {
-		raw[name] = runs[name]
-		s.Rows = append(s.Rows, []string{name,
-			fmt.Sprintf("%.2fM", med(name, "lines/s")/1e6),
-			fmt.Sprintf("%.2fM", med(name, "lines/cpu-s")/1e6),
-			fmt.Sprintf("%.0f", med(name, "cpu-ns/line")),
-			fmt.Sprintf("%.4f", med(name, "allocs/line")),
-			fmt.Sprintf("%.0f", med(name, "allocs/op")),
-			fmt.Sprintf("%.0f", med(name, "B/op")),
-		})
+	for _, name := range slices.Sorted(maps.Keys(runs)) {
+		s.Rows = append(s.Rows, []string{name, fmt.Sprintf("%.2fM", med(name, "lines/s")/1e6), fmt.Sprintf("%.2fM", med(name, "lines/cpu-s")/1e6),
+			fmt.Sprintf("%.0f", med(name, "cpu-ns/line")), fmt.Sprintf("%.4f", med(name, "allocs/line")),
+			fmt.Sprintf("%.0f", med(name, "allocs/op")), fmt.Sprintf("%.0f", med(name, "B/op"))})
 	}
 	b.rep.section(s)
-	b.rep.raw("pipeline", raw)
-	if top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount", "12", bin, prof).Output(); err == nil {
-		_ = os.WriteFile(filepath.Join(b.cfg.out, "pipeline.pprof-top.txt"), top, 0o644)
-		b.rep.raw("pipeline_pprof_top", string(top))
-	}
+	b.rep.raw("pipeline", runs)
 	if _, ok := runs["stream"]; ok {
 		wall, cpu := med("stream", "lines/s"), med("stream", "lines/cpu-s")
 		b.rep.goal("2b", "pipeline lines/s on one core (stream; wall / per CPU-s)",
 			fmt.Sprintf("%.2fM / %.2fM", wall/1e6, cpu/1e6), ">= 3M", boolp(cpu >= 3e6))
 		// Per-chunk allocations (queue hand-off, pooled buffers dropped by
 		// GC) are not per line: the per-line path is the "lines" benchmark.
-		lines := med("lines", "allocs/op")
+		lines, stream := med("lines", "allocs/op"), med("stream", "allocs/line")
 		b.rep.goal("2c", "allocations per line, steady state (lines: allocs/op; stream: allocs/line)",
-			fmt.Sprintf("%.0f; %.4f", lines, med("stream", "allocs/line")), "0", boolp(lines == 0 && med("stream", "allocs/line") < 0.05))
+			fmt.Sprintf("%.0f; %.4f", lines, stream), "0", boolp(lines == 0 && stream < 0.05))
 	}
 	return nil
 }

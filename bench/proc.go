@@ -24,13 +24,8 @@ func procCPU(pid int) (time.Duration, error) {
 		return 0, err
 	}
 	// The command name is in parentheses and may hold spaces: fields
-	// count from the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); utime is field 14, stime 15.
+	// count from the last ')'; f[0] is field 3, utime field 14, stime 15.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 	if len(f) < 13 {
 		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
 	}
@@ -42,37 +37,22 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * clockTick, nil
 }
 
-// procMem holds the memory figures of /proc/<pid>/status.
-type procMem struct {
-	RSS, HWM int64 // bytes
-	Threads  int
-}
-
-func procStatus(pid int) (procMem, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return procMem{}, err
-	}
-	var m procMem
+// procStatus is a process's resident memory and threads from
+// /proc/<pid>/status.
+func procStatus(pid int) (rss int64, threads int) {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
+		k, v, _ := strings.Cut(line, ":")
+		v = strings.TrimSpace(strings.TrimSuffix(v, " kB"))
 		switch k {
-		case "VmRSS", "VmHWM":
-			n, _ := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64)
-			if k == "VmRSS" {
-				m.RSS = n << 10
-			} else {
-				m.HWM = n << 10
-			}
+		case "VmRSS":
+			n, _ := strconv.ParseInt(v, 10, 64)
+			rss = n << 10
 		case "Threads":
-			m.Threads, _ = strconv.Atoi(v)
+			threads, _ = strconv.Atoi(v)
 		}
 	}
-	return m, nil
+	return rss, threads
 }
 
 // procFDs counts the open file descriptors of a process.
@@ -102,11 +82,7 @@ func dockerdPID(pidFile string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", pidFile, err)
 	}
-	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	if err != nil {
-		return 0, err
-	}
-	if strings.TrimSpace(string(comm)) != "dockerd" {
+	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); string(bytes.TrimSpace(comm)) != "dockerd" {
 		return 0, fmt.Errorf("pid %d from %s is %q, not dockerd", pid, pidFile, bytes.TrimSpace(comm))
 	}
 	return pid, nil
@@ -132,19 +108,15 @@ func (m cpuMeter) stop() (cpu, wall time.Duration) {
 
 // loadAvg is /proc/loadavg's first three fields.
 func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
+	b, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); len(f) >= 3 {
+		return strings.Join(f[:3], " ")
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
+	return "?"
 }
 
 // freeAddr is a loopback address whose port is free now, for a run's
-// Metrics_Listen.
+// Metrics_Listen or Fluent Bit's HTTP server.
 func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -169,8 +141,5 @@ func scrapeCounter(addr, name string) (int, error) {
 			return int(v), err
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("%s: no %s", addr, name)
+	return 0, fmt.Errorf("%s: no %s (%v)", addr, name, sc.Err())
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -19,7 +20,6 @@ type refreshResult struct {
 	Plugin         costMS  `json:"plugin_per_refresh"`
 	PluginSeconds  float64 `json:"plugin_seconds"`
 	PluginHostCPUS float64 `json:"plugin_host_cpu_s"`
-	PluginWidened  int     `json:"plugin_windows_widened"`
 }
 
 // sinceParam turns a stamp as the daemon prints it into since's
@@ -74,7 +74,6 @@ func (b *bench) idleRate(d time.Duration) float64 {
 type costMS struct {
 	Each   float64 `json:"each_ms"`
 	Noise  float64 `json:"noise_ms"`
-	Gross  float64 `json:"gross_ms"` // before subtracting idle
 	WallMS float64 `json:"wall_ms_each"`
 	N      int     `json:"n"`
 	IdleMS float64 `json:"idle_ms_per_s"`
@@ -98,9 +97,8 @@ func (b *bench) measure(idleWin time.Duration, f func() (int, error)) (costMS, e
 	}
 	idle := (idle1 + idle2) / 2
 	c := costMS{N: n, IdleMS: idle * 1e3,
-		Gross:  float64(cpu) / 1e6 / float64(n),
 		Each:   max(float64(cpu)-idle*float64(wall), 0) / 1e6 / float64(n),
-		Noise:  abs(idle1-idle2) / 2 * float64(wall) / 1e6 / float64(n),
+		Noise:  math.Abs(idle1-idle2) / 2 * float64(wall) / 1e6 / float64(n),
 		WallMS: float64((wall - 200*time.Millisecond).Microseconds()) / 1e3 / float64(n)}
 	return c, nil
 }
@@ -125,21 +123,19 @@ func (b *bench) runRefresh() error {
 		return fmt.Errorf("dockerd's pid is unknown: its CPU cannot be measured")
 	}
 	sizes := b.cfg.refreshSizes
-	logf("refresh: generating %d quiet containers at once (%s)", len(sizes), b.cfg.refreshSizesString())
-	ids := make([]string, len(sizes))
+	logf("refresh: generating %d quiet containers at once", len(sizes))
 	t0 := time.Now()
-	defer func() { b.removeAll(ids) }()
-	for i, sz := range sizes {
-		sp := b.loggen("refresh-"+sz.name, "-lines", strconv.Itoa(sz.lines), "-size", "100", "-hold")
-		sp.logOpts = unrotated
-		id, err := b.eng.run(b.ctx, sp)
-		ids[i] = id
-		if err != nil {
-			return err
-		}
+	ids, err := b.eng.runMany(b.ctx, len(sizes), len(sizes), func(i int) spec {
+		s := b.loggen("refresh-"+sizes[i].name, "-lines", strconv.Itoa(sizes[i].lines), "-size", "100", "-hold")
+		s.logOpts = unrotated
+		return s
+	})
+	defer b.removeAll(ids)
+	if err != nil {
+		return err
 	}
 	for i, sz := range sizes {
-		if err := b.eng.waitLastSeq(b.ctx, ids[i], sz.lines, logf); err != nil {
+		if err := b.eng.waitLastSeq(b.ctx, ids[i], sz.lines); err != nil {
 			return err
 		}
 		logf("  %s: %d lines, log %s, ready after %s", sz.name, sz.lines, mb(b.eng.logSize(b.ctx, ids[i])), time.Since(t0).Round(time.Second))
@@ -182,7 +178,7 @@ func (b *bench) runRefresh() error {
 		if err := b.pluginRefreshes(sz, &r); err != nil {
 			return err
 		}
-		logf("  %s: plugin %d refreshes in %.1fs, %s dockerd CPU each, %d windows widened", sz.name, r.Plugin.N, r.PluginSeconds, r.Plugin, r.PluginWidened)
+		logf("  %s: plugin %d refreshes in %.1fs, %s dockerd CPU each", sz.name, r.Plugin.N, r.PluginSeconds, r.Plugin)
 		worst = max(worst, r.Tail.Each)
 		if r.Plugin.N > 0 {
 			worst = max(worst, r.Plugin.Each)
@@ -208,14 +204,6 @@ func (b *bench) runRefresh() error {
 	return nil
 }
 
-func (c config) refreshSizesString() string {
-	var parts []string
-	for _, s := range c.refreshSizes {
-		parts = append(parts, fmt.Sprintf("%s=%d lines", s.name, s.lines))
-	}
-	return strings.Join(parts, ", ")
-}
-
 // pluginRefreshes measures the plugin's own refreshes of sz's container, as
 // often as it allows, for a signal above the shared daemon's noise.
 func (b *bench) pluginRefreshes(sz refreshSize, r *refreshResult) error {
@@ -225,24 +213,18 @@ func (b *bench) pluginRefreshes(sz refreshSize, r *refreshResult) error {
 		if err != nil {
 			return 0, err
 		}
-		h, err := startRunner(b.cfg.paths, "host", "refresh-"+sz.name, b.props("refresh-"+sz.name, map[string]string{
-			"Read_From_Head": "off", "Stream_Refresh": b.cfg.refreshEvery, "Plugin_Log_Level": "debug",
-			"Metrics_Listen": metricsAddr}), false)
+		name := "refresh-" + sz.name
+		h, err := b.start("host", name, b.props(name, map[string]string{
+			"Read_From_Head": "off", "Stream_Refresh": b.cfg.refreshEvery, "Metrics_Listen": metricsAddr}), false)
 		if err != nil {
 			return 0, err
 		}
-		t0 := time.Now()
-		h.wait(b.cfg.refreshRun, func() bool { return false })
-		r.PluginSeconds = time.Since(t0).Seconds()
+		defer h.stop()
+		h.idle(b.cfg.refreshRun)
+		r.PluginSeconds = time.Since(h.initAt).Seconds()
 		hc, _ := procCPU(h.pid)
 		r.PluginHostCPUS = hc.Seconds()
-		refreshes, scrapeErr := scrapeCounter(metricsAddr, "docker_logs_stream_refreshes_total")
-		h.stop()
-		h.removeOut()
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		r.PluginWidened = h.widened
-		return refreshes, scrapeErr
+		return scrapeCounter(metricsAddr, "docker_logs_stream_refreshes_total")
 	})
 	return err
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,161 +13,141 @@ import (
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/faultproxy"
 )
 
-// soakRow is one 10-second sample of the soak.
-type soakRow struct {
-	T          float64 // s since the start
-	HostRSS    int64
-	HostFDs    int
-	HostThr    int
-	TwinGor    int
-	TwinRSS    int64
-	TwinFDs    int
-	HostRecs   int
-	TwinRecs   int
-	Containers int // started and not yet removed
-}
-
 // soakKind is how one wave container behaves.
 type soakKind struct {
-	name     string
 	args     []string
 	stopIn   time.Duration // > 0: docker stop after this
 	rmAtOnce bool          // removed as soon as it exited (like --rm)
 }
 
+// soakKinds are, in turn: containers that exit, that are removed as soon
+// as they exit, that are stopped after 3 s, that write slowly to stderr.
 var soakKinds = []soakKind{
-	{name: "exits", args: []string{"-lines", "300", "-interval", "20ms", "-stream", "both", "-size", "100"}},
-	{name: "burst-rm", args: []string{"-lines", "50", "-size", "100"}, rmAtOnce: true},
-	{name: "stopped", args: []string{"-lines", "100000", "-interval", "10ms", "-size", "100", "-hold"}, stopIn: 3 * time.Second},
-	{name: "exits-slow", args: []string{"-lines", "200", "-interval", "25ms", "-stream", "stderr", "-size", "100"}},
-}
-
-// preWave is the twin's goroutines and the host's fds as a wave starts.
-type preWave struct {
-	Wave       int `json:"wave"`
-	Goroutines int `json:"twin_goroutines"`
-	FDs        int `json:"host_fds"`
+	{args: []string{"-lines", "300", "-interval", "20ms", "-stream", "both", "-size", "100"}},
+	{args: []string{"-lines", "50", "-size", "100"}, rmAtOnce: true},
+	{args: []string{"-lines", "100000", "-interval", "10ms", "-size", "100", "-hold"}, stopIn: 3 * time.Second},
+	{args: []string{"-lines", "200", "-interval", "25ms", "-stream", "stderr", "-size", "100"}},
 }
 
 const soakCase = "soak"
 
-// soak is one run of -soak: the plugin in the test host and its twin, the
-// containers it starts, and what each must have delivered. runSoak's
-// goroutine owns the fields above mu; wave goroutines write those below it.
-type soak struct {
-	b     *bench
-	host  *runner
-	twin  *runner           // nil with -twin=false
-	proxy *faultproxy.Proxy // nil with -soak-faults=false
-	// faults says what the fault schedule did; written by its goroutine,
-	// read after faultsDone.
-	faults     string
-	faultsDone sync.WaitGroup
-	t0         time.Time
-	steady     []string
-	csvPath    string
-	csv        *bufio.Writer
-	rows       []soakRow
-	pre        []preWave
-	wave       int
-	waves      sync.WaitGroup // wave goroutines; finish waits
-
-	mu           sync.Mutex
-	want         map[string]int // container -> last seq, for the kept ones
-	fastRm       map[string]int // the same for those removed at once
-	live         int            // started and not yet removed
-	ids          []string       // every container started, removed at the end
-	lateRemovals int            // kept ones removed unread after a minute
-	waveErrs     []error
+// soakEvent is what a wave's goroutine tells the soak's: containers it
+// started, or one that ended and was removed.
+type soakEvent struct {
+	started  []string
+	id       string
+	seq      int  // the last line of id
+	rmAtOnce bool // id was removed as soon as it exited
+	late     bool // id was removed before host and twin had read it all
+	err      error
 }
+
+// soak is one run of -soak: the plugin in the test host and its twin, the
+// containers it starts, and what each must have delivered. Only the soak's
+// own goroutine (runSoak's) touches its fields; waves report through
+// events.
+type soak struct {
+	b      *bench
+	host   *runner
+	twin   *runner           // nil with -twin=false
+	proxy  *faultproxy.Proxy // nil with -soak-faults=false
+	t0     time.Time
+	csv    *os.File
+	rows   [][]float64 // the samples, as the CSV's columns
+	pre    []int       // twin goroutines as each wave starts
+	wave   int
+	steady []string
+	ids    []string       // every container started, removed at the end
+	live   int            // started and not yet removed
+	want   map[string]int // container -> last seq, for the kept ones
+	fastRm map[string]int // the same for those removed at once
+	late   int            // kept ones removed unread after a minute
+	errs   []error
+
+	events chan soakEvent // wave goroutines send; closed by drain once they have returned
+	waves  sync.WaitGroup // wave goroutines; drain waits
+	faults chan string    // the fault schedule sends what it did, once
+}
+
+var soakColumns = []string{"t_s", "host_rss_mb", "host_fds", "host_threads", "twin_goroutines", "twin_rss_mb", "twin_fds",
+	"host_records", "twin_records", "containers"}
 
 func (b *bench) runSoak() error {
 	cfg := b.cfg
 	logf("soak: %s, Stream_Refresh=%s, %d steady containers, a wave of %d containers every %s",
 		cfg.soakDuration, cfg.soakRefresh, cfg.soakSteady, cfg.soakWaveSize, cfg.soakWave)
-	s := &soak{b: b, faults: "off (-soak-faults=false)", want: map[string]int{}, fastRm: map[string]int{}}
+	s := &soak{b: b, want: map[string]int{}, fastRm: map[string]int{}, events: make(chan soakEvent), faults: make(chan string, 1)}
+	defer s.close()
 	if err := s.start(); err != nil {
 		return err
 	}
-	defer s.close()
-	if err := s.startSteady(); err != nil {
+	ids, err := b.eng.runMany(b.ctx, cfg.soakSteady, cfg.workers, func(int) spec {
+		return b.loggen(soakCase, "-lines", "1000000000", "-interval", "50ms", "-stream", "both", "-size", "100", "-hold")
+	})
+	s.apply(soakEvent{started: ids})
+	if s.steady = ids; err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(cfg.out, "soak.csv"))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	s.csvPath, s.csv = f.Name(), bufio.NewWriter(f)
-	fmt.Fprintln(s.csv, "t_s,host_rss_mb,host_fds,host_threads,twin_goroutines,twin_rss_mb,twin_fds,host_records,twin_records,containers")
-	s.record(s.sample())
 	// The baseline: every steady container's reader runs.
 	for _, r := range s.runners() {
 		r.wait(time.Minute, func() bool {
-			return !slices.ContainsFunc(s.steady, func(id string) bool { return r.acct.perContainer[id] == nil })
+			return !slices.ContainsFunc(s.steady, func(id string) bool { return r.perContainer[id] == nil })
 		})
 	}
 	time.Sleep(3 * time.Second)
-	s.record(s.sample())
+	s.sample()
 	if s.proxy != nil {
-		s.faults = "pending"
-		s.faultsDone.Add(1)
-		go func() {
-			defer s.faultsDone.Done()
-			s.faults = b.soakFaults(s.proxy, s.t0, cfg.soakDuration)
-		}()
+		go func() { s.faults <- s.runFaults() }() // its only send; finish receives
+	} else {
+		s.faults <- "off (-soak-faults=false)"
 	}
 	s.loop()
-	s.waves.Wait()
-	s.faultsDone.Wait()
-	// One more sample with only the steady containers left: the end of
-	// the series.
-	s.record(s.sample())
+	s.drain()
+	s.sample() // with only the steady containers left: the end of the series
 	return s.finish()
 }
 
 // start runs the host and the twin, through the fault proxy with
-// -soak-faults: it stalls every logs response for a while at a third of
-// the run, makes the daemon unreachable at half of it and cuts one
-// response mid-frame at two thirds.
+// -soak-faults, and opens the CSV.
 func (s *soak) start() error {
 	cfg := s.b.cfg
 	props := s.b.props(soakCase, map[string]string{"Stream_Refresh": cfg.soakRefresh})
+	var err error
 	if cfg.soakFaults {
-		var err error
 		if s.proxy, err = faultproxy.New("unix://"+cfg.sock, logf); err != nil {
 			return err
 		}
 		props["Docker_Host"] = s.proxy.Host()
 	}
-	var err error
-	if s.host, err = startRunner(cfg.paths, "host", soakCase, props, true); err != nil {
-		s.close()
+	if s.host, err = s.b.start("host", soakCase, props, true); err != nil {
 		return err
 	}
 	if cfg.twin {
-		if s.twin, err = startRunner(cfg.paths, "twin", soakCase, props, false); err != nil {
-			s.host.stop()
-			s.close()
+		if s.twin, err = s.b.start("twin", soakCase, props, false); err != nil {
 			return err
 		}
 	}
+	if s.csv, err = os.Create(filepath.Join(cfg.out, "soak.csv")); err != nil {
+		return err
+	}
+	fmt.Fprintln(s.csv, strings.Join(soakColumns, ","))
 	s.t0 = time.Now()
 	s.host.startWindow()
+	s.sample()
 	return nil
 }
 
-// close removes the containers, the runners' OUT files and the proxy.
+// close stops the runners, removes the containers and closes the proxy.
 func (s *soak) close() {
-	s.mu.Lock()
-	ids := slices.Clone(s.ids)
-	s.mu.Unlock()
-	s.b.removeAll(ids)
 	for _, r := range s.runners() {
-		r.removeOut()
+		r.stop()
 	}
+	s.b.removeAll(s.ids)
 	if s.proxy != nil {
 		s.proxy.Close()
+	}
+	if s.csv != nil {
+		s.csv.Close()
 	}
 }
 
@@ -183,48 +161,48 @@ func (s *soak) runners() []*runner {
 	return out
 }
 
-func (s *soak) startSteady() error {
-	b := s.b
-	steady, err := b.eng.runMany(b.ctx, b.cfg.soakSteady, b.cfg.workers, func(int) spec {
-		return b.loggen(soakCase, "-lines", "1000000000", "-interval", "50ms", "-stream", "both", "-size", "100", "-hold")
-	}, logf)
-	s.steady = steady
-	s.started(steady)
-	return err
-}
-
-// started notes containers that a wave or the steady set started.
-func (s *soak) started(ids []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.ids = append(s.ids, ids...)
-	for _, id := range ids {
+// apply takes in what a wave reports.
+func (s *soak) apply(ev soakEvent) {
+	s.ids = append(s.ids, ev.started...)
+	for _, id := range ev.started {
 		if id != "" {
 			s.live++
 		}
 	}
-}
-
-func (s *soak) sample() soakRow {
-	hs := sampleRunner(s.host, s.t0)
-	r := soakRow{T: hs.T, HostRSS: hs.RSS, HostFDs: hs.FDs, HostThr: hs.Threads, HostRecs: hs.Records, TwinGor: -1}
-	if s.twin != nil {
-		ts := sampleRunner(s.twin, s.t0)
-		r.TwinGor, r.TwinRSS, r.TwinFDs, r.TwinRecs = ts.Goroutines, ts.RSS, ts.FDs, ts.Records
+	if ev.err != nil {
+		s.errs = append(s.errs, ev.err)
+		logf("  %v", ev.err)
 	}
-	s.mu.Lock()
-	r.Containers = s.live
-	s.mu.Unlock()
-	return r
+	switch {
+	case ev.id == "":
+	case ev.rmAtOnce:
+		s.fastRm[ev.id], s.live = ev.seq, s.live-1
+	default:
+		s.want[ev.id], s.live = ev.seq, s.live-1
+	}
+	if ev.late {
+		s.late++
+	}
 }
 
-// record keeps a sample and writes it to the CSV at once, so a run cut
-// short keeps its samples.
-func (s *soak) record(r soakRow) {
-	s.rows = append(s.rows, r)
-	fmt.Fprintf(s.csv, "%.1f,%.2f,%d,%d,%d,%.2f,%d,%d,%d,%d\n", r.T, float64(r.HostRSS)/1e6, r.HostFDs, r.HostThr,
-		r.TwinGor, float64(r.TwinRSS)/1e6, r.TwinFDs, r.HostRecs, r.TwinRecs, r.Containers)
-	s.csv.Flush()
+// sample reads host and twin, keeps the row and writes it to the CSV at
+// once, so a run cut short keeps its samples.
+func (s *soak) sample() {
+	h := s.host.sample(s.t0)
+	t := procSample{Goroutines: -1}
+	if s.twin != nil {
+		t = s.twin.sample(s.t0)
+	}
+	row := []float64{h.T, float64(h.RSS) / 1e6, float64(h.FDs), float64(h.Threads), float64(t.Goroutines),
+		float64(t.RSS) / 1e6, float64(t.FDs), float64(h.Records), float64(t.Records), float64(s.live)}
+	s.rows = append(s.rows, row)
+	cells := make([]string, len(row))
+	for i, v := range row {
+		cells[i] = strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	fmt.Fprintln(s.csv, strings.Join(cells, ","))
+	logf("  t=%4.0fs containers %3d | host rss %s fds %d | twin goroutines %d fds %d | records %d / %d",
+		h.T, s.live, mb(h.RSS), h.FDs, t.Goroutines, t.FDs, h.Records, t.Records)
 }
 
 // loop samples every 10 s and starts a wave every -soak-wave until the
@@ -232,7 +210,6 @@ func (s *soak) record(r soakRow) {
 func (s *soak) loop() {
 	cfg := s.b.cfg
 	deadline := s.t0.Add(cfg.soakDuration)
-	lastWave := deadline.Add(-15 * time.Second)
 	sampleTick := time.NewTicker(10 * time.Second)
 	defer sampleTick.Stop()
 	waveTick := time.NewTicker(cfg.soakWave)
@@ -242,417 +219,258 @@ func (s *soak) loop() {
 		select {
 		case <-s.b.ctx.Done():
 			return
+		case ev := <-s.events:
+			s.apply(ev)
 		case <-sampleTick.C:
-			r := s.sample()
-			s.record(r)
-			logf("  t=%4.0fs containers %3d | host rss %s fds %d thr %d | twin goroutines %d rss %s fds %d | records %d / %d",
-				r.T, r.Containers, mb(r.HostRSS), r.HostFDs, r.HostThr, r.TwinGor, mb(r.TwinRSS), r.TwinFDs, r.HostRecs, r.TwinRecs)
-			if time.Now().After(deadline) {
+			if s.sample(); time.Now().After(deadline) {
 				return
 			}
 		case <-waveTick.C:
-			if time.Now().Before(lastWave) {
+			if time.Until(deadline) > 15*time.Second {
 				s.startWave()
 			}
 		}
 	}
 }
 
+// drain takes in what the waves still report until every one has returned.
+func (s *soak) drain() {
+	go func() { s.waves.Wait(); close(s.events) }()
+	for ev := range s.events {
+		s.apply(ev)
+	}
+}
+
+// startWave starts -soak-wave-size containers of the kinds in turn in a
+// goroutine of their own and runs each to its end.
 func (s *soak) startWave() {
 	s.wave++
-	w := s.wave
-	r := s.sample()
-	s.pre = append(s.pre, preWave{Wave: w, Goroutines: r.TwinGor, FDs: r.HostFDs})
+	if s.twin != nil {
+		s.twin.mu.Lock()
+		s.pre = append(s.pre, s.twin.goroutines)
+		s.twin.mu.Unlock()
+	}
+	b := s.b
 	s.waves.Add(1)
 	go func() {
 		defer s.waves.Done()
-		if err := s.runWave(w); err != nil {
-			s.fail(err)
-			logf("  wave %d: %v", w, err)
-		}
-	}()
-}
-
-func (s *soak) fail(err error) {
-	s.mu.Lock()
-	s.waveErrs = append(s.waveErrs, err)
-	s.mu.Unlock()
-}
-
-// runWave starts -soak-wave-size containers of the kinds in turn and runs
-// each to its end.
-func (s *soak) runWave(w int) error {
-	b := s.b
-	started, err := b.eng.runMany(b.ctx, b.cfg.soakWaveSize, b.cfg.workers, func(i int) spec {
-		return b.loggen(soakCase, soakKinds[i%len(soakKinds)].args...)
-	}, logf)
-	s.started(started)
-	if err != nil {
-		return err
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex // guards errs
-	var errs []error
-	for i, id := range started {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.runContainer(id, soakKinds[i%len(soakKinds)]); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
+		ids, err := b.eng.runMany(b.ctx, b.cfg.soakWaveSize, b.cfg.workers, func(i int) spec {
+			return b.loggen(soakCase, soakKinds[i%len(soakKinds)].args...)
+		})
+		s.events <- soakEvent{started: ids, err: err}
+		var wg sync.WaitGroup // one goroutine a container; the wave waits
+		for i, id := range ids {
+			if id != "" {
+				wg.Add(1)
+				go func() { defer wg.Done(); s.events <- s.runContainer(id, soakKinds[i%len(soakKinds)]) }()
 			}
-		}()
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return fmt.Errorf("wave %d: %v", w, errs)
-	}
-	return nil
+		}
+		wg.Wait()
+	}()
 }
 
 // runContainer waits for a wave container to end (stopping it if its kind
 // says so), notes its last line, waits until it is read unless its kind is
 // removed at once, and removes it.
-func (s *soak) runContainer(id string, k soakKind) error {
-	ctx := context.Background()
+func (s *soak) runContainer(id string, k soakKind) soakEvent {
+	ctx := s.b.ctx
+	ev := soakEvent{id: id, rmAtOnce: k.rmAtOnce}
 	if k.stopIn > 0 {
 		time.Sleep(k.stopIn)
-		if err := s.b.eng.stop(ctx, id); err != nil {
-			s.fail(err)
-		}
+		ev.err = s.b.eng.stop(ctx, id)
 	}
 	if err := s.b.eng.wait(ctx, id); err != nil {
-		return err
+		return soakEvent{err: err}
 	}
-	seq, err := s.b.eng.lastSeq(ctx, id)
-	if err != nil {
-		return err
+	var err error
+	if ev.seq, err = s.b.eng.lastSeq(ctx, id); err != nil {
+		return soakEvent{err: err}
 	}
-	if !k.rmAtOnce {
-		s.readAll(id, seq)
+	if !k.rmAtOnce { // host and twin read it all within a minute, or it is late
+		want := map[string]int{id: ev.seq}
+		for _, r := range s.runners() {
+			ev.late = !r.wait(time.Minute, func() bool { return r.haveAll(want) }) || ev.late
+		}
 	}
-	rmErr := s.b.eng.remove(ctx, id)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if k.rmAtOnce {
-		s.fastRm[id] = seq
-	} else {
-		s.want[id] = seq
+	if err := s.b.eng.remove(ctx, id); err != nil {
+		ev.err = err
 	}
-	s.live--
-	return rmErr
-}
-
-// readAll waits until host and twin have every line of a container that
-// has exited, up to a minute: containers are removed once read (except
-// the burst-rm kind), so a stall costs no line.
-func (s *soak) readAll(id string, n int) {
-	have := func(r *runner) func() bool {
-		return func() bool { c := r.acct.perContainer[id]; return n == 0 || c != nil && c.count >= n }
-	}
-	ok := s.host.wait(time.Minute, have(s.host))
-	if s.twin != nil {
-		ok = s.twin.wait(10*time.Second, have(s.twin)) && ok
-	}
-	if !ok {
-		s.mu.Lock()
-		s.lateRemovals++
-		s.mu.Unlock()
-	}
-}
-
-// soakCheck is what one runner delivered of the kept and the burst-rm
-// containers, and how it exited.
-type soakCheck struct {
-	kept, fast checkResult
-	exit       string
+	return ev
 }
 
 // finish stops the steady containers, waits for their last lines, checks
 // what each runner delivered, stops the runners and reports.
 func (s *soak) finish() error {
 	logf("  stopping the steady containers")
-	if err := each(s.steady, s.b.cfg.workers, func(id string) error { return s.b.eng.stop(context.Background(), id) }); err != nil {
+	if err := each(s.steady, s.b.cfg.workers, func(id string) error { return s.b.eng.stop(s.b.ctx, id) }); err != nil {
 		logf("  stop: %v", err)
 	}
 	for _, id := range s.steady {
-		n, err := s.b.eng.lastSeq(context.Background(), id)
+		n, err := s.b.eng.lastSeq(s.b.ctx, id)
 		if err != nil {
 			logf("  last line of %s: %v", id[:12], err)
 		}
-		s.mu.Lock()
 		s.want[id] = n
-		s.mu.Unlock()
 	}
-	s.mu.Lock()
-	want, all := maps2(s.want, s.fastRm)
-	s.mu.Unlock()
-	s.host.wait(time.Minute, func() bool { return s.host.haveAll(want) })
-	if s.twin != nil {
-		s.twin.wait(30*time.Second, func() bool { return s.twin.haveAll(want) })
+	all := maps2(s.want, s.fastRm)
+	var checks [2][2]checkResult // host, twin x kept, removed at once
+	var exits [2]string
+	for i, r := range s.runners() {
+		r.wait(time.Minute, func() bool { return r.haveAll(s.want) })
+		r.idle(1500 * time.Millisecond) // duplicates would show up in the next collect
+		checks[i] = [2]checkResult{r.check(s.want), r.check(s.fastRm)}
+		checks[i][0].Extra, checks[i][1].Extra = r.check(all).Extra, 0
+		exits[i] = r.stop()
 	}
-	// A second more: duplicates would show up in the next collect.
-	s.host.wait(1500*time.Millisecond, func() bool { return false })
-	check := func(r *runner) soakCheck {
-		c := soakCheck{kept: r.check(want), fast: r.check(s.fastRm)}
-		c.fast.Extra = 0 // the kept containers' lines
-		c.kept.Extra = r.check(all).Extra
-		c.exit = r.stop()
-		return c
-	}
-	hc := check(s.host)
-	var tc soakCheck
-	if s.twin != nil {
-		tc = check(s.twin)
-	}
-	return s.report(hc, tc)
-}
-
-// maps2 copies want and returns it with fast added.
-func maps2(want, fast map[string]int) (wantCopy, all map[string]int) {
-	wantCopy, all = map[string]int{}, map[string]int{}
-	for k, v := range want {
-		wantCopy[k], all[k] = v, v
-	}
-	for k, v := range fast {
-		all[k] = v
-	}
-	return wantCopy, all
-}
-
-// soakSlope is a series' growth per minute.
-type soakSlope struct {
-	Name     string  `json:"name"`
-	PerMin   float64 `json:"per_minute"`
-	First    float64 `json:"first"`
-	Last     float64 `json:"last"`
-	Unit     string  `json:"unit"`
-	ExclWarm float64 `json:"per_minute_after_first_minute"`
-}
-
-// column is one field of the samples where it is known (not negative),
-// with their times in minutes.
-func (s *soak) column(f func(r soakRow) float64) (x, y []float64) {
-	for _, r := range s.rows {
-		if v := f(r); v >= 0 {
-			x, y = append(x, r.T/60), append(y, v)
-		}
-	}
-	return x, y
-}
-
-// chart draws the series into soak.svg and returns their slopes by name.
-func (s *soak) chart() (svgPath string, slopes []soakSlope, err error) {
-	cfg := s.b.cfg
-	mbOf := func(v int64) float64 { return float64(v) / 1e6 }
-	// The twin reports goroutines from its first collect tick on: -1 before.
-	gx, twinGor := s.column(func(r soakRow) float64 { return float64(r.TwinGor) })
-	hfx, hostFDs := s.column(func(r soakRow) float64 { return float64(r.HostFDs) })
-	hrx, hostRSS := s.column(func(r soakRow) float64 { return mbOf(r.HostRSS) })
-	tfx, twinFDs := s.column(func(r soakRow) float64 { return float64(r.TwinFDs) })
-	trx, twinRSS := s.column(func(r soakRow) float64 { return mbOf(r.TwinRSS) })
-	panels := []panel{
-		{title: "goroutines (twin: the capture in-process)", unit: "goroutines", lines: []series{{name: "twin", color: "#1f77b4", x: gx, y: twinGor}}},
-		{title: "open file descriptors", unit: "fds", lines: []series{{name: "host (.so)", color: "#d62728", x: hfx, y: hostFDs}, {name: "twin", color: "#1f77b4", x: tfx, y: twinFDs}}},
-		{title: "resident memory", unit: "MB", lines: []series{{name: "host (.so)", color: "#d62728", x: hrx, y: hostRSS}, {name: "twin", color: "#1f77b4", x: trx, y: twinRSS}}},
-	}
-	if s.twin == nil {
-		panels[0].lines = nil
-	}
-	svgPath = filepath.Join(cfg.out, "soak.svg")
-	title := fmt.Sprintf("docker_logs soak, %s, Stream_Refresh=%s, %d waves", cfg.soakDuration, cfg.soakRefresh, s.wave)
-	if err := os.WriteFile(svgPath, []byte(chartSVG(title, panels)), 0o644); err != nil {
-		return "", nil, err
-	}
-	add := func(n, unit string, x, y []float64) {
-		if len(y) == 0 {
-			return
-		}
-		m, _ := slope(x, y)
-		var wx, wy []float64
-		for i := range x {
-			if x[i] >= 1 {
-				wx, wy = append(wx, x[i]), append(wy, y[i])
-			}
-		}
-		mw, _ := slope(wx, wy)
-		slopes = append(slopes, soakSlope{Name: n, PerMin: m, ExclWarm: mw, First: y[0], Last: y[len(y)-1], Unit: unit})
-	}
-	if s.twin != nil {
-		add("twin goroutines", "goroutines", gx, twinGor)
-	}
-	add("host fds", "fds", hfx, hostFDs)
-	add("host RSS", "MB", hrx, hostRSS)
-	if s.twin != nil {
-		add("twin fds", "fds", tfx, twinFDs)
-		add("twin RSS", "MB", trx, twinRSS)
-	}
-	return svgPath, slopes, nil
-}
-
-// report writes the soak's sections, raw figures and goals.
-func (s *soak) report(hc, tc soakCheck) error {
-	b, cfg := s.b, s.b.cfg
-	svgPath, slopes, err := s.chart()
-	if err != nil {
-		return err
-	}
-	sec := section{Title: "Soak: growth per minute (least squares over the 10 s samples)",
-		Header: []string{"series", "first", "last", "slope/min (all)", "slope/min (after 1st min)"}}
-	perMin := map[string]float64{}
-	for _, r := range slopes {
-		sec.Rows = append(sec.Rows, []string{r.Name, fmt.Sprintf("%.1f %s", r.First, r.Unit), fmt.Sprintf("%.1f %s", r.Last, r.Unit),
-			signed(r.PerMin), signed(r.ExclWarm)})
-		perMin[r.Name] = r.ExclWarm
-	}
-	sec.Notes = append(sec.Notes, fmt.Sprintf("samples: %s (%d rows); chart: %s", s.csvPath, len(s.rows), svgPath))
-	b.rep.section(sec)
-	base, minPre, maxPre, endGor := s.goroutineFigures()
-	b.rep.section(s.lifecycle(hc, tc, fmt.Sprintf("%d / %d / %d", base, minPre, maxPre), endGor))
-	b.rep.raw("soak", map[string]any{"slopes": slopes, "pre_wave": s.pre, "host_check": hc.kept, "host_check_burst_rm": hc.fast,
-		"twin_check": tc.kept, "twin_check_burst_rm": tc.fast, "rows": s.rows, "wave_errors": fmt.Sprint(s.waveErrs)})
-	if s.proxy != nil {
-		b.rep.raw("faultproxy", s.proxy.Stats())
-	}
-	s.notes()
-	b.rep.goal("6a", "soak: every line of kept containers (host; twin)", checkCell(hc.kept)+"; "+checkCell(tc.kept), "all, once",
-		boolp(hc.kept.ok() && (s.twin == nil || tc.kept.ok())))
-	if s.twin != nil {
-		back := maxPre-base <= 3 && endGor-base <= 3
-		b.rep.goal("6b", "soak: twin goroutines back to baseline before each wave (first/max before a wave; end)",
-			fmt.Sprintf("%d/%d; %d", base, maxPre, endGor), "back to baseline", boolp(back))
-		b.rep.goal("6d", "soak: twin goroutines growth per minute (after the first minute)",
-			signed(perMin["twin goroutines"]), "flat", boolp(abs(perMin["twin goroutines"]) < 0.5))
-	}
-	fdSlope, rssSlope := perMin["host fds"], perMin["host RSS"]
-	b.rep.goal("6c", "soak: host fds and RSS growth per minute (after the first minute)",
-		fmt.Sprintf("%s fds/min, %s MB/min", signed(fdSlope), signed(rssSlope)), "flat", boolp(abs(fdSlope) < 1 && rssSlope < 1))
-	if err := b.rep.write(); err != nil {
-		return err
-	}
-	b.rep.printAll()
-	logf("wrote %s, %s, %s", filepath.Join(cfg.out, "soak.md"), s.csvPath, svgPath)
+	s.report(checks, exits, <-s.faults)
 	return nil
 }
 
-// goroutineFigures are the twin's goroutines before the first wave, the
-// least and most before any wave, and at the end.
-func (s *soak) goroutineFigures() (base, minPre, maxPre, end int) {
-	base, minPre, maxPre, end = -1, 1<<30, -1, -1
-	for _, p := range s.pre {
-		minPre, maxPre = min(minPre, p.Goroutines), max(maxPre, p.Goroutines)
-	}
-	if len(s.pre) > 0 {
-		base = s.pre[0].Goroutines
-	}
-	if len(s.rows) > 0 {
-		end = s.rows[len(s.rows)-1].TwinGor
-	}
-	return base, minPre, maxPre, end
-}
-
-func (s *soak) lifecycle(hc, tc soakCheck, preGor string, endGor int) section {
-	cfg := s.b.cfg
-	s.host.mu.Lock()
-	lat := slices.Clone(s.host.acct.latencyMS)
-	s.host.mu.Unlock()
-	slices.Sort(lat)
-	sec := section{Title: "Soak: lines and lifecycle", Header: []string{"measure", "value"}}
-	sec.Rows = [][]string{
-		{"waves", fmt.Sprintf("%d x %d containers (kinds: exits, burst-rm, stopped after 3 s, exits-slow) + %d steady", s.wave, cfg.soakWaveSize, cfg.soakSteady)},
-		{"host: containers kept until read (removed after at most a minute)", checkCell(hc.kept) + fmt.Sprintf(" (%d removed unread after the minute)", s.lateRemovals)},
-		{"host: burst-rm containers (50 lines, removed as soon as they exit, like --rm)", checkCell(hc.fast)},
-		{"twin: containers kept until read", checkCell(tc.kept)},
-		{"twin: burst-rm containers", checkCell(tc.fast)},
-		{"twin goroutines before each wave (first / min / max)", preGor},
-		{"twin goroutines at the end (only steady containers)", strconv.Itoa(endGor)},
-		{"latency p50 / p99 / max", fmt.Sprintf("%.0f / %.0f / %.0f ms (%d records)", percentile(lat, .5), percentile(lat, .99), maxF(lat), len(lat))},
-		{"host exit", hc.exit},
-		{"twin exit", tc.exit},
-		{"faults (stall, outage, cut)", s.faults},
-	}
-	if s.proxy != nil {
-		st := s.proxy.Stats()
-		sec.Rows = append(sec.Rows, []string{"faultproxy", fmt.Sprintf("%d connections, %d logs requests, %d cut in a header, %d in a payload", st.Conns, st.LogsRequests, st.HeaderCuts, st.PayloadCuts)})
-	}
-	return sec
-}
-
-// notes passes the runners' warnings and the host's decoding error on.
-func (s *soak) notes() {
-	for _, w := range s.host.warningSummary() {
-		logf("  host: %s", w)
-		s.b.rep.note("host: %s", w)
-	}
-	if s.twin != nil {
-		for _, w := range s.twin.warningSummary() {
-			logf("  twin: %s", w)
+// maps2 is a and b in one map.
+func maps2(a, b map[string]int) map[string]int {
+	all := map[string]int{}
+	for _, m := range []map[string]int{a, b} {
+		for k, v := range m {
+			all[k] = v
 		}
 	}
-	if err := s.host.err(); err != nil {
-		s.b.rep.note("host records: %v", err)
-	}
+	return all
 }
 
-// soakFaults stalls every logs response for 10 s at a third of the run,
+// report writes the soak's sections, raw figures and goals.
+func (s *soak) report(checks [2][2]checkResult, exits [2]string, faults string) {
+	b, cfg := s.b, s.b.cfg
+	hc, tc := checks[0], checks[1]
+	growth := section{Title: "Soak: growth per minute (least squares over the 10 s samples)",
+		Header: []string{"series", "first", "last", "slope/min (all)", "slope/min (after 1st min)"},
+		Notes:  []string{"samples: " + s.csv.Name()}}
+	perMin := map[string]float64{}
+	for _, c := range []struct {
+		name string
+		col  int // of soakColumns
+	}{{"host fds", 2}, {"host RSS MB", 1}, {"twin goroutines", 4}, {"twin fds", 6}, {"twin RSS MB", 5}} {
+		var x, y, wx, wy []float64
+		for _, r := range s.rows {
+			if s.twin == nil && c.col >= 4 || r[c.col] < 0 { // the twin counts goroutines from its first collect
+				continue
+			}
+			x, y = append(x, r[0]/60), append(y, r[c.col])
+			if r[0] >= 60 {
+				wx, wy = append(wx, r[0]/60), append(wy, r[c.col])
+			}
+		}
+		if len(y) > 0 {
+			perMin[c.name] = slope(wx, wy)
+			growth.Rows = append(growth.Rows, []string{c.name, fmt.Sprintf("%.1f", y[0]), fmt.Sprintf("%.1f", y[len(y)-1]),
+				signed(slope(x, y)), signed(perMin[c.name])})
+		}
+	}
+	b.rep.section(growth)
+	base, minPre, maxPre, end := -1, -1, -1, int(s.rows[len(s.rows)-1][4])
+	if len(s.pre) > 0 {
+		base, minPre, maxPre = s.pre[0], slices.Min(s.pre), slices.Max(s.pre)
+	}
+	s.host.mu.Lock()
+	lat := slices.Clone(s.host.latencyMS)
+	s.host.mu.Unlock()
+	slices.Sort(lat)
+	life := section{Title: "Soak: lines and lifecycle", Header: []string{"measure", "value"}, Rows: [][]string{
+		{"waves", fmt.Sprintf("%d x %d containers (kinds: exits, burst-rm, stopped after 3 s, exits-slow) + %d steady", s.wave, cfg.soakWaveSize, cfg.soakSteady)},
+		{"host: containers kept until read (removed after at most a minute)", fmt.Sprintf("%s (%d removed unread after the minute)", hc[0], s.late)},
+		{"host: burst-rm containers (50 lines, removed as soon as they exit, like --rm)", hc[1].String()},
+		{"twin: containers kept until read", tc[0].String()},
+		{"twin: burst-rm containers", tc[1].String()},
+		{"twin goroutines before each wave (first / min / max)", fmt.Sprintf("%d / %d / %d", base, minPre, maxPre)},
+		{"twin goroutines at the end (only steady containers)", strconv.Itoa(end)},
+		{"latency p50 / p99 / max", fmt.Sprintf("%s (%d records)", percentiles(lat), len(lat))},
+		{"host exit", exits[0]},
+		{"twin exit", exits[1]},
+		{"faults (stall, outage, cut)", faults},
+		{"wave errors", fmt.Sprint(s.errs)},
+	}}
+	b.rep.raw("soak", map[string]any{"pre_wave_twin_goroutines": s.pre, "host_check": hc, "twin_check": tc, "columns": soakColumns, "rows": s.rows})
+	if s.proxy != nil {
+		st := s.proxy.Stats()
+		life.Rows = append(life.Rows, []string{"faultproxy", fmt.Sprintf("%d connections, %d logs requests, %d cut in a header, %d in a payload",
+			st.Conns, st.LogsRequests, st.HeaderCuts, st.PayloadCuts)})
+	}
+	b.rep.section(life)
+	b.rep.goal("6a", "soak: every line of kept containers (host; twin)", hc[0].String()+"; "+tc[0].String(), "all, once",
+		boolp(hc[0].ok() && (s.twin == nil || tc[0].ok())))
+	if s.twin != nil {
+		b.rep.goal("6b", "soak: twin goroutines back to baseline before each wave (first/max before a wave; end)",
+			fmt.Sprintf("%d/%d; %d", base, maxPre, end), "back to baseline", boolp(maxPre-base <= 3 && end-base <= 3))
+		g := perMin["twin goroutines"]
+		b.rep.goal("6d", "soak: twin goroutines growth per minute (after the first minute)", signed(g), "flat", boolp(g > -0.5 && g < 0.5))
+	}
+	fds, rss := perMin["host fds"], perMin["host RSS MB"]
+	b.rep.goal("6c", "soak: host fds and RSS growth per minute (after the first minute)",
+		fmt.Sprintf("%s fds/min, %s MB/min", signed(fds), signed(rss)), "flat", boolp(fds > -1 && fds < 1 && rss < 1))
+}
+
+// slope is the least-squares slope of y over x.
+func slope(x, y []float64) float64 {
+	n := float64(len(x))
+	var sx, sy, sxx, sxy float64
+	for i := range x {
+		sx, sy, sxx, sxy = sx+x[i], sy+y[i], sxx+x[i]*x[i], sxy+x[i]*y[i]
+	}
+	if d := n*sxx - sx*sx; len(x) >= 2 && d != 0 {
+		return (n*sxy - sx*sy) / d
+	}
+	return 0
+}
+
+func signed(v float64) string { return fmt.Sprintf("%+.3g", v) }
+
+// runFaults stalls every logs response for 10 s at a third of the run,
 // makes the daemon unreachable for 15 s at half of it (as the plugin sees a
 // daemon restart: every stream and the events stream end, reconnections
 // fail), cuts one response in the middle of a frame at two thirds, and
 // says what it did.
-func (b *bench) soakFaults(p *faultproxy.Proxy, t0 time.Time, d time.Duration) string {
-	sleepUntil := func(t time.Time) bool {
-		select {
-		case <-b.ctx.Done():
-			return false
-		case <-time.After(time.Until(t)):
-			return true
-		}
-	}
+func (s *soak) runFaults() string {
+	p, d := s.proxy, s.b.cfg.soakDuration
 	var did []string
-	if !sleepUntil(t0.Add(d / 3)) {
-		return "not reached"
+	for _, f := range []struct {
+		at   time.Duration
+		what string
+		do   func() string
+	}{
+		{d / 3, "every logs response stalled 10 s", func() string { p.Stall(); return s.healAfter(10 * time.Second) }},
+		{d / 2, "a 15 s outage of the daemon (every connection closed, new ones closed at once)",
+			func() string { p.Outage(); return s.healAfter(15 * time.Second) }},
+		{2 * d / 3, "one logs response cut mid-frame", func() string {
+			select {
+			case <-p.CutMidFrame():
+				return ""
+			case <-time.After(30 * time.Second):
+				p.Heal()
+				return ", armed but no stream carried two frames within 30 s"
+			}
+		}},
+	} {
+		if !s.sleepUntil(s.t0.Add(f.at)) {
+			break
+		}
+		at := time.Since(s.t0).Round(time.Second)
+		logf("  faultproxy: %s", f.what)
+		did = append(did, fmt.Sprintf("%s at t=%s%s", f.what, at, f.do()))
 	}
-	at := time.Since(t0).Round(time.Second)
-	logf("  faultproxy: stalling every logs response for 10 s")
-	p.Stall()
-	sleepUntil(time.Now().Add(10 * time.Second))
-	p.Heal()
-	did = append(did, fmt.Sprintf("every logs response stalled 10 s at t=%s, then healed", at))
-	if !sleepUntil(t0.Add(d / 2)) {
-		return strings.Join(did, "; ")
-	}
-	at = time.Since(t0).Round(time.Second)
-	logf("  faultproxy: daemon outage for 15 s (every connection closed, new ones refused)")
-	p.Outage()
-	sleepUntil(time.Now().Add(15 * time.Second))
-	p.Heal()
-	did = append(did, fmt.Sprintf("a 15 s outage of the daemon at t=%s (every connection closed, new ones closed at once), then healed", at))
-	if !sleepUntil(t0.Add(2 * d / 3)) {
-		return strings.Join(did, "; ")
-	}
-	at = time.Since(t0).Round(time.Second)
-	logf("  faultproxy: cutting one logs response mid-frame")
+	return strings.Join(append(did, "then healed"), "; ")
+}
+
+func (s *soak) healAfter(d time.Duration) string {
+	s.sleepUntil(time.Now().Add(d))
+	s.proxy.Heal()
+	return ""
+}
+
+// sleepUntil sleeps until t and reports whether the run is still on.
+func (s *soak) sleepUntil(t time.Time) bool {
 	select {
-	case <-p.CutMidFrame():
-		did = append(did, fmt.Sprintf("one logs response cut mid-frame at t=%s", at))
-	case <-time.After(30 * time.Second):
-		p.Heal()
-		did = append(did, "a mid-frame cut was armed at t="+at.String()+" but no stream carried two frames within 30 s")
+	case <-s.b.ctx.Done():
+		return false
+	case <-time.After(time.Until(t)):
+		return true
 	}
-	return strings.Join(did, "; ")
-}
-
-func maxF(v []float32) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	return float64(v[len(v)-1])
-}
-
-func abs(v float64) float64 {
-	if v < 0 {
-		return -v
-	}
-	return v
 }
