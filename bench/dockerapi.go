@@ -14,11 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -53,57 +54,35 @@ func unixTransport(sock string, idle int) *http.Transport {
 }
 
 func (e *engine) url(path string, q url.Values) string {
-	u := "http://docker/" + apiVersion + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	return u
+	return "http://docker/" + apiVersion + path + "?" + q.Encode()
 }
 
 // do sends a request and decodes a JSON answer into out (if not nil); a
-// status >= 300 is an error with the daemon's message.
-func (e *engine) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
+// status >= 300 but also is an error with the daemon's message.
+func (e *engine) do(ctx context.Context, method, path string, q url.Values, body, out any, also int) error {
+	b, err := json.Marshal(body)
+	if body == nil {
+		b = nil // no body: start and stop refuse one
 	}
-	req, err := http.NewRequestWithContext(ctx, method, e.url(path, q), rd)
-	if err != nil {
+	req, err2 := http.NewRequestWithContext(ctx, method, e.url(path, q), bytes.NewReader(b))
+	if err = errors.Join(err, err2); err != nil {
 		return err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	req.Header.Set("Content-Type", "application/json")
 	res, err := e.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer res.Body.Close()
-	if res.StatusCode >= 300 {
+	if res.StatusCode >= 300 && res.StatusCode != also {
 		msg, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
-		return &apiError{status: res.StatusCode, msg: fmt.Sprintf("%s %s: %d %s", method, path, res.StatusCode, bytes.TrimSpace(msg))}
+		return fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, bytes.TrimSpace(msg))
 	}
 	if out != nil {
 		return json.NewDecoder(res.Body).Decode(out)
 	}
 	_, err = io.Copy(io.Discard, res.Body)
 	return err
-}
-
-type apiError struct {
-	status int
-	msg    string
-}
-
-func (e *apiError) Error() string { return e.msg }
-
-func isStatus(err error, status int) bool {
-	var ae *apiError
-	return errors.As(err, &ae) && ae.status == status
 }
 
 // spec is one loggen container.
@@ -124,27 +103,18 @@ var unrotated = map[string]string{"max-size": "100g", "max-file": "1"}
 // so dockertest.CleanupAll removes it, and returns its id.
 func (e *engine) run(ctx context.Context, s spec) (string, error) {
 	labels := map[string]string{dockertest.LabelTest: "1", dockertest.LabelRun: dockertest.RunID()}
-	for k, v := range s.labels {
-		labels[k] = v
-	}
+	maps.Copy(labels, s.labels)
 	hostConfig := map[string]any{"NetworkMode": "none"}
 	if s.logOpts != nil {
 		hostConfig["LogConfig"] = map[string]any{"Type": "json-file", "Config": s.logOpts}
 	}
-	body := map[string]any{
-		"Image":      s.image,
-		"Cmd":        s.args,
-		"Labels":     labels,
-		"HostConfig": hostConfig,
-	}
+	body := map[string]any{"Image": s.image, "Cmd": s.args, "Labels": labels, "HostConfig": hostConfig}
 	var created struct{ ID string }
-	if err := e.do(ctx, http.MethodPost, "/containers/create", nil, body, &created); err != nil {
-		return "", err
+	err := e.do(ctx, http.MethodPost, "/containers/create", nil, body, &created, 0)
+	if err == nil {
+		err = e.do(ctx, http.MethodPost, "/containers/"+created.ID+"/start", nil, nil, nil, 0)
 	}
-	if err := e.do(ctx, http.MethodPost, "/containers/"+created.ID+"/start", nil, nil, nil); err != nil {
-		return created.ID, err
-	}
-	return created.ID, nil
+	return created.ID, err
 }
 
 // runMany starts n containers, `workers` requests at a time; spec i is
@@ -187,31 +157,25 @@ func parallel(n, workers int, f func(i int) error) error {
 	return errors.Join(errs...)
 }
 
+// stop stops a container; one already stopped is no error.
 func (e *engine) stop(ctx context.Context, id string) error {
-	err := e.do(ctx, http.MethodPost, "/containers/"+id+"/stop", url.Values{"t": {"10"}}, nil, nil)
-	if isStatus(err, http.StatusNotModified) {
-		return nil
-	}
-	return err
+	return e.do(ctx, http.MethodPost, "/containers/"+id+"/stop", url.Values{"t": {"10"}}, nil, nil, http.StatusNotModified)
 }
 
+// remove removes a container; one already gone is no error.
 func (e *engine) remove(ctx context.Context, id string) error {
-	err := e.do(ctx, http.MethodDelete, "/containers/"+id, url.Values{"force": {"1"}, "v": {"1"}}, nil, nil)
-	if isStatus(err, http.StatusNotFound) {
-		return nil
-	}
-	return err
+	return e.do(ctx, http.MethodDelete, "/containers/"+id, url.Values{"force": {"1"}, "v": {"1"}}, nil, nil, http.StatusNotFound)
 }
 
 // wait blocks until the container has exited.
 func (e *engine) wait(ctx context.Context, id string) error {
-	return e.do(ctx, http.MethodPost, "/containers/"+id+"/wait", nil, nil, nil)
+	return e.do(ctx, http.MethodPost, "/containers/"+id+"/wait", nil, nil, nil, 0)
 }
 
 // logPath is the container's json-file log.
 func (e *engine) logPath(ctx context.Context, id string) (string, error) {
 	var r struct{ LogPath string }
-	err := e.do(ctx, http.MethodGet, "/containers/"+id+"/json", nil, nil, &r)
+	err := e.do(ctx, http.MethodGet, "/containers/"+id+"/json", nil, nil, &r, 0)
 	return r.LogPath, err
 }
 
@@ -226,97 +190,56 @@ func (e *engine) logSize(ctx context.Context, id string) int64 {
 	return fi.Size()
 }
 
-// logsQuery is GET /containers/{id}/logs with timestamps.
-type logsQuery struct {
-	follow bool
-	since  string // "" = none
-	tail   int    // < 0 = all
-}
-
-func (q logsQuery) values() url.Values {
-	v := url.Values{"stdout": {"1"}, "stderr": {"1"}, "timestamps": {"1"}}
-	if q.follow {
-		v.Set("follow", "1")
-	}
-	if q.since != "" {
-		v.Set("since", q.since)
-	}
-	if q.tail >= 0 {
-		v.Set("tail", strconv.Itoa(q.tail))
-	}
-	return v
-}
-
-// openLogs opens a logs stream with its own connection (a fresh transport:
-// nothing pooled, as the reader's streams are).
-func (e *engine) openLogs(ctx context.Context, id string, q logsQuery) (io.ReadCloser, func(), error) {
+// frames opens a logs stream with timestamps and its own connection (a
+// fresh transport: nothing pooled, as the reader's streams are) and calls
+// fn with each frame's payload (valid until fn returns) until fn returns
+// false or the stream ends (nil at EOF); canceling ctx ends it.
+func (e *engine) frames(ctx context.Context, id string, q url.Values, fn func(p []byte) bool) error {
 	tr := unixTransport(e.sock, 1)
-	hc := &http.Client{Transport: tr}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/containers/"+id+"/logs", q.values()), nil)
+	defer tr.CloseIdleConnections()
+	q.Set("stdout", "1")
+	q.Set("stderr", "1")
+	q.Set("timestamps", "1")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/containers/"+id+"/logs", q), nil)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	res, err := hc.Do(req)
+	res, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
+	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
-		res.Body.Close()
-		return nil, nil, fmt.Errorf("logs %s: %d %s", id[:12], res.StatusCode, bytes.TrimSpace(msg))
+		return fmt.Errorf("logs %s: %d %s", id[:12], res.StatusCode, bytes.TrimSpace(msg))
 	}
-	return res.Body, tr.CloseIdleConnections, nil
-}
-
-// frameScanner walks the multiplexed frames of a logs stream.
-type frameScanner struct {
-	r   *bufio.Reader
-	hdr [8]byte
-	buf []byte
-}
-
-func newFrameScanner(r io.Reader) *frameScanner {
-	return &frameScanner{r: bufio.NewReaderSize(r, 256<<10)}
-}
-
-// next returns the next frame's stream and payload (valid until the next
-// call).
-func (f *frameScanner) next() (byte, []byte, error) {
-	if _, err := io.ReadFull(f.r, f.hdr[:]); err != nil {
-		return 0, nil, err
-	}
-	n := int(binary.BigEndian.Uint32(f.hdr[4:]))
-	if cap(f.buf) < n {
-		f.buf = make([]byte, n)
-	}
-	f.buf = f.buf[:n]
-	if _, err := io.ReadFull(f.r, f.buf); err != nil {
-		return 0, nil, err
-	}
-	return f.hdr[0], f.buf, nil
-}
-
-// lastEntry returns the stamp and text of the container's last log entry
-// (tail=1, no follow).
-func (e *engine) lastEntry(ctx context.Context, id string) (stamp, text string, err error) {
-	rc, closeIdle, err := e.openLogs(ctx, id, logsQuery{tail: 1})
-	if err != nil {
-		return "", "", err
-	}
-	defer closeIdle()
-	defer rc.Close()
-	fs := newFrameScanner(rc)
+	r := bufio.NewReaderSize(res.Body, 256<<10)
+	var hdr [8]byte
+	var buf []byte
 	for {
-		_, p, err := fs.next()
-		if errors.Is(err, io.EOF) {
-			return stamp, text, nil
+		if _, err := io.ReadFull(r, hdr[:]); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
 		}
-		if err != nil {
-			return "", "", err
+		n := int(binary.BigEndian.Uint32(hdr[4:]))
+		buf = slices.Grow(buf[:0], n)[:n]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return err
 		}
-		s, t, _ := strings.Cut(string(p), " ")
-		stamp, text = s, t
+		if !fn(buf) {
+			return nil
+		}
 	}
+}
+
+// lastEntry returns the stamp and text of the container's last log entry.
+func (e *engine) lastEntry(ctx context.Context, id string) (stamp, text string, err error) {
+	err = e.frames(ctx, id, url.Values{"tail": {"1"}}, func(p []byte) bool {
+		stamp, text, _ = strings.Cut(string(p), " ")
+		return true
+	})
+	return stamp, text, err
 }
 
 // lastSeq is the seq of the container's last loggen line, 0 if none.

@@ -64,14 +64,14 @@ func (b *bench) runFiles() error {
 	if err != nil {
 		return err
 	}
-	parsers := filepath.Join(b.cfg.paths.tmp, "files-parsers.conf")
+	parsers := filepath.Join(runTmp, "files-parsers.conf")
 	// Fluent Bit's own docker parser (conf/parsers.conf).
 	const dockerParser = "[PARSER]\n    Name        docker\n    Format      json\n    Time_Key    time\n    Time_Format %Y-%m-%dT%H:%M:%S.%L\n    Time_Keep   On\n"
 	if err := os.WriteFile(parsers, []byte(dockerParser), 0o644); err != nil {
 		return err
 	}
 	plugin := func(mode string) []string {
-		return []string{"-e", b.cfg.paths.so, "-i", "docker_logs", "-p", "Logs_From=" + mode,
+		return []string{"-e", *pluginSO, "-i", "docker_logs", "-p", "Logs_From=" + mode,
 			"-p", "Read_From_Head=on", "-p", "Include_Labels=" + labelCase + "=" + caseValue("files")}
 	}
 	runs := []struct {
@@ -103,66 +103,46 @@ func (b *bench) runFiles() error {
 
 // fluentBitRun starts fluent-bit with an input, -o null and its HTTP server,
 // and waits until the input has counted filesLines records.
-func (b *bench) fluentBitRun(fb, name string, input []string) filesRun {
-	res := filesRun{name: name}
+func (b *bench) fluentBitRun(fb, name string, input []string) (res filesRun) {
+	res.name = name
 	addr, err := freeAddr()
-	if err != nil {
-		res.err = err
-		return res
-	}
 	_, port, _ := strings.Cut(addr, ":")
-	args := append([]string{"-q", "-H", "-P", port, "-f", "1"}, input...)
-	args = append(args, "-o", "null")
 	ctx, cancel := context.WithTimeout(b.ctx, filesTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, fb, args...)
-	logFile, err := os.Create(filepath.Join(b.cfg.paths.logs, "files-"+strings.NewReplacer(" ", "", ",", "-", "+", "").Replace(name)+".log"))
-	if err == nil {
-		defer logFile.Close()
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-	}
-	dockerd0, _ := procCPU(b.dockerd)
-	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		res.err = err
+	cmd := exec.CommandContext(ctx, fb, append(append([]string{"-q", "-H", "-P", port, "-f", "1"}, input...), "-o", "null")...)
+	log, _ := os.Create(filepath.Join(logsDir, "files-"+strings.NewReplacer(" ", "", ",", "-", "+", "").Replace(name)+".log"))
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	dm, t0 := startCPU(b.dockerd), time.Now()
+	if res.err = errors.Join(err, cmd.Start()); res.err != nil {
 		return res
 	}
 	defer func() {
-		cmd.Process.Signal(os.Interrupt) //nolint:errcheck // it may have exited
-		cmd.Wait()                       //nolint:errcheck // stopped on purpose
+		res.fbCPU, _ = procCPU(cmd.Process.Pid)
+		_ = cmd.Process.Signal(os.Interrupt) // it may have exited
+		_ = cmd.Wait()
 	}()
-	url := "http://" + addr + "/api/v1/metrics"
-	client := &http.Client{Timeout: time.Second}
 	tick := time.NewTicker(filesPoll)
 	defer tick.Stop()
-	for {
+	for res.records < filesLines {
 		select {
 		case <-ctx.Done():
 			res.err = fmt.Errorf("%d of %d records after %s", res.records, filesLines, filesTimeout)
-			res.fbCPU, _ = procCPU(cmd.Process.Pid)
 			return res
 		case <-tick.C:
 		}
-		n, err := inputRecords(client, url)
-		if err != nil {
-			continue // not listening yet
-		}
-		res.records = n
-		if n >= filesLines {
-			res.wall = time.Since(t0)
-			res.fbCPU, _ = procCPU(cmd.Process.Pid)
-			if d1, err := procCPU(b.dockerd); err == nil && b.dockerd != 0 {
-				res.dockerd = d1 - dockerd0
-			}
-			res.complete = true
-			return res
-		}
+		res.records, _ = inputRecords("http://" + addr + "/api/v1/metrics") // 0 until it listens
 	}
+	res.wall, res.complete = time.Since(t0), true
+	if b.dockerd != 0 {
+		res.dockerd, _ = dm.stop()
+	}
+	return res
 }
 
 // inputRecords is the records counter of Fluent Bit's only input.
-func inputRecords(c *http.Client, url string) (int, error) {
-	resp, err := c.Get(url)
+func inputRecords(url string) (int, error) {
+	resp, err := (&http.Client{Timeout: time.Second}).Get(url)
 	if err != nil {
 		return 0, err
 	}
@@ -172,13 +152,11 @@ func inputRecords(c *http.Client, url string) (int, error) {
 			Records int `json:"records"`
 		} `json:"input"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		return 0, err
-	}
+	err = json.NewDecoder(resp.Body).Decode(&m)
 	for _, in := range m.Input {
-		return in.Records, nil
+		return in.Records, err
 	}
-	return 0, errors.New("no input in the metrics")
+	return 0, err
 }
 
 // reportFiles writes the table of the runs (files, API, tail, in that

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -31,30 +31,18 @@ func (b *bench) rawRead(ids []string, n int, follow bool) readResult {
 	var errs []error
 	dm, self, t0 := startCPU(b.dockerd), selfCPU(), time.Now()
 	_ = parallel(len(ids), len(ids), func(i int) error {
+		// A follow stream does not end: stop after the last line.
 		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Minute)
 		defer cancel()
-		rc, closeIdle, err := b.eng.openLogs(ctx, ids[i], logsQuery{follow: follow, tail: -1})
 		lines := 0
-		if err == nil {
-			defer closeIdle()
-			defer rc.Close()
-			// A follow stream does not end: stop after the last line, or
-			// when nothing came for 20 s.
-			idle := time.AfterFunc(20*time.Second, func() { rc.Close() })
-			for fs := newFrameScanner(rc); lines < n || !follow; lines++ {
-				if _, _, err = fs.next(); err != nil {
-					break
-				}
-				if lines%1024 == 0 {
-					idle.Reset(20 * time.Second)
-				}
-			}
-			idle.Stop()
-		}
+		err := b.eng.frames(ctx, ids[i], url.Values{"follow": {map[bool]string{false: "0", true: "1"}[follow]}}, func([]byte) bool {
+			lines++
+			return lines < n || !follow
+		})
 		mu.Lock()
 		defer mu.Unlock()
 		res.Lines += lines
-		if err != nil && !errors.Is(err, io.EOF) {
+		if err != nil {
 			errs = append(errs, err)
 		}
 		return nil
@@ -101,7 +89,7 @@ func (b *bench) pluginRead(caseName string, want map[string]int) readResult {
 func (b *bench) historyCase(name string, containers, n int) ([]readResult, error) {
 	logf("history %s: %d container(s) x %d lines of 100 bytes", name, containers, n)
 	t0 := time.Now()
-	ids, err := b.eng.runMany(b.ctx, containers, b.cfg.workers, func(int) spec {
+	ids, err := b.eng.runMany(b.ctx, containers, *workers, func(int) spec {
 		s := b.loggen(name, "-lines", strconv.Itoa(n), "-size", "100", "-hold")
 		s.logOpts = unrotated
 		return s
@@ -119,7 +107,7 @@ func (b *bench) historyCase(name string, containers, n int) ([]readResult, error
 	}
 	logf("  generated in %s", time.Since(t0).Round(time.Second))
 	var out []readResult
-	for rep := range b.cfg.reps {
+	for rep := range *reps {
 		for _, r := range []func() readResult{
 			func() readResult { return b.rawRead(ids, n, false) },
 			func() readResult { return b.rawRead(ids, n, true) },
@@ -149,7 +137,7 @@ func (b *bench) runHistory() error {
 		},
 	}
 	defer func() { b.rep.section(s) }()
-	for ci, c := range []struct{ containers, lines int }{{1, b.cfg.histLines}, {b.cfg.histN, b.cfg.histNLine}} {
+	for ci, c := range []struct{ containers, lines int }{{1, *histLines}, {*histN, *histNLine}} {
 		if c.containers <= 0 || c.lines <= 0 {
 			continue
 		}

@@ -98,26 +98,21 @@ type runner struct {
 	parseErr     error
 }
 
-type hostPaths struct {
-	host, so, self, tmp, logs string
-}
-
 var runSeq int
 
 // start runs kind ("host" or "twin") with the given properties and waits
 // for init; latency keeps record latencies once startWindow is called.
 func (b *bench) start(kind, name string, props map[string]string, latency bool) (*runner, error) {
-	p := b.cfg.paths
 	runSeq++
 	base := fmt.Sprintf("%02d-%s-%s", runSeq, name, kind)
-	r := &runner{kind: kind, outPath: filepath.Join(p.tmp, base+".msgpack"), latency: latency,
+	r := &runner{kind: kind, outPath: filepath.Join(runTmp, base+".msgpack"), latency: latency,
 		evs: make(chan collectRec, 1<<16), done: make(chan struct{}), changed: make(chan struct{}),
 		baseline: -1, goroutines: -1, perContainer: map[string]*seqSet{}}
 	args := append([]string{"-o", r.outPath}, testhost.PropertyArgs(props)...)
 	if kind == "host" {
-		r.cmd = exec.Command(p.host, append(args, p.so)...)
+		r.cmd = exec.Command(*hostBin, append(args, *pluginSO)...)
 	} else {
-		r.cmd = exec.Command(p.self, append([]string{"-child"}, args...)...)
+		r.cmd = exec.Command(selfBin, append([]string{"-child"}, args...)...)
 	}
 	var err error
 	if r.stdin, err = r.cmd.StdinPipe(); err != nil {
@@ -127,7 +122,7 @@ func (b *bench) start(kind, name string, props map[string]string, latency bool) 
 	if err != nil {
 		return nil, err
 	}
-	log, err := os.Create(filepath.Join(p.logs, base+".log"))
+	log, err := os.Create(filepath.Join(logsDir, base+".log"))
 	if err != nil {
 		return nil, err
 	}

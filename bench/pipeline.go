@@ -15,13 +15,13 @@ import (
 // runPipeline runs capture's BenchmarkPipeline on one core with a CPU
 // profile, and reports the median of -bench-count runs.
 func (b *bench) runPipeline() error {
-	prof, _ := filepath.Abs(filepath.Join(b.cfg.out, "pipeline.cpu.pprof"))
-	bin, _ := filepath.Abs(filepath.Join(b.cfg.out, "capture.test"))
+	prof, _ := filepath.Abs(filepath.Join(*outDir, "pipeline.cpu.pprof"))
+	bin, _ := filepath.Abs(filepath.Join(*outDir, "capture.test"))
 	args := []string{"test", "./capture", "-run", "^$", "-bench", "^BenchmarkPipeline$", "-cpu", "1",
-		"-benchmem", "-count", strconv.Itoa(b.cfg.benchCount), "-cpuprofile", prof, "-o", bin}
+		"-benchmem", "-count", strconv.Itoa(*benchCount), "-cpuprofile", prof, "-o", bin}
 	logf("go %s", strings.Join(args, " "))
 	out, err := exec.CommandContext(b.ctx, "go", args...).CombinedOutput()
-	_ = os.WriteFile(filepath.Join(b.cfg.out, "pipeline.txt"), out, 0o644)
+	_ = os.WriteFile(filepath.Join(*outDir, "pipeline.txt"), out, 0o644)
 	if err != nil {
 		return fmt.Errorf("go test: %w\n%s", err, out)
 	}
@@ -49,7 +49,7 @@ func (b *bench) runPipeline() error {
 		return -1
 	}
 	s := section{
-		Title:  fmt.Sprintf("Pipeline (BenchmarkPipeline, -cpu 1, median of %d)", b.cfg.benchCount),
+		Title:  fmt.Sprintf("Pipeline (BenchmarkPipeline, -cpu 1, median of %d)", *benchCount),
 		Header: []string{"benchmark", "lines/s (wall)", "lines/CPU-s", "CPU ns/line", "allocs/line", "allocs/op", "B/op"},
 		Notes: []string{
 			"stream: reader.stream on a 65,536-line multiplexed stream of 100-byte lines (one op = one stream, incl. queue hand-off); lines: decode+seen+add one line per op; decode: decoder only",

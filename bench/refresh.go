@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -22,52 +24,6 @@ type refreshResult struct {
 	PluginHostCPUS float64 `json:"plugin_host_cpu_s"`
 }
 
-// sinceParam turns a stamp as the daemon prints it into since's
-// seconds.nanoseconds.
-func sinceParam(stamp string) (string, error) {
-	t, err := time.Parse(time.RFC3339Nano, stamp)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond()), nil
-}
-
-// resumeOnce does what the reader does on a refresh of a quiet container:
-// open since=<last stamp> (with tail when tail >= 0) and follow=1, read
-// until the last line comes back, then close.
-func (b *bench) resumeOnce(id, since, lastStamp string, tail int) error {
-	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Minute)
-	defer cancel()
-	rc, closeIdle, err := b.eng.openLogs(ctx, id, logsQuery{follow: true, since: since, tail: tail})
-	if err != nil {
-		return err
-	}
-	defer closeIdle()
-	defer rc.Close()
-	fs := newFrameScanner(rc)
-	for {
-		_, p, err := fs.next()
-		if err != nil {
-			return fmt.Errorf("stream ended before the last line: %w", err)
-		}
-		if strings.HasPrefix(string(p), lastStamp+" ") {
-			return nil
-		}
-	}
-}
-
-// idleRate measures dockerd's CPU with nothing asked of it, to subtract
-// (the daemon is shared with other work on this machine).
-func (b *bench) idleRate(d time.Duration) float64 {
-	m := startCPU(b.dockerd)
-	select {
-	case <-b.ctx.Done():
-	case <-time.After(d):
-	}
-	cpu, wall := m.stop()
-	return float64(cpu) / float64(wall) // CPU seconds per second
-}
-
 // costMS is dockerd's CPU per operation with the idle rate measured just
 // before and just after subtracted; noise is what the difference between
 // those two idle rates makes of it.
@@ -79,38 +35,59 @@ type costMS struct {
 	IdleMS float64 `json:"idle_ms_per_s"`
 }
 
-func (c costMS) String() string {
-	return fmt.Sprintf("%.1f ± %.1f ms", c.Each, c.Noise)
-}
+func (c costMS) String() string { return fmt.Sprintf("%.1f ± %.1f ms", c.Each, c.Noise) }
 
 // measure runs f (which performs n operations; n known after) between two
-// idle windows.
+// windows of idleWin in which dockerd's idle rate is measured (the daemon
+// is shared with other work on this machine).
 func (b *bench) measure(idleWin time.Duration, f func() (int, error)) (costMS, error) {
-	idle1 := b.idleRate(idleWin)
-	m := startCPU(b.dockerd)
+	idleRate := func() float64 {
+		m := startCPU(b.dockerd)
+		b.sleep(idleWin)
+		cpu, wall := m.stop()
+		return float64(cpu) / float64(wall) // CPU seconds per second
+	}
+	idle1, m := idleRate(), startCPU(b.dockerd)
 	n, err := f()
 	time.Sleep(200 * time.Millisecond) // the daemon finishes with closed streams
 	cpu, wall := m.stop()
-	idle2 := b.idleRate(idleWin)
+	idle2 := idleRate()
 	if err != nil || n == 0 {
 		return costMS{N: n}, err
 	}
-	idle := (idle1 + idle2) / 2
-	c := costMS{N: n, IdleMS: idle * 1e3,
-		Each:   max(float64(cpu)-idle*float64(wall), 0) / 1e6 / float64(n),
-		Noise:  math.Abs(idle1-idle2) / 2 * float64(wall) / 1e6 / float64(n),
-		WallMS: float64((wall - 200*time.Millisecond).Microseconds()) / 1e3 / float64(n)}
-	return c, nil
+	idle, per := (idle1+idle2)/2, 1e6*float64(n)
+	return costMS{N: n, IdleMS: idle * 1e3, Each: max(float64(cpu)-idle*float64(wall), 0) / per,
+		Noise: math.Abs(idle1-idle2) / 2 * float64(wall) / per, WallMS: float64(wall-200*time.Millisecond) / per}, nil
 }
 
-// requests measures k resumeOnce requests (after one untimed).
-func (b *bench) requests(k int, id, since, stamp string, tail int) (costMS, error) {
-	if err := b.resumeOnce(id, since, stamp, tail); err != nil {
+// requests measures k refreshes as the reader does them on a quiet
+// container (after one untimed): open since=<last stamp> (with tail when
+// tail >= 0) and follow=1, read until the last line comes back, close.
+func (b *bench) requests(k int, id, lastStamp string, tail int) (costMS, error) {
+	t, err := time.Parse(time.RFC3339Nano, lastStamp)
+	q := url.Values{"follow": {"1"}, "since": {fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond())}}
+	if tail >= 0 {
+		q.Set("tail", strconv.Itoa(tail))
+	}
+	once := func() error {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Minute)
+		defer cancel()
+		found := false
+		err := b.eng.frames(ctx, id, q, func(p []byte) bool {
+			found = strings.HasPrefix(string(p), lastStamp+" ")
+			return !found
+		})
+		if !found && err == nil {
+			err = errors.New("stream ended before the last line")
+		}
+		return err
+	}
+	if err = errors.Join(err, once()); err != nil {
 		return costMS{}, err
 	}
 	return b.measure(2*time.Second, func() (int, error) {
 		for i := range k {
-			if err := b.resumeOnce(id, since, stamp, tail); err != nil {
+			if err := once(); err != nil {
 				return i, err
 			}
 		}
@@ -122,23 +99,16 @@ func (b *bench) runRefresh() error {
 	if b.dockerd == 0 {
 		return fmt.Errorf("dockerd's pid is unknown: its CPU cannot be measured")
 	}
-	sizes := b.cfg.refreshSizes
+	sizes := *refreshSizes
 	logf("refresh: generating %d quiet containers at once", len(sizes))
-	t0 := time.Now()
 	ids, err := b.eng.runMany(b.ctx, len(sizes), len(sizes), func(i int) spec {
 		s := b.loggen("refresh-"+sizes[i].name, "-lines", strconv.Itoa(sizes[i].lines), "-size", "100", "-hold")
 		s.logOpts = unrotated
 		return s
 	})
 	defer b.removeAll(ids)
-	if err != nil {
-		return err
-	}
-	for i, sz := range sizes {
-		if err := b.eng.waitLastSeq(b.ctx, ids[i], sz.lines); err != nil {
-			return err
-		}
-		logf("  %s: %d lines, log %s, ready after %s", sz.name, sz.lines, mb(b.eng.logSize(b.ctx, ids[i])), time.Since(t0).Round(time.Second))
+	for i := 0; err == nil && i < len(sizes); i++ {
+		err = b.eng.waitLastSeq(b.ctx, ids[i], sizes[i].lines)
 	}
 	s := section{
 		Title: "Refresh cost against log size (dockerd CPU per refresh of a quiet container, idle rate subtracted)",
@@ -150,47 +120,17 @@ func (b *bench) runRefresh() error {
 	}
 	var results []refreshResult
 	worst := 0.0
-	for i, sz := range sizes {
-		if b.ctx.Err() != nil {
-			break
+	for i := 0; err == nil && b.ctx.Err() == nil && i < len(sizes); i++ {
+		var r refreshResult
+		if r, err = b.refreshSize(sizes[i], ids[i]); err == nil {
+			worst = max(worst, r.Tail.Each, r.Plugin.Each)
+			results = append(results, r)
+			s.Rows = append(s.Rows, []string{r.Size + " (" + mb(r.LogBytes) + ")", strconv.Itoa(r.Lines),
+				fmt.Sprintf("%s (%d req, %.1f ms wall each)", r.Tail, r.Tail.N, r.Tail.WallMS),
+				fmt.Sprintf("%s (%d req, %.0f ms wall each)", r.Plain, r.Plain.N, r.Plain.WallMS),
+				fmt.Sprintf("%.0fx", r.Plain.Each/max(r.Tail.Each, 0.1)), fmt.Sprintf("%d in %.0f s, %s", r.Plugin.N, r.PluginSeconds, r.Plugin),
+				fmt.Sprintf("%.0f ms/s", r.Tail.IdleMS)})
 		}
-		id := ids[i]
-		stamp, _, err := b.eng.lastEntry(b.ctx, id)
-		if err != nil {
-			return err
-		}
-		since, err := sinceParam(stamp)
-		if err != nil {
-			return err
-		}
-		r := refreshResult{Size: sz.name, Lines: sz.lines, LogBytes: b.eng.logSize(b.ctx, id)}
-		if r.Tail, err = b.requests(b.cfg.refreshK, id, since, stamp, 256); err != nil {
-			return err
-		}
-		plainK := b.cfg.refreshPlainK
-		if sz.lines >= 5_000_000 {
-			plainK = max(1, plainK/2)
-		}
-		if r.Plain, err = b.requests(plainK, id, since, stamp, -1); err != nil {
-			return err
-		}
-		logf("  %s: dockerd CPU per request: since+tail=256 %s, plain since %s (idle %.0f ms/s)", sz.name, r.Tail, r.Plain, r.Tail.IdleMS)
-		if err := b.pluginRefreshes(sz, &r); err != nil {
-			return err
-		}
-		logf("  %s: plugin %d refreshes in %.1fs, %s dockerd CPU each", sz.name, r.Plugin.N, r.PluginSeconds, r.Plugin)
-		worst = max(worst, r.Tail.Each)
-		if r.Plugin.N > 0 {
-			worst = max(worst, r.Plugin.Each)
-		}
-		results = append(results, r)
-		s.Rows = append(s.Rows, []string{sz.name + " (" + mb(r.LogBytes) + ")", strconv.Itoa(sz.lines),
-			fmt.Sprintf("%s (%d req, %.1f ms wall each)", r.Tail, r.Tail.N, r.Tail.WallMS),
-			fmt.Sprintf("%s (%d req, %.0f ms wall each)", r.Plain, r.Plain.N, r.Plain.WallMS),
-			fmt.Sprintf("%.0fx", r.Plain.Each/max(r.Tail.Each, 0.1)),
-			fmt.Sprintf("%d in %.0f s, %s", r.Plugin.N, r.PluginSeconds, r.Plugin),
-			fmt.Sprintf("%.0f ms/s", r.Tail.IdleMS),
-		})
 	}
 	b.rep.section(s)
 	b.rep.raw("refresh", results)
@@ -201,13 +141,29 @@ func (b *bench) runRefresh() error {
 			fmt.Sprintf("%.1f ms (tail: %s %s, %s %s; plugin %s: %s)", worst, first.Size, first.Tail, last.Size, last.Tail, last.Size, last.Plugin),
 			"<= 20 ms, flat", boolp(worst <= 20 && flat))
 	}
-	return nil
+	return err
 }
 
-// pluginRefreshes measures the plugin's own refreshes of sz's container, as
-// often as it allows, for a signal above the shared daemon's noise.
-func (b *bench) pluginRefreshes(sz refreshSize, r *refreshResult) error {
-	var err error
+// refreshSize measures tail and plain requests on one container, then the
+// plugin's own refreshes of it, as often as it allows, for a signal above
+// the shared daemon's noise.
+func (b *bench) refreshSize(sz refreshSize, id string) (r refreshResult, err error) {
+	r = refreshResult{Size: sz.name, Lines: sz.lines, LogBytes: b.eng.logSize(b.ctx, id)}
+	stamp, _, err := b.eng.lastEntry(b.ctx, id)
+	plainK := *refreshPlainK
+	if sz.lines >= 5_000_000 {
+		plainK = max(1, plainK/2)
+	}
+	if err == nil {
+		r.Tail, err = b.requests(*refreshK, id, stamp, 256)
+	}
+	if err == nil {
+		r.Plain, err = b.requests(plainK, id, stamp, -1)
+	}
+	if err != nil {
+		return r, err
+	}
+	logf("  %s: dockerd CPU per request: since+tail=256 %s, plain since %s (idle %.0f ms/s)", sz.name, r.Tail, r.Plain, r.Tail.IdleMS)
 	r.Plugin, err = b.measure(3*time.Second, func() (int, error) {
 		metricsAddr, err := freeAddr()
 		if err != nil {
@@ -215,16 +171,17 @@ func (b *bench) pluginRefreshes(sz refreshSize, r *refreshResult) error {
 		}
 		name := "refresh-" + sz.name
 		h, err := b.start("host", name, b.props(name, map[string]string{
-			"Read_From_Head": "off", "Stream_Refresh": b.cfg.refreshEvery, "Metrics_Listen": metricsAddr}), false)
+			"Read_From_Head": "off", "Stream_Refresh": *refreshEvery, "Metrics_Listen": metricsAddr}), false)
 		if err != nil {
 			return 0, err
 		}
 		defer h.stop()
-		h.idle(b.cfg.refreshRun)
+		h.idle(*refreshRun)
 		r.PluginSeconds = time.Since(h.initAt).Seconds()
 		hc, _ := procCPU(h.pid)
 		r.PluginHostCPUS = hc.Seconds()
 		return scrapeCounter(metricsAddr, "docker_logs_stream_refreshes_total")
 	})
-	return err
+	logf("  %s: plugin %d refreshes in %.1fs, %s dockerd CPU each", sz.name, r.Plugin.N, r.PluginSeconds, r.Plugin)
+	return r, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,14 +51,14 @@ func percentiles(v []float32) string {
 // of -scale-duration once all run, then stops them and checks every line.
 func (b *bench) scalePhase(p scalePhase) (res scaleResult, err error) {
 	res = scaleResult{Name: fmt.Sprintf("scale-%dx%d", p.containers, p.rate), Containers: p.containers, Rate: p.rate}
-	logf("%s: %d containers x %d lines/s for %s once all run", res.Name, p.containers, p.rate, b.cfg.scaleDuration)
+	logf("%s: %d containers x %d lines/s for %s once all run", res.Name, p.containers, p.rate, *scaleDuration)
 	h, err := b.start("host", res.Name, b.props(res.Name, nil), true)
 	if err != nil {
 		return res, err
 	}
 	defer h.stop()
 	var tw *runner
-	if b.cfg.twin && p.containers*p.rate <= b.cfg.twinMaxLines {
+	if *twinOn && p.containers*p.rate <= *twinMaxLines {
 		if tw, err = b.start("twin", res.Name, b.props(res.Name, nil), false); err != nil {
 			return res, err
 		}
@@ -65,7 +66,7 @@ func (b *bench) scalePhase(p scalePhase) (res scaleResult, err error) {
 		res.TwinBaseline = tw.baseline
 	}
 	t0 := time.Now()
-	ids, err := b.eng.runMany(b.ctx, p.containers, b.cfg.workers, func(int) spec {
+	ids, err := b.eng.runMany(b.ctx, p.containers, *workers, func(int) spec {
 		return b.loggen(res.Name, "-lines", "1000000000", "-interval", (time.Second / time.Duration(p.rate)).String(), "-size", "100", "-hold")
 	})
 	defer b.removeAll(ids)
@@ -89,12 +90,12 @@ func (b *bench) scaleWindow(h, tw *runner, ids []string, res *scaleResult) {
 	rawCtx, rawStop := context.WithCancel(b.ctx)
 	lats := make([][]float32, len(ids))
 	var rawWG sync.WaitGroup // the raw followers; the window waits
-	for i := 0; b.cfg.rawEvery > 0 && i < len(ids); i += b.cfg.rawEvery {
+	for i := 0; *rawEvery > 0 && i < len(ids); i += *rawEvery {
 		rawWG.Add(1)
 		go func() { defer rawWG.Done(); lats[i] = b.rawLatency(rawCtx, ids[i]) }()
 	}
 	tick := time.NewTicker(5 * time.Second)
-	end := time.After(b.cfg.scaleDuration)
+	end := time.After(*scaleDuration)
 	for done := false; !done; {
 		res.HostSamples = append(res.HostSamples, h.sample(win))
 		if tw != nil {
@@ -133,11 +134,11 @@ func (b *bench) scaleWindow(h, tw *runner, ids []string, res *scaleResult) {
 // host and twin to deliver it all, and checks what they did.
 func (b *bench) scaleEnd(h, tw *runner, ids []string, res *scaleResult) {
 	logf("  stopping %d containers", len(ids))
-	if err := each(ids, b.cfg.workers*2, func(id string) error { return b.eng.stop(b.ctx, id) }); err != nil {
+	if err := each(ids, *workers*2, func(id string) error { return b.eng.stop(b.ctx, id) }); err != nil {
 		logf("  stop: %v", err)
 	}
 	seqs := make([]int, len(ids))
-	if err := parallel(len(ids), b.cfg.workers, func(i int) (err error) { seqs[i], err = b.eng.lastSeq(b.ctx, ids[i]); return err }); err != nil {
+	if err := parallel(len(ids), *workers, func(i int) (err error) { seqs[i], err = b.eng.lastSeq(b.ctx, ids[i]); return err }); err != nil {
 		logf("  last lines: %v", err)
 	}
 	want := map[string]int{}
@@ -182,7 +183,7 @@ func (b *bench) runScale() error {
 	}
 	var results []scaleResult
 	var errs []error
-	for _, p := range b.cfg.scale {
+	for _, p := range *scalePhases {
 		if b.ctx.Err() != nil {
 			break
 		}
@@ -216,21 +217,12 @@ func (b *bench) runScale() error {
 // rawLatency follows one container from now on until ctx ends and returns
 // receive time - stamp for each line, in ms.
 func (b *bench) rawLatency(ctx context.Context, id string) (out []float32) {
-	rc, closeIdle, err := b.eng.openLogs(ctx, id, logsQuery{follow: true, tail: 0})
-	if err != nil {
-		return nil
-	}
-	defer closeIdle()
-	defer context.AfterFunc(ctx, func() { rc.Close() })()
-	defer rc.Close()
-	for fs := newFrameScanner(rc); ; {
-		_, p, err := fs.next()
-		if err != nil {
-			return out
-		}
+	_ = b.eng.frames(ctx, id, url.Values{"follow": {"1"}, "tail": {"0"}}, func(p []byte) bool {
 		stamp, _, _ := strings.Cut(string(p), " ")
 		if t, err := time.Parse(time.RFC3339Nano, stamp); err == nil {
 			out = append(out, float32(float64(time.Since(t).Microseconds())/1e3))
 		}
-	}
+		return true
+	})
+	return out
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,8 +49,7 @@ type soakEvent struct {
 // events.
 type soak struct {
 	b      *bench
-	host   *runner
-	twin   *runner           // nil with -twin=false
+	runs   []*runner         // the host, then the twin unless -twin=false
 	proxy  *faultproxy.Proxy // nil with -soak-faults=false
 	t0     time.Time
 	csv    *os.File
@@ -73,15 +73,14 @@ var soakColumns = []string{"t_s", "host_rss_mb", "host_fds", "host_threads", "tw
 	"host_records", "twin_records", "containers"}
 
 func (b *bench) runSoak() error {
-	cfg := b.cfg
 	logf("soak: %s, Stream_Refresh=%s, %d steady containers, a wave of %d containers every %s",
-		cfg.soakDuration, cfg.soakRefresh, cfg.soakSteady, cfg.soakWaveSize, cfg.soakWave)
+		*soakDuration, *soakRefresh, *soakSteady, *soakWaveSize, *soakWave)
 	s := &soak{b: b, want: map[string]int{}, fastRm: map[string]int{}, events: make(chan soakEvent), faults: make(chan string, 1)}
 	defer s.close()
 	if err := s.start(); err != nil {
 		return err
 	}
-	ids, err := b.eng.runMany(b.ctx, cfg.soakSteady, cfg.workers, func(int) spec {
+	ids, err := b.eng.runMany(b.ctx, *soakSteady, *workers, func(int) spec {
 		return b.loggen(soakCase, "-lines", "1000000000", "-interval", "50ms", "-stream", "both", "-size", "100", "-hold")
 	})
 	s.apply(soakEvent{started: ids})
@@ -89,7 +88,7 @@ func (b *bench) runSoak() error {
 		return err
 	}
 	// The baseline: every steady container's reader runs.
-	for _, r := range s.runners() {
+	for _, r := range s.runs {
 		r.wait(time.Minute, func() bool {
 			return !slices.ContainsFunc(s.steady, func(id string) bool { return r.perContainer[id] == nil })
 		})
@@ -110,36 +109,38 @@ func (b *bench) runSoak() error {
 // start runs the host and the twin, through the fault proxy with
 // -soak-faults, and opens the CSV.
 func (s *soak) start() error {
-	cfg := s.b.cfg
-	props := s.b.props(soakCase, map[string]string{"Stream_Refresh": cfg.soakRefresh})
+	props := s.b.props(soakCase, map[string]string{"Stream_Refresh": *soakRefresh})
 	var err error
-	if cfg.soakFaults {
-		if s.proxy, err = faultproxy.New("unix://"+cfg.sock, logf); err != nil {
+	if *soakFaults {
+		if s.proxy, err = faultproxy.New("unix://"+*sock, logf); err != nil {
 			return err
 		}
-		props["Docker_Host"] = s.proxy.Host()
+		props["docker_host"] = s.proxy.Host()
 	}
-	if s.host, err = s.b.start("host", soakCase, props, true); err != nil {
-		return err
+	kinds := []string{"host", "twin"}
+	if !*twinOn {
+		kinds = kinds[:1]
 	}
-	if cfg.twin {
-		if s.twin, err = s.b.start("twin", soakCase, props, false); err != nil {
+	for _, kind := range kinds {
+		r, err := s.b.start(kind, soakCase, props, kind == "host")
+		if err != nil {
 			return err
 		}
+		s.runs = append(s.runs, r)
 	}
-	if s.csv, err = os.Create(filepath.Join(cfg.out, "soak.csv")); err != nil {
+	if s.csv, err = os.Create(filepath.Join(*outDir, "soak.csv")); err != nil {
 		return err
 	}
 	fmt.Fprintln(s.csv, strings.Join(soakColumns, ","))
 	s.t0 = time.Now()
-	s.host.startWindow()
+	s.runs[0].startWindow()
 	s.sample()
 	return nil
 }
 
 // close stops the runners, removes the containers and closes the proxy.
 func (s *soak) close() {
-	for _, r := range s.runners() {
+	for _, r := range s.runs {
 		r.stop()
 	}
 	s.b.removeAll(s.ids)
@@ -149,16 +150,6 @@ func (s *soak) close() {
 	if s.csv != nil {
 		s.csv.Close()
 	}
-}
-
-func (s *soak) runners() []*runner {
-	var out []*runner
-	for _, r := range []*runner{s.host, s.twin} {
-		if r != nil {
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // apply takes in what a wave reports.
@@ -188,10 +179,9 @@ func (s *soak) apply(ev soakEvent) {
 // sample reads host and twin, keeps the row and writes it to the CSV at
 // once, so a run cut short keeps its samples.
 func (s *soak) sample() {
-	h := s.host.sample(s.t0)
-	t := procSample{Goroutines: -1}
-	if s.twin != nil {
-		t = s.twin.sample(s.t0)
+	h, t := s.runs[0].sample(s.t0), procSample{Goroutines: -1}
+	if len(s.runs) > 1 {
+		t = s.runs[1].sample(s.t0)
 	}
 	row := []float64{h.T, float64(h.RSS) / 1e6, float64(h.FDs), float64(h.Threads), float64(t.Goroutines),
 		float64(t.RSS) / 1e6, float64(t.FDs), float64(h.Records), float64(t.Records), float64(s.live)}
@@ -208,11 +198,10 @@ func (s *soak) sample() {
 // loop samples every 10 s and starts a wave every -soak-wave until the
 // duration is over; the last waves must have time to finish inside it.
 func (s *soak) loop() {
-	cfg := s.b.cfg
-	deadline := s.t0.Add(cfg.soakDuration)
+	deadline := s.t0.Add(*soakDuration)
 	sampleTick := time.NewTicker(10 * time.Second)
 	defer sampleTick.Stop()
-	waveTick := time.NewTicker(cfg.soakWave)
+	waveTick := time.NewTicker(*soakWave)
 	defer waveTick.Stop()
 	s.startWave()
 	for {
@@ -245,16 +234,14 @@ func (s *soak) drain() {
 // goroutine of their own and runs each to its end.
 func (s *soak) startWave() {
 	s.wave++
-	if s.twin != nil {
-		s.twin.mu.Lock()
-		s.pre = append(s.pre, s.twin.goroutines)
-		s.twin.mu.Unlock()
+	if len(s.runs) > 1 {
+		s.pre = append(s.pre, s.runs[1].sample(s.t0).Goroutines)
 	}
 	b := s.b
 	s.waves.Add(1)
 	go func() {
 		defer s.waves.Done()
-		ids, err := b.eng.runMany(b.ctx, b.cfg.soakWaveSize, b.cfg.workers, func(i int) spec {
+		ids, err := b.eng.runMany(b.ctx, *soakWaveSize, *workers, func(i int) spec {
 			return b.loggen(soakCase, soakKinds[i%len(soakKinds)].args...)
 		})
 		s.events <- soakEvent{started: ids, err: err}
@@ -288,7 +275,7 @@ func (s *soak) runContainer(id string, k soakKind) soakEvent {
 	}
 	if !k.rmAtOnce { // host and twin read it all within a minute, or it is late
 		want := map[string]int{id: ev.seq}
-		for _, r := range s.runners() {
+		for _, r := range s.runs {
 			ev.late = !r.wait(time.Minute, func() bool { return r.haveAll(want) }) || ev.late
 		}
 	}
@@ -302,7 +289,7 @@ func (s *soak) runContainer(id string, k soakKind) soakEvent {
 // what each runner delivered, stops the runners and reports.
 func (s *soak) finish() error {
 	logf("  stopping the steady containers")
-	if err := each(s.steady, s.b.cfg.workers, func(id string) error { return s.b.eng.stop(s.b.ctx, id) }); err != nil {
+	if err := each(s.steady, *workers, func(id string) error { return s.b.eng.stop(s.b.ctx, id) }); err != nil {
 		logf("  stop: %v", err)
 	}
 	for _, id := range s.steady {
@@ -312,10 +299,11 @@ func (s *soak) finish() error {
 		}
 		s.want[id] = n
 	}
-	all := maps2(s.want, s.fastRm)
+	all := maps.Clone(s.want)
+	maps.Copy(all, s.fastRm)
 	var checks [2][2]checkResult // host, twin x kept, removed at once
 	var exits [2]string
-	for i, r := range s.runners() {
+	for i, r := range s.runs {
 		r.wait(time.Minute, func() bool { return r.haveAll(s.want) })
 		r.idle(1500 * time.Millisecond) // duplicates would show up in the next collect
 		checks[i] = [2]checkResult{r.check(s.want), r.check(s.fastRm)}
@@ -326,20 +314,9 @@ func (s *soak) finish() error {
 	return nil
 }
 
-// maps2 is a and b in one map.
-func maps2(a, b map[string]int) map[string]int {
-	all := map[string]int{}
-	for _, m := range []map[string]int{a, b} {
-		for k, v := range m {
-			all[k] = v
-		}
-	}
-	return all
-}
-
 // report writes the soak's sections, raw figures and goals.
 func (s *soak) report(checks [2][2]checkResult, exits [2]string, faults string) {
-	b, cfg := s.b, s.b.cfg
+	b := s.b
 	hc, tc := checks[0], checks[1]
 	growth := section{Title: "Soak: growth per minute (least squares over the 10 s samples)",
 		Header: []string{"series", "first", "last", "slope/min (all)", "slope/min (after 1st min)"},
@@ -351,7 +328,7 @@ func (s *soak) report(checks [2][2]checkResult, exits [2]string, faults string) 
 	}{{"host fds", 2}, {"host RSS MB", 1}, {"twin goroutines", 4}, {"twin fds", 6}, {"twin RSS MB", 5}} {
 		var x, y, wx, wy []float64
 		for _, r := range s.rows {
-			if s.twin == nil && c.col >= 4 || r[c.col] < 0 { // the twin counts goroutines from its first collect
+			if len(s.runs) == 1 && c.col >= 4 || r[c.col] < 0 { // the twin counts goroutines from its first collect
 				continue
 			}
 			x, y = append(x, r[0]/60), append(y, r[c.col])
@@ -370,12 +347,12 @@ func (s *soak) report(checks [2][2]checkResult, exits [2]string, faults string) 
 	if len(s.pre) > 0 {
 		base, minPre, maxPre = s.pre[0], slices.Min(s.pre), slices.Max(s.pre)
 	}
-	s.host.mu.Lock()
-	lat := slices.Clone(s.host.latencyMS)
-	s.host.mu.Unlock()
+	s.runs[0].mu.Lock()
+	lat := slices.Clone(s.runs[0].latencyMS)
+	s.runs[0].mu.Unlock()
 	slices.Sort(lat)
 	life := section{Title: "Soak: lines and lifecycle", Header: []string{"measure", "value"}, Rows: [][]string{
-		{"waves", fmt.Sprintf("%d x %d containers (kinds: exits, burst-rm, stopped after 3 s, exits-slow) + %d steady", s.wave, cfg.soakWaveSize, cfg.soakSteady)},
+		{"waves", fmt.Sprintf("%d x %d containers (kinds: exits, burst-rm, stopped after 3 s, exits-slow) + %d steady", s.wave, *soakWaveSize, *soakSteady)},
 		{"host: containers kept until read (removed after at most a minute)", fmt.Sprintf("%s (%d removed unread after the minute)", hc[0], s.late)},
 		{"host: burst-rm containers (50 lines, removed as soon as they exit, like --rm)", hc[1].String()},
 		{"twin: containers kept until read", tc[0].String()},
@@ -396,8 +373,8 @@ func (s *soak) report(checks [2][2]checkResult, exits [2]string, faults string) 
 	}
 	b.rep.section(life)
 	b.rep.goal("6a", "soak: every line of kept containers (host; twin)", hc[0].String()+"; "+tc[0].String(), "all, once",
-		boolp(hc[0].ok() && (s.twin == nil || tc[0].ok())))
-	if s.twin != nil {
+		boolp(hc[0].ok() && (len(s.runs) == 1 || tc[0].ok())))
+	if len(s.runs) > 1 {
 		b.rep.goal("6b", "soak: twin goroutines back to baseline before each wave (first/max before a wave; end)",
 			fmt.Sprintf("%d/%d; %d", base, maxPre, end), "back to baseline", boolp(maxPre-base <= 3 && end-base <= 3))
 		g := perMin["twin goroutines"]
@@ -429,7 +406,7 @@ func signed(v float64) string { return fmt.Sprintf("%+.3g", v) }
 // fail), cuts one response in the middle of a frame at two thirds, and
 // says what it did.
 func (s *soak) runFaults() string {
-	p, d := s.proxy, s.b.cfg.soakDuration
+	p, d := s.proxy, *soakDuration
 	var did []string
 	for _, f := range []struct {
 		at   time.Duration
@@ -449,7 +426,7 @@ func (s *soak) runFaults() string {
 			}
 		}},
 	} {
-		if !s.sleepUntil(s.t0.Add(f.at)) {
+		if !s.b.sleep(time.Until(s.t0.Add(f.at))) {
 			break
 		}
 		at := time.Since(s.t0).Round(time.Second)
@@ -460,17 +437,7 @@ func (s *soak) runFaults() string {
 }
 
 func (s *soak) healAfter(d time.Duration) string {
-	s.sleepUntil(time.Now().Add(d))
+	s.b.sleep(d)
 	s.proxy.Heal()
 	return ""
-}
-
-// sleepUntil sleeps until t and reports whether the run is still on.
-func (s *soak) sleepUntil(t time.Time) bool {
-	select {
-	case <-s.b.ctx.Done():
-		return false
-	case <-time.After(time.Until(t)):
-		return true
-	}
 }
