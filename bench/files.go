@@ -9,14 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 )
 
-// The files suite: one container's log of filesLines lines of filesLineSize
-// bytes, unrotated, read to its last record by a real Fluent Bit three
-// ways in one run: the plugin from the files, the plugin through the API,
+// The files suite: one container's log of filesLines lines of 100 bytes,
+// unrotated, read to its last record by a real Fluent Bit three ways in one
+// run: the plugin from the files, the plugin through the API,
 // and Fluent Bit's tail input with the docker parser on the same file.
 // Each is a fresh fluent-bit process with -o null; the time to the last
 // record is taken from Fluent Bit's own input counter (its HTTP server,
@@ -24,9 +23,8 @@ import (
 // of dockerd.
 
 const (
-	filesLines    = 1000000
-	filesLineSize = 100
-	filesPoll     = 20 * time.Millisecond
+	filesLines = 1000000
+	filesPoll  = 20 * time.Millisecond
 	// filesTimeout bounds one reader's run.
 	filesTimeout = 5 * time.Minute
 )
@@ -47,54 +45,37 @@ func (b *bench) runFiles() error {
 		b.rep.note("files: fluent-bit is not on PATH; suite skipped")
 		return nil
 	}
-	// -hold keeps it running: the plugin reads running containers from
-	// their head with Read_From_Head.
-	sp := b.loggen("files", "-lines", strconv.Itoa(filesLines), "-size", strconv.Itoa(filesLineSize), "-hold")
-	sp.logOpts = map[string]string{"max-size": "1g"}
-	id, err := b.eng.run(b.ctx, sp)
-	defer b.removeAll([]string{id})
-	if err != nil {
-		return err
+	ids, err := b.logs(func(int) string { return "files" }, filesLines)
+	defer b.removeAll(ids)
+	logPath, parsers := "", filepath.Join(runTmp, "files-parsers.conf")
+	if err == nil {
+		logPath, err = b.eng.logPath(b.ctx, ids[0])
 	}
-	logf("files: waiting for %d lines in %s", filesLines, id[:12])
-	if err := b.eng.waitLastSeq(b.ctx, id, filesLines); err != nil {
-		return err
-	}
-	logPath, err := b.eng.logPath(b.ctx, id)
-	if err != nil {
-		return err
-	}
-	parsers := filepath.Join(runTmp, "files-parsers.conf")
 	// Fluent Bit's own docker parser (conf/parsers.conf).
 	const dockerParser = "[PARSER]\n    Name        docker\n    Format      json\n    Time_Key    time\n    Time_Format %Y-%m-%dT%H:%M:%S.%L\n    Time_Keep   On\n"
-	if err := os.WriteFile(parsers, []byte(dockerParser), 0o644); err != nil {
+	if err = errors.Join(err, os.WriteFile(parsers, []byte(dockerParser), 0o644)); err != nil {
 		return err
 	}
-	plugin := func(mode string) []string {
-		return []string{"-e", *pluginSO, "-i", "docker_logs", "-p", "Logs_From=" + mode,
-			"-p", "Read_From_Head=on", "-p", "Include_Labels=" + labelCase + "=" + caseValue("files")}
-	}
-	runs := []struct {
+	plugin := []string{"-e", *pluginSO, "-i", "docker_logs", "-p", "Read_From_Head=on", "-p", "Include_Labels=" + labelCase + "=" + caseValue("files"), "-p"}
+	var results []filesRun
+	for _, r := range []struct {
 		name string
 		args []string
 	}{
-		{"plugin, files", plugin("files")},
-		{"plugin, API", plugin("api")},
+		{"plugin, files", append(plugin, "Logs_From=files")},
+		{"plugin, API", append(plugin, "Logs_From=api")},
 		{"tail + docker parser", []string{"-R", parsers, "-i", "tail", "-p", "path=" + logPath, "-p", "parser=docker",
 			"-p", "read_from_head=on", "-p", "refresh_interval=1", "-p", "buffer_max_size=1M"}},
-	}
-	var results []filesRun
-	for _, r := range runs {
+	} {
 		if b.ctx.Err() != nil {
 			return b.ctx.Err()
 		}
 		res := b.fluentBitRun(fb, r.name, r.args)
+		logf("files: %s: %d records in %s, Fluent Bit %s CPU, dockerd %s CPU; %v", r.name, res.records,
+			res.wall.Round(time.Millisecond), res.fbCPU.Round(time.Millisecond), res.dockerd.Round(time.Millisecond), res.err)
 		if res.err != nil {
-			logf("files: %s: %v", r.name, res.err)
 			b.rep.note("files: %s: %v", r.name, res.err)
 		}
-		logf("files: %s: %d records in %s, Fluent Bit %s CPU, dockerd %s CPU", r.name, res.records,
-			res.wall.Round(time.Millisecond), res.fbCPU.Round(time.Millisecond), res.dockerd.Round(time.Millisecond))
 		results = append(results, res)
 	}
 	b.reportFiles(results)
@@ -171,7 +152,7 @@ func (b *bench) reportFiles(rs []filesRun) {
 		return fmt.Sprintf("%.3f", a/b)
 	}
 	files, api, tail := rs[0], rs[1], rs[2]
-	s := section{Title: fmt.Sprintf("Reading one container's %d-line log (%d B lines, unrotated) in a real Fluent Bit, -o null", filesLines, filesLineSize),
+	s := section{Title: fmt.Sprintf("Reading one container's %d-line log (100 B lines, unrotated) in a real Fluent Bit, -o null", filesLines),
 		Header: []string{"reader", "time to last record", "x tail", "Fluent Bit CPU/line", "dockerd CPU/line", "CPU/line all told", "x tail", "x API path"},
 		Notes:  []string{"CPU of Fluent Bit's process from its start (plugin init included) to the last record; dockerd's over the same span."}}
 	for _, r := range rs {

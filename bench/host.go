@@ -141,6 +141,45 @@ func (b *bench) start(kind, name string, props map[string]string, latency bool) 
 	return r, nil
 }
 
+// startReaders starts the host and, with twin, the twin on the same
+// properties; only the host keeps latencies.
+func (b *bench) startReaders(name string, props map[string]string, twin bool) (runs []*runner, err error) {
+	for _, kind := range []string{"host", "twin"}[:map[bool]int{false: 1, true: 2}[twin]] {
+		r, err := b.start(kind, name, props, kind == "host")
+		if err != nil {
+			stopAll(runs)
+			return nil, err
+		}
+		runs = append(runs, r)
+	}
+	return runs, nil
+}
+
+func stopAll(runs []*runner) {
+	for _, r := range runs {
+		r.stop()
+	}
+}
+
+// settle waits until each runner has every line of want (up to timeout),
+// lets one collect more pass, in which duplicates would show, and checks
+// each.
+func settle(runs []*runner, want map[string]int, timeout time.Duration) (checks []checkResult) {
+	for _, r := range runs {
+		r.wait(timeout, func() bool { return r.haveAll(want) })
+		r.idle(1500 * time.Millisecond)
+		checks = append(checks, r.check(want))
+	}
+	return checks
+}
+
+// latencies are the latencies kept so far, sorted.
+func (r *runner) latencies() []float32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Sorted(slices.Values(r.latencyMS))
+}
+
 // follow reads stderr, stamping each line as it arrives into the log file,
 // and hands each collect to parse.
 func (r *runner) follow(stderr io.Reader, log *os.File) {
@@ -252,23 +291,18 @@ func walkEvents(b []byte, fn func(ts int64, container, log []byte)) (int, error)
 	var key, container, log []byte
 	var tb [8]byte
 	for n := 0; ; n++ {
-		if _, err := d.DecodeArrayLen(); errors.Is(err, io.EOF) {
+		_, err := d.DecodeArrayLen()
+		if errors.Is(err, io.EOF) {
 			return n, nil
-		} else if err != nil {
-			return n, err
 		}
-		if _, err := d.DecodeArrayLen(); err != nil {
-			return n, err
+		_, err2 := d.DecodeArrayLen()
+		typ, l, err3 := d.DecodeExtHeader()
+		fields, err4 := 0, errors.Join(err, err2, err3, d.ReadFull(tb[:]), d.Skip()) // the time, the metadata
+		if err4 == nil && (typ != 0 || l != 8) {
+			err4 = fmt.Errorf("ext %d of %d bytes, not an EventTime", typ, l)
 		}
-		if typ, l, err := d.DecodeExtHeader(); err != nil || typ != 0 || l != 8 {
-			return n, fmt.Errorf("event %d: no EventTime (ext %d of %d bytes): %w", n, typ, l, err)
-		}
-		if err := errors.Join(d.ReadFull(tb[:]), d.Skip()); err != nil { // the time, the metadata
-			return n, err
-		}
-		fields, err := d.DecodeMapLen()
-		if err != nil {
-			return n, err
+		if fields, err = d.DecodeMapLen(); err4 != nil || err != nil {
+			return n, fmt.Errorf("event %d: %w", n, errors.Join(err4, err))
 		}
 		container, log = container[:0], log[:0]
 		for range fields {

@@ -284,6 +284,21 @@ func (b *bench) loggen(caseName string, args ...string) spec {
 	return spec{image: b.image, args: args, labels: map[string]string{labelCase: caseValue(caseName)}}
 }
 
+// logs starts a held loggen container of lines[i] lines of 100 bytes in
+// an unrotated log for each i, labelled with caseOf(i), and waits until
+// each has written them all. The caller removes ids, also on an error.
+func (b *bench) logs(caseOf func(i int) string, lines ...int) (ids []string, err error) {
+	ids, err = b.eng.runMany(b.ctx, len(lines), *workers, func(i int) spec {
+		s := b.loggen(caseOf(i), "-lines", strconv.Itoa(lines[i]), "-size", "100", "-hold")
+		s.logOpts = unrotated
+		return s
+	})
+	for i := 0; err == nil && i < len(ids); i++ {
+		err = b.eng.waitLastSeq(b.ctx, ids[i], lines[i])
+	}
+	return ids, err
+}
+
 func (b *bench) removeAll(ids []string) {
 	if err := each(ids, *workers, func(id string) error { return b.eng.remove(context.Background(), id) }); err != nil {
 		logf("remove: %v", err)
@@ -291,12 +306,17 @@ func (b *bench) removeAll(ids []string) {
 }
 
 // sleep sleeps d and reports whether the run is still on.
-func (b *bench) sleep(d time.Duration) bool {
+func (b *bench) sleep(d time.Duration) bool { return b.sleepOr(nil, d) }
+
+// sleepOr waits for tick or d, and reports whether it was tick.
+func (b *bench) sleepOr(tick <-chan time.Time, d time.Duration) bool {
 	select {
 	case <-b.ctx.Done():
 		return false
-	case <-time.After(d):
+	case <-tick:
 		return true
+	case <-time.After(d):
+		return tick == nil
 	}
 }
 

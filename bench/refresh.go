@@ -101,15 +101,12 @@ func (b *bench) runRefresh() error {
 	}
 	sizes := *refreshSizes
 	logf("refresh: generating %d quiet containers at once", len(sizes))
-	ids, err := b.eng.runMany(b.ctx, len(sizes), len(sizes), func(i int) spec {
-		s := b.loggen("refresh-"+sizes[i].name, "-lines", strconv.Itoa(sizes[i].lines), "-size", "100", "-hold")
-		s.logOpts = unrotated
-		return s
-	})
-	defer b.removeAll(ids)
-	for i := 0; err == nil && i < len(sizes); i++ {
-		err = b.eng.waitLastSeq(b.ctx, ids[i], sizes[i].lines)
+	lines := make([]int, len(sizes))
+	for i, sz := range sizes {
+		lines[i] = sz.lines
 	}
+	ids, err := b.logs(func(i int) string { return "refresh-" + sizes[i].name }, lines...)
+	defer b.removeAll(ids)
 	s := section{
 		Title: "Refresh cost against log size (dockerd CPU per refresh of a quiet container, idle rate subtracted)",
 		Header: []string{"log", "lines", "since+tail=256+follow (the reader's)", "plain since+follow (no tail)",

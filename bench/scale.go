@@ -32,9 +32,7 @@ type scaleResult struct {
 	P99           float64      `json:"latency_p99_ms"`
 	// The daemon's own latency: plain follow streams (tail=0) on every
 	// -raw-every'th container, receive time - stamp, in the window.
-	RawLatency  string       `json:"raw_latency_p50_p99_max"`
-	HostSamples []procSample `json:"host_samples"`
-	TwinSamples []procSample `json:"twin_samples,omitempty"`
+	RawLatency string `json:"raw_latency_p50_p99_max"`
 }
 
 // percentiles is "p50 / p99 / max ms" of sorted latencies.
@@ -52,19 +50,11 @@ func percentiles(v []float32) string {
 func (b *bench) scalePhase(p scalePhase) (res scaleResult, err error) {
 	res = scaleResult{Name: fmt.Sprintf("scale-%dx%d", p.containers, p.rate), Containers: p.containers, Rate: p.rate}
 	logf("%s: %d containers x %d lines/s for %s once all run", res.Name, p.containers, p.rate, *scaleDuration)
-	h, err := b.start("host", res.Name, b.props(res.Name, nil), true)
+	runs, err := b.startReaders(res.Name, b.props(res.Name, nil), *twinOn && p.containers*p.rate <= *twinMaxLines)
 	if err != nil {
 		return res, err
 	}
-	defer h.stop()
-	var tw *runner
-	if *twinOn && p.containers*p.rate <= *twinMaxLines {
-		if tw, err = b.start("twin", res.Name, b.props(res.Name, nil), false); err != nil {
-			return res, err
-		}
-		defer tw.stop()
-		res.TwinBaseline = tw.baseline
-	}
+	defer stopAll(runs)
 	t0 := time.Now()
 	ids, err := b.eng.runMany(b.ctx, p.containers, *workers, func(int) spec {
 		return b.loggen(res.Name, "-lines", "1000000000", "-interval", (time.Second / time.Duration(p.rate)).String(), "-size", "100", "-hold")
@@ -72,21 +62,27 @@ func (b *bench) scalePhase(p scalePhase) (res scaleResult, err error) {
 	defer b.removeAll(ids)
 	res.StartS = time.Since(t0).Seconds()
 	logf("  %d containers started in %.1f s", p.containers, res.StartS)
-	if err != nil {
-		return res, err
+	if err == nil {
+		b.scaleWindow(runs, ids, &res)
+		b.scaleEnd(runs, ids, &res)
 	}
-	b.scaleWindow(h, tw, ids, &res)
-	b.scaleEnd(h, tw, ids, &res)
-	return res, nil
+	return res, err
 }
 
 // scaleWindow samples host and twin every 5 s while every container runs,
 // follows every -raw-every'th container with a plain stream for the
 // daemon's own latency, and derives the window's CPU, RSS and fd figures.
-func (b *bench) scaleWindow(h, tw *runner, ids []string, res *scaleResult) {
-	win := time.Now()
+func (b *bench) scaleWindow(runs []*runner, ids []string, res *scaleResult) {
+	win, h := time.Now(), runs[0]
 	h.startWindow()
 	dm := startCPU(b.dockerd)
+	samples := make([][]procSample, len(runs)) // host, twin
+	sample := func() {
+		for i, r := range runs {
+			samples[i] = append(samples[i], r.sample(win))
+		}
+	}
+	sample()
 	rawCtx, rawStop := context.WithCancel(b.ctx)
 	lats := make([][]float32, len(ids))
 	var rawWG sync.WaitGroup // the raw followers; the window waits
@@ -94,79 +90,54 @@ func (b *bench) scaleWindow(h, tw *runner, ids []string, res *scaleResult) {
 		rawWG.Add(1)
 		go func() { defer rawWG.Done(); lats[i] = b.rawLatency(rawCtx, ids[i]) }()
 	}
-	tick := time.NewTicker(5 * time.Second)
-	end := time.After(*scaleDuration)
-	for done := false; !done; {
-		res.HostSamples = append(res.HostSamples, h.sample(win))
-		if tw != nil {
-			res.TwinSamples = append(res.TwinSamples, tw.sample(win))
-			res.TwinPeak = max(res.TwinPeak, res.TwinSamples[len(res.TwinSamples)-1].Goroutines)
-		}
-		select {
-		case <-b.ctx.Done():
-			done = true
-		case <-end:
-			done = true
-		case <-tick.C:
-		}
+	for tick := time.Tick(5 * time.Second); b.sleepOr(tick, *scaleDuration-time.Since(win)); {
+		sample()
 	}
-	tick.Stop()
+	sample()
 	h.endWindow()
 	rawStop()
 	rawWG.Wait()
-	raw := slices.Concat(lats...)
-	slices.Sort(raw)
-	res.RawLatency = percentiles(raw)
-	first, last := res.HostSamples[0], h.sample(win)
-	res.HostSamples = append(res.HostSamples, last)
+	res.RawLatency = percentiles(slices.Sorted(slices.Values(slices.Concat(lats...))))
 	dcpu, dwall := dm.stop()
-	res.HostCores = (last.CPU - first.CPU) / (last.T - first.T)
-	res.DockerdCores = dcpu.Seconds() / dwall.Seconds()
+	first, last := samples[0][0], samples[0][len(samples[0])-1]
+	res.HostCores, res.DockerdCores = (last.CPU-first.CPU)/(last.T-first.T), dcpu.Seconds()/dwall.Seconds()
 	if n := last.Records - first.Records; n > 0 {
 		res.HostUSPerLine = (last.CPU - first.CPU) * 1e6 / float64(n)
 	}
-	for _, s := range res.HostSamples {
+	for _, s := range samples[0] {
 		res.HostRSSMax, res.HostFDsMax = max(res.HostRSSMax, s.RSS), max(res.HostFDsMax, s.FDs)
+	}
+	for _, s := range samples[len(runs)-1] { // the twin's, if it runs
+		res.TwinPeak = max(res.TwinPeak, s.Goroutines)
 	}
 }
 
 // scaleEnd stops every container, so that each log is complete, waits for
 // host and twin to deliver it all, and checks what they did.
-func (b *bench) scaleEnd(h, tw *runner, ids []string, res *scaleResult) {
+func (b *bench) scaleEnd(runs []*runner, ids []string, res *scaleResult) {
 	logf("  stopping %d containers", len(ids))
-	if err := each(ids, *workers*2, func(id string) error { return b.eng.stop(b.ctx, id) }); err != nil {
-		logf("  stop: %v", err)
-	}
 	seqs := make([]int, len(ids))
-	if err := parallel(len(ids), *workers, func(i int) (err error) { seqs[i], err = b.eng.lastSeq(b.ctx, ids[i]); return err }); err != nil {
-		logf("  last lines: %v", err)
-	}
+	err := parallel(len(ids), *workers, func(i int) (err error) {
+		if err = b.eng.stop(b.ctx, ids[i]); err == nil {
+			seqs[i], err = b.eng.lastSeq(b.ctx, ids[i])
+		}
+		return err
+	})
 	want := map[string]int{}
 	for i, id := range ids {
 		want[id] = seqs[i]
 		res.Lines += seqs[i]
 	}
-	h.wait(2*time.Minute, func() bool { return h.haveAll(want) })
-	if tw != nil {
-		tw.wait(time.Minute, func() bool { return tw.haveAll(want) })
-		tw.idle(5 * time.Second) // every reader returns once its container stopped
-		tw.mu.Lock()
-		res.TwinAfterStop = tw.goroutines
-		tw.mu.Unlock()
-		c := tw.check(want)
-		res.TwinCheck = &c
-	}
-	h.idle(1500 * time.Millisecond) // duplicates would come now
-	res.HostCheck = h.check(want)
-	h.mu.Lock()
-	lat := slices.Clone(h.latencyMS)
-	h.mu.Unlock()
-	slices.Sort(lat)
-	res.Latency = percentiles(lat)
-	if len(lat) > 0 {
+	checks := settle(runs, want, 2*time.Minute)
+	res.HostCheck, res.Latency = checks[0], percentiles(runs[0].latencies())
+	if lat := runs[0].latencies(); len(lat) > 0 {
 		res.P99 = float64(lat[int(.99*float64(len(lat)-1))])
 	}
-	logf("  host: %s; twin: %v; latency %s; the daemon's own (raw follow): %s", res.HostCheck, res.TwinCheck, res.Latency, res.RawLatency)
+	if len(runs) > 1 {
+		runs[1].idle(3 * time.Second) // every reader has returned once its container stopped
+		res.TwinCheck, res.TwinAfterStop, res.TwinBaseline = &checks[1], runs[1].sample(time.Now()).Goroutines, runs[1].baseline
+	}
+	logf("  host: %s; twin: %v; latency %s; the daemon's own (raw follow): %s; errors: %v", res.HostCheck, res.TwinCheck, res.Latency, res.RawLatency, err)
 }
 
 func (b *bench) runScale() error {

@@ -117,16 +117,8 @@ func (s *soak) start() error {
 		}
 		props["docker_host"] = s.proxy.Host()
 	}
-	kinds := []string{"host", "twin"}
-	if !*twinOn {
-		kinds = kinds[:1]
-	}
-	for _, kind := range kinds {
-		r, err := s.b.start(kind, soakCase, props, kind == "host")
-		if err != nil {
-			return err
-		}
-		s.runs = append(s.runs, r)
+	if s.runs, err = s.b.startReaders(soakCase, props, *twinOn); err != nil {
+		return err
 	}
 	if s.csv, err = os.Create(filepath.Join(*outDir, "soak.csv")); err != nil {
 		return err
@@ -140,9 +132,7 @@ func (s *soak) start() error {
 
 // close stops the runners, removes the containers and closes the proxy.
 func (s *soak) close() {
-	for _, r := range s.runs {
-		r.stop()
-	}
+	stopAll(s.runs)
 	s.b.removeAll(s.ids)
 	if s.proxy != nil {
 		s.proxy.Close()
@@ -303,12 +293,10 @@ func (s *soak) finish() error {
 	maps.Copy(all, s.fastRm)
 	var checks [2][2]checkResult // host, twin x kept, removed at once
 	var exits [2]string
-	for i, r := range s.runs {
-		r.wait(time.Minute, func() bool { return r.haveAll(s.want) })
-		r.idle(1500 * time.Millisecond) // duplicates would show up in the next collect
-		checks[i] = [2]checkResult{r.check(s.want), r.check(s.fastRm)}
-		checks[i][0].Extra, checks[i][1].Extra = r.check(all).Extra, 0
-		exits[i] = r.stop()
+	for i, c := range settle(s.runs, s.want, time.Minute) {
+		checks[i] = [2]checkResult{c, s.runs[i].check(s.fastRm)}
+		checks[i][0].Extra, checks[i][1].Extra = s.runs[i].check(all).Extra, 0
+		exits[i] = s.runs[i].stop()
 	}
 	s.report(checks, exits, <-s.faults)
 	return nil
@@ -347,10 +335,7 @@ func (s *soak) report(checks [2][2]checkResult, exits [2]string, faults string) 
 	if len(s.pre) > 0 {
 		base, minPre, maxPre = s.pre[0], slices.Min(s.pre), slices.Max(s.pre)
 	}
-	s.runs[0].mu.Lock()
-	lat := slices.Clone(s.runs[0].latencyMS)
-	s.runs[0].mu.Unlock()
-	slices.Sort(lat)
+	lat := s.runs[0].latencies()
 	life := section{Title: "Soak: lines and lifecycle", Header: []string{"measure", "value"}, Rows: [][]string{
 		{"waves", fmt.Sprintf("%d x %d containers (kinds: exits, burst-rm, stopped after 3 s, exits-slow) + %d steady", s.wave, *soakWaveSize, *soakSteady)},
 		{"host: containers kept until read (removed after at most a minute)", fmt.Sprintf("%s (%d removed unread after the minute)", hc[0], s.late)},
