@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/testhost"
 )
 
 // The files suite: one container's log of filesLines lines of 100 bytes,
@@ -86,7 +88,7 @@ func (b *bench) runFiles() error {
 // and waits until the input has counted filesLines records.
 func (b *bench) fluentBitRun(fb, name string, input []string) (res filesRun) {
 	res.name = name
-	addr, err := freeAddr()
+	addr, err := testhost.FreeAddr()
 	_, port, _ := strings.Cut(addr, ":")
 	ctx, cancel := context.WithTimeout(b.ctx, filesTimeout)
 	defer cancel()

@@ -65,7 +65,7 @@ func (b *bench) pluginRead(caseName string, want map[string]int) readResult {
 		total += n
 	}
 	dm := startCPU(b.dockerd)
-	h, err := b.start("host", caseName, b.props(caseName, nil), false)
+	h, err := b.start("host", caseName, b.props(caseName, nil))
 	if err != nil {
 		res.Check = err.Error()
 		return res

@@ -29,34 +29,31 @@ import (
 
 // seqSet records which loggen sequence numbers of one container arrived.
 type seqSet struct {
-	bits  []uint64
+	seen  []bool
 	count int // distinct
 	dups  int
 }
 
 func (s *seqSet) add(seq int) {
-	w := seq >> 6
-	if w >= len(s.bits) {
-		s.bits = append(s.bits, make([]uint64, w+1-len(s.bits)+len(s.bits)/2)...)
+	if seq >= len(s.seen) {
+		s.seen = append(s.seen, make([]bool, seq+1-len(s.seen)+len(s.seen)/2)...)
 	}
-	m := uint64(1) << (seq & 63)
-	if s.bits[w]&m != 0 {
+	if s.seen[seq] {
 		s.dups++
-		return
+	} else {
+		s.seen[seq], s.count = true, s.count+1
 	}
-	s.bits[w] |= m
-	s.count++
 }
 
 // missing counts the seqs in 1..n that did not arrive.
 func (s *seqSet) missing(n int) int {
-	have := 0
-	for seq := 1; seq <= n; seq++ {
-		if w := seq >> 6; w < len(s.bits) && s.bits[w]&(1<<(seq&63)) != 0 {
-			have++
+	m := n
+	for _, ok := range s.seen[min(1, len(s.seen)):min(n+1, len(s.seen))] {
+		if ok {
+			m--
 		}
 	}
-	return n - have
+	return m
 }
 
 // collectRec is one collect as the bench saw it.
@@ -70,13 +67,11 @@ type collectRec struct {
 
 // runner is one running host process.
 type runner struct {
-	kind    string // "host" (C host + .so) or "twin" (in-process capture)
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
 	pid     int
 	outPath string
 	t0      time.Time // just before exec
-	latency bool      // keep each record's latency while the window is open
 
 	evs  chan collectRec // follow sends and closes once the process is reaped; parse receives
 	done chan struct{}   // closed by parse after the last collect: nothing changes after it
@@ -84,28 +79,25 @@ type runner struct {
 	mu           sync.Mutex
 	changed      chan struct{} // closed and replaced whenever anything below changes
 	initAt       time.Time
-	initFailed   bool
 	baseline     int // goroutines before init; -1 if not reported
 	goroutines   int // last count the twin reported; -1 if none
 	exitLine     string
 	records      int
 	perContainer map[string]*seqSet
-	badLines     int       // records whose log is not a loggen line
-	latencyMS    []float32 // collect time - record time, for collects in the window
-	windowFrom   time.Time // zero: the window is not open yet
-	windowTo     time.Time // zero: no end
-	collects     []collectRec
+	badLines     int        // records whose log is not a loggen line
+	latencyMS    []float32  // collect time - record time, of each record
+	last, prev   collectRec // the last collect and the one before
 	parseErr     error
 }
 
 var runSeq int
 
 // start runs kind ("host" or "twin") with the given properties and waits
-// for init; latency keeps record latencies once startWindow is called.
-func (b *bench) start(kind, name string, props map[string]string, latency bool) (*runner, error) {
+// for init.
+func (b *bench) start(kind, name string, props map[string]string) (*runner, error) {
 	runSeq++
 	base := fmt.Sprintf("%02d-%s-%s", runSeq, name, kind)
-	r := &runner{kind: kind, outPath: filepath.Join(runTmp, base+".msgpack"), latency: latency,
+	r := &runner{outPath: filepath.Join(runTmp, base+".msgpack"),
 		evs: make(chan collectRec, 1<<16), done: make(chan struct{}), changed: make(chan struct{}),
 		baseline: -1, goroutines: -1, perContainer: map[string]*seqSet{}}
 	args := append([]string{"-o", r.outPath}, testhost.PropertyArgs(props)...)
@@ -134,7 +126,7 @@ func (b *bench) start(kind, name string, props map[string]string, latency bool) 
 	r.pid = r.cmd.Process.Pid
 	go r.follow(stderr, log)
 	go r.parse()
-	if !r.wait(time.Minute, func() bool { return !r.initAt.IsZero() || r.initFailed }) || r.initFailed {
+	if !r.wait(time.Minute, func() bool { return !r.initAt.IsZero() }) { // a failed init ends the process
 		r.stop()
 		return nil, fmt.Errorf("%s did not init (see %s)", kind, log.Name())
 	}
@@ -142,10 +134,10 @@ func (b *bench) start(kind, name string, props map[string]string, latency bool) 
 }
 
 // startReaders starts the host and, with twin, the twin on the same
-// properties; only the host keeps latencies.
+// properties.
 func (b *bench) startReaders(name string, props map[string]string, twin bool) (runs []*runner, err error) {
 	for _, kind := range []string{"host", "twin"}[:map[bool]int{false: 1, true: 2}[twin]] {
-		r, err := b.start(kind, name, props, kind == "host")
+		r, err := b.start(kind, name, props)
 		if err != nil {
 			stopAll(runs)
 			return nil, err
@@ -173,11 +165,15 @@ func settle(runs []*runner, want map[string]int, timeout time.Duration) (checks 
 	return checks
 }
 
-// latencies are the latencies kept so far, sorted.
-func (r *runner) latencies() []float32 {
+// latencies are the latencies of records from..to-1 (to < 0: all from
+// from on), sorted.
+func (r *runner) latencies(from, to int) []float32 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return slices.Sorted(slices.Values(r.latencyMS))
+	if to < 0 {
+		to = len(r.latencyMS)
+	}
+	return slices.Sorted(slices.Values(r.latencyMS[from:to]))
 }
 
 // follow reads stderr, stamping each line as it arrives into the log file,
@@ -201,9 +197,7 @@ func (r *runner) follow(stderr io.Reader, log *os.File) {
 		r.update(func() {
 			switch l.Kind {
 			case testhost.LineInitOK:
-				r.initAt = now
-			case testhost.LineInitFailed:
-				r.initFailed = true
+				r.initAt, r.last.at = now, now // the collect before the first
 			case testhost.LineBaseline:
 				r.baseline = l.Goroutines
 			case testhost.LineGoroutines:
@@ -242,7 +236,7 @@ func (r *runner) parse() {
 				r.parseErr = fmt.Errorf("collect at OUT offset %d: %w", off-int64(ev.bytes), err)
 			}
 			ev.records = r.records
-			r.collects = append(r.collects, ev)
+			r.prev, r.last = r.last, ev
 			if ev.goroutines >= 0 {
 				r.goroutines = ev.goroutines
 			}
@@ -262,8 +256,6 @@ func readAt(path string, buf []byte, off int64) error {
 
 // account adds one collect's records; called with r.mu held.
 func (r *runner) account(ev collectRec, buf []byte) error {
-	keep := r.latency && !r.windowFrom.IsZero() && !ev.at.Before(r.windowFrom) &&
-		(r.windowTo.IsZero() || ev.at.Before(r.windowTo))
 	n, err := walkEvents(buf, func(ts int64, container, log []byte) {
 		s := r.perContainer[string(container)]
 		if s == nil {
@@ -275,9 +267,7 @@ func (r *runner) account(ev collectRec, buf []byte) error {
 		} else {
 			r.badLines++
 		}
-		if keep {
-			r.latencyMS = append(r.latencyMS, float32(float64(ev.at.UnixNano()-ts)/1e6))
-		}
+		r.latencyMS = append(r.latencyMS, float32(float64(ev.at.UnixNano()-ts)/1e6))
 	})
 	r.records += n
 	return err
@@ -379,14 +369,7 @@ func (r *runner) waitRecords(n int, idle time.Duration) (last, prev collectRec, 
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	prev.at = r.initAt
-	if k := len(r.collects); k > 0 {
-		last = r.collects[k-1]
-		if k > 1 {
-			prev = r.collects[k-2]
-		}
-	}
-	return last, prev, ok
+	return r.last, r.prev, ok
 }
 
 // stop asks the host to exit (EOF on stdin, as Fluent Bit's shutdown) and
@@ -405,15 +388,9 @@ func (r *runner) stop() string {
 	return r.exitLine
 }
 
-// startWindow starts keeping latency samples from now on; endWindow stops.
-func (r *runner) startWindow() { r.update(func() { r.windowFrom = time.Now() }) }
-func (r *runner) endWindow()   { r.update(func() { r.windowTo = time.Now() }) }
-
 // checkResult compares what arrived with what each container wrote.
 type checkResult struct {
-	Containers   int    `json:"containers"`
 	Expected     int    `json:"expected_lines"`
-	Distinct     int    `json:"distinct_lines"`
 	Missing      int    `json:"missing_lines"`
 	Duplicates   int    `json:"duplicate_lines"`
 	Extra        int    `json:"lines_of_other_containers"`
@@ -441,7 +418,7 @@ func (c checkResult) String() string {
 func (r *runner) check(want map[string]int) checkResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	c := checkResult{Containers: len(want), BadLines: r.badLines}
+	c := checkResult{BadLines: r.badLines}
 	if r.parseErr != nil {
 		c.Err = "; " + r.parseErr.Error()
 	}
@@ -451,7 +428,6 @@ func (r *runner) check(want map[string]int) checkResult {
 		if s == nil {
 			s = &seqSet{}
 		}
-		c.Distinct += s.count
 		c.Duplicates += s.dups
 		if m := s.missing(n); m > 0 {
 			c.Missing += m

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -113,33 +110,4 @@ func loadAvg() string {
 		return strings.Join(f[:3], " ")
 	}
 	return "?"
-}
-
-// freeAddr is a loopback address whose port is free now, for a run's
-// Metrics_Listen or Fluent Bit's HTTP server.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// scrapeCounter reads one counter without labels from the plugin's
-// /metrics at addr.
-func scrapeCounter(addr, name string) (int, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
-			v, err := strconv.ParseFloat(f[1], 64)
-			return int(v), err
-		}
-	}
-	return 0, fmt.Errorf("%s: no %s (%v)", addr, name, sc.Err())
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/testhost"
 )
 
 // refreshResult is the daemon's cost of refreshing a stream of one quiet
@@ -162,13 +164,13 @@ func (b *bench) refreshSize(sz refreshSize, id string) (r refreshResult, err err
 	}
 	logf("  %s: dockerd CPU per request: since+tail=256 %s, plain since %s (idle %.0f ms/s)", sz.name, r.Tail, r.Plain, r.Tail.IdleMS)
 	r.Plugin, err = b.measure(3*time.Second, func() (int, error) {
-		metricsAddr, err := freeAddr()
+		metricsAddr, err := testhost.FreeAddr()
 		if err != nil {
 			return 0, err
 		}
 		name := "refresh-" + sz.name
 		h, err := b.start("host", name, b.props(name, map[string]string{
-			"Read_From_Head": "off", "Stream_Refresh": *refreshEvery, "Metrics_Listen": metricsAddr}), false)
+			"Read_From_Head": "off", "Stream_Refresh": *refreshEvery, "Metrics_Listen": metricsAddr}))
 		if err != nil {
 			return 0, err
 		}
@@ -177,7 +179,8 @@ func (b *bench) refreshSize(sz refreshSize, id string) (r refreshResult, err err
 		r.PluginSeconds = time.Since(h.initAt).Seconds()
 		hc, _ := procCPU(h.pid)
 		r.PluginHostCPUS = hc.Seconds()
-		return scrapeCounter(metricsAddr, "docker_logs_stream_refreshes_total")
+		m, err := testhost.Scrape(metricsAddr)
+		return int(m["docker_logs_stream_refreshes_total"]), err
 	})
 	logf("  %s: plugin %d refreshes in %.1fs, %s dockerd CPU each", sz.name, r.Plugin.N, r.PluginSeconds, r.Plugin)
 	return r, err

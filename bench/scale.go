@@ -33,6 +33,7 @@ type scaleResult struct {
 	// The daemon's own latency: plain follow streams (tail=0) on every
 	// -raw-every'th container, receive time - stamp, in the window.
 	RawLatency string `json:"raw_latency_p50_p99_max"`
+	window     [2]int // the host's first record in the window and the first after it
 }
 
 // percentiles is "p50 / p99 / max ms" of sorted latencies.
@@ -73,8 +74,7 @@ func (b *bench) scalePhase(p scalePhase) (res scaleResult, err error) {
 // follows every -raw-every'th container with a plain stream for the
 // daemon's own latency, and derives the window's CPU, RSS and fd figures.
 func (b *bench) scaleWindow(runs []*runner, ids []string, res *scaleResult) {
-	win, h := time.Now(), runs[0]
-	h.startWindow()
+	win := time.Now()
 	dm := startCPU(b.dockerd)
 	samples := make([][]procSample, len(runs)) // host, twin
 	sample := func() {
@@ -94,12 +94,12 @@ func (b *bench) scaleWindow(runs []*runner, ids []string, res *scaleResult) {
 		sample()
 	}
 	sample()
-	h.endWindow()
 	rawStop()
 	rawWG.Wait()
 	res.RawLatency = percentiles(slices.Sorted(slices.Values(slices.Concat(lats...))))
 	dcpu, dwall := dm.stop()
 	first, last := samples[0][0], samples[0][len(samples[0])-1]
+	res.window = [2]int{first.Records, last.Records} // a latency a record
 	res.HostCores, res.DockerdCores = (last.CPU-first.CPU)/(last.T-first.T), dcpu.Seconds()/dwall.Seconds()
 	if n := last.Records - first.Records; n > 0 {
 		res.HostUSPerLine = (last.CPU - first.CPU) * 1e6 / float64(n)
@@ -129,8 +129,9 @@ func (b *bench) scaleEnd(runs []*runner, ids []string, res *scaleResult) {
 		res.Lines += seqs[i]
 	}
 	checks := settle(runs, want, 2*time.Minute)
-	res.HostCheck, res.Latency = checks[0], percentiles(runs[0].latencies())
-	if lat := runs[0].latencies(); len(lat) > 0 {
+	lat := runs[0].latencies(res.window[0], res.window[1])
+	res.HostCheck, res.Latency = checks[0], percentiles(lat)
+	if len(lat) > 0 {
 		res.P99 = float64(lat[int(.99*float64(len(lat)-1))])
 	}
 	if len(runs) > 1 {

@@ -125,7 +125,6 @@ func (s *soak) start() error {
 	}
 	fmt.Fprintln(s.csv, strings.Join(soakColumns, ","))
 	s.t0 = time.Now()
-	s.runs[0].startWindow()
 	s.sample()
 	return nil
 }
@@ -302,72 +301,51 @@ func (s *soak) finish() error {
 	return nil
 }
 
-// report writes the soak's sections, raw figures and goals.
+// report writes the soak's goals and lifecycle, and its samples to the
+// raw figures.
 func (s *soak) report(checks [2][2]checkResult, exits [2]string, faults string) {
-	b := s.b
-	hc, tc := checks[0], checks[1]
-	growth := section{Title: "Soak: growth per minute (least squares over the 10 s samples)",
-		Header: []string{"series", "first", "last", "slope/min (all)", "slope/min (after 1st min)"},
-		Notes:  []string{"samples: " + s.csv.Name()}}
-	perMin := map[string]float64{}
-	for _, c := range []struct {
-		name string
-		col  int // of soakColumns
-	}{{"host fds", 2}, {"host RSS MB", 1}, {"twin goroutines", 4}, {"twin fds", 6}, {"twin RSS MB", 5}} {
-		var x, y, wx, wy []float64
+	b, hc, tc := s.b, checks[0], checks[1]
+	// growth is the first and last sample of a column and its least-squares
+	// slope per minute after the first minute (the heap settling).
+	growth := func(col int) (first, last, perMin float64) {
+		var x, y []float64
 		for _, r := range s.rows {
-			if len(s.runs) == 1 && c.col >= 4 || r[c.col] < 0 { // the twin counts goroutines from its first collect
-				continue
-			}
-			x, y = append(x, r[0]/60), append(y, r[c.col])
-			if r[0] >= 60 {
-				wx, wy = append(wx, r[0]/60), append(wy, r[c.col])
+			if r[0] >= 60 && r[col] >= 0 { // the twin counts goroutines from its first collect
+				x, y = append(x, r[0]/60), append(y, r[col])
 			}
 		}
-		if len(y) > 0 {
-			perMin[c.name] = slope(wx, wy)
-			growth.Rows = append(growth.Rows, []string{c.name, fmt.Sprintf("%.1f", y[0]), fmt.Sprintf("%.1f", y[len(y)-1]),
-				signed(slope(x, y)), signed(perMin[c.name])})
-		}
+		return s.rows[0][col], s.rows[len(s.rows)-1][col], slope(x, y)
 	}
-	b.rep.section(growth)
-	base, minPre, maxPre, end := -1, -1, -1, int(s.rows[len(s.rows)-1][4])
-	if len(s.pre) > 0 {
-		base, minPre, maxPre = s.pre[0], slices.Min(s.pre), slices.Max(s.pre)
-	}
-	lat := s.runs[0].latencies()
 	life := section{Title: "Soak: lines and lifecycle", Header: []string{"measure", "value"}, Rows: [][]string{
 		{"waves", fmt.Sprintf("%d x %d containers (kinds: exits, burst-rm, stopped after 3 s, exits-slow) + %d steady", s.wave, *soakWaveSize, *soakSteady)},
-		{"host: containers kept until read (removed after at most a minute)", fmt.Sprintf("%s (%d removed unread after the minute)", hc[0], s.late)},
-		{"host: burst-rm containers (50 lines, removed as soon as they exit, like --rm)", hc[1].String()},
-		{"twin: containers kept until read", tc[0].String()},
-		{"twin: burst-rm containers", tc[1].String()},
-		{"twin goroutines before each wave (first / min / max)", fmt.Sprintf("%d / %d / %d", base, minPre, maxPre)},
-		{"twin goroutines at the end (only steady containers)", strconv.Itoa(end)},
-		{"latency p50 / p99 / max", fmt.Sprintf("%s (%d records)", percentiles(lat), len(lat))},
-		{"host exit", exits[0]},
-		{"twin exit", exits[1]},
+		{"kept containers removed unread after a minute", strconv.Itoa(s.late)},
+		{"burst-rm containers (50 lines, removed as soon as they exit, like --rm): host; twin", hc[1].String() + "; " + tc[1].String()},
+		{"twin goroutines before each wave", fmt.Sprint(s.pre)},
+		{"latency p50 / p99 / max", percentiles(s.runs[0].latencies(0, -1))},
+		{"host exit; twin exit", exits[0] + "; " + exits[1]},
 		{"faults (stall, outage, cut)", faults},
 		{"wave errors", fmt.Sprint(s.errs)},
+		{"samples", s.csv.Name()},
 	}}
-	b.rep.raw("soak", map[string]any{"pre_wave_twin_goroutines": s.pre, "host_check": hc, "twin_check": tc, "columns": soakColumns, "rows": s.rows})
 	if s.proxy != nil {
 		st := s.proxy.Stats()
 		life.Rows = append(life.Rows, []string{"faultproxy", fmt.Sprintf("%d connections, %d logs requests, %d cut in a header, %d in a payload",
 			st.Conns, st.LogsRequests, st.HeaderCuts, st.PayloadCuts)})
 	}
 	b.rep.section(life)
+	b.rep.raw("soak", map[string]any{"host_check": hc, "twin_check": tc, "columns": soakColumns, "rows": s.rows})
 	b.rep.goal("6a", "soak: every line of kept containers (host; twin)", hc[0].String()+"; "+tc[0].String(), "all, once",
 		boolp(hc[0].ok() && (len(s.runs) == 1 || tc[0].ok())))
-	if len(s.runs) > 1 {
-		b.rep.goal("6b", "soak: twin goroutines back to baseline before each wave (first/max before a wave; end)",
-			fmt.Sprintf("%d/%d; %d", base, maxPre, end), "back to baseline", boolp(maxPre-base <= 3 && end-base <= 3))
-		g := perMin["twin goroutines"]
-		b.rep.goal("6d", "soak: twin goroutines growth per minute (after the first minute)", signed(g), "flat", boolp(g > -0.5 && g < 0.5))
+	if len(s.runs) > 1 && len(s.pre) > 0 {
+		base, top, end := s.pre[0], slices.Max(s.pre), int(s.rows[len(s.rows)-1][4])
+		_, _, g := growth(4)
+		b.rep.goal("6b", "soak: twin goroutines before the first wave / most before a wave / at the end; growth a minute after the first",
+			fmt.Sprintf("%d / %d / %d; %s", base, top, end, signed(g)), "back to baseline, flat", boolp(top-base <= 3 && end-base <= 3 && g > -0.5 && g < 0.5))
 	}
-	fds, rss := perMin["host fds"], perMin["host RSS MB"]
-	b.rep.goal("6c", "soak: host fds and RSS growth per minute (after the first minute)",
-		fmt.Sprintf("%s fds/min, %s MB/min", signed(fds), signed(rss)), "flat", boolp(fds > -1 && fds < 1 && rss < 1))
+	f0, f1, fds := growth(2)
+	r0, r1, rss := growth(1)
+	b.rep.goal("6c", "soak: host fds and RSS, first to last; growth a minute after the first",
+		fmt.Sprintf("%.0f to %.0f fds (%s); %.1f to %.1f MB (%s)", f0, f1, signed(fds), r0, r1, signed(rss)), "flat", boolp(fds > -1 && fds < 1 && rss < 1))
 }
 
 // slope is the least-squares slope of y over x.

@@ -1,11 +1,8 @@
 package testhost
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,53 +12,24 @@ import (
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
 )
 
-// freeAddr returns a loopback address whose port was free a moment ago.
+// freeAddr is FreeAddr for a test.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
-// scrape reads /metrics and returns each sample by its series, as written
-// (`name{label="v"}`), with the value.
+// scrape is Scrape for a test.
 func scrape(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
-	hc := &http.Client{Timeout: 10 * time.Second}
-	defer hc.CloseIdleConnections()
-	resp, err := hc.Get("http://" + addr + "/metrics")
+	m, err := Scrape(addr)
 	if err != nil {
 		t.Fatalf("scrape: %v", err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("scrape: %s: %s", resp.Status, b)
-	}
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
-		t.Errorf("Content-Type %q, want Prometheus text", ct)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if i < 0 || err != nil {
-			t.Fatalf("scrape: unparsable sample %q", line)
-		}
-		out[line[:i]] = v
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("scrape: %v", err)
-	}
-	return out
+	return m
 }
 
 // deliveredByStream counts the records of container id and their log
