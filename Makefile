@@ -61,10 +61,13 @@ clean:
 # Benchmarks against the performance goals; they never fail on a timing.
 # `make bench` runs every suite (capture's BenchmarkPipeline, history
 # throughput against a raw read, refresh cost against log size, scale and
-# latency) and writes build/bench/results.md and results.json; `make soak`
-# churns containers for SOAK_DURATION and writes build/bench/soak.{md,json,
-# csv,svg}. BENCH_FLAGS passes flags to the bench program, e.g.
-# BENCH_FLAGS='-suites history,refresh -scale 100x10' (see go run ./bench -h).
+# latency, and with fluent-bit on the PATH files against the API and tail)
+# and writes build/bench/results.md and results.json; `make soak` churns
+# containers for SOAK_DURATION and writes build/bench/soak.{md,json,csv}.
+# The bench program is built from bench/, testhost/, internal/ and the
+# product's packages, so it depends on all of them. BENCH_FLAGS passes
+# flags to it, e.g. BENCH_FLAGS='-suites history,refresh -scale 100x10'
+# (see go run ./bench -h).
 BENCH_FLAGS   ?=
 SOAK_DURATION ?= 30m
 BENCH_BIN     := $(BUILD)/bench-runner

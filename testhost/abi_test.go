@@ -141,7 +141,7 @@ func TestExitStopsEveryGoroutine(t *testing.T) {
 	}
 }
 
-func isCollect(l string) bool { return strings.HasPrefix(l, "collect ") }
+func isCollect(l string) bool { return ParseLine(l).Kind == LineCollect }
 
 // caseLabels returns labels for this test's containers and removes every
 // container carrying them when the test ends.

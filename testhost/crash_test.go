@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -53,7 +52,7 @@ func TestCrashRepeatsButLosesNoLine(t *testing.T) {
 			// storage those two batches wait in the host, and a DB written
 			// at once would hold their commits by then.
 			from := first.lineCount()
-			_, ok := first.await(from, commandTimeout, func(l string) bool { return strings.HasPrefix(l, "out bytes=") })
+			_, ok := first.await(from, commandTimeout, func(l string) bool { return ParseLine(l).Kind == LineOut })
 			from = first.lineCount()
 			for i := 0; ok && i < 2; i++ {
 				_, ok = first.await(from, commandTimeout, isCollect)

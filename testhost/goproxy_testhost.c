@@ -595,6 +595,23 @@ static void append(const void *data, size_t size)
 }
 
 /*
+ * Hands an appended buffer back to the plugin as Fluent Bit does: through
+ * the Ctx callback where the host calls those (ctx_callbacks) and the
+ * plugin exports it, else the plain one, else the host frees it.
+ */
+static int cleanup_buffer(void *remote_context, int ctx_callbacks, void *data)
+{
+    if (ctx_callbacks && plugin.cb_cleanup_ctx) {
+        return plugin.cb_cleanup_ctx(remote_context, data);
+    }
+    if (plugin.cb_cleanup) {
+        return plugin.cb_cleanup(data);
+    }
+    free(data);
+    return 0;
+}
+
+/*
  * collect mirrors flb_proxy_input_cb_collect (src/flb_plugin_proxy.c) with
  * proxy_go_input_collect/_cleanup (src/proxy/go/go.c): the Ctx variants win
  * when exported; size 0 returns at once, WITHOUT the cleanup callback (a
@@ -636,17 +653,7 @@ static void collect(void)
     /* flb_input_log_append(ins, NULL, 0, data, len) */
     append(data, size);
 
-    if (plugin.cb_cleanup_ctx) {
-        ret = plugin.cb_cleanup_ctx(proxy_ctx.remote_context, data);
-    }
-    else if (plugin.cb_cleanup) {
-        ret = plugin.cb_cleanup(data);
-    }
-    else {
-        free(data);
-        ret = 0;
-    }
-    if (ret == -1) {
+    if (cleanup_buffer(proxy_ctx.remote_context, 1, data) == -1) {
         say("testhost: cleanup callback returned -1");
     }
     say("collect bytes=%zu", size);
@@ -940,17 +947,7 @@ static void multi_collect(struct multi_input *m)
         _exit(EXIT_CONTRACT);
     }
     write_all(m->out_fd, data, size);
-    if (!multi_old_host && plugin.cb_cleanup_ctx) {
-        ret = plugin.cb_cleanup_ctx(m->ctx.remote_context, data);
-    }
-    else if (plugin.cb_cleanup) {
-        ret = plugin.cb_cleanup(data);
-    }
-    else {
-        free(data);
-        ret = 0;
-    }
-    if (ret == -1) {
+    if (cleanup_buffer(m->ctx.remote_context, !multi_old_host, data) == -1) {
         say("testhost: instance %d: cleanup callback returned -1", m->index);
     }
     say("collect instance=%d bytes=%zu", m->index, size);
@@ -1117,23 +1114,16 @@ static void multi_exit_all(int started)
     }
 }
 
-static struct multi_input *multi_by_index(const char *arg)
-{
-    int k = atoi(arg);
-
-    if (k < 1 || k > multi_n) {
-        return NULL;
-    }
-    return &multi[k - 1];
-}
-
-/* The command loop for several instances: pause K, resume K, exit. */
-static void multi_command_loop(int sig_fd)
+/*
+ * Reads commands from stdin, one a line, and hands each to run until run
+ * says exit, stdin ends or a signal comes (sig_fd). Returns when the host
+ * must shut down.
+ */
+static void command_loop(int sig_fd, int (*run)(const char *line))
 {
     char buf[4096];
     size_t used = 0;
     struct pollfd pfd[2];
-    struct multi_input *m;
     ssize_t n;
     char *line, *nl;
 
@@ -1146,11 +1136,19 @@ static void multi_command_loop(int sig_fd)
             if (errno == EINTR) {
                 continue;
             }
+            say("testhost: poll: %s", strerror(errno));
             return;
         }
         if (pfd[1].revents & POLLIN) {
-            say("testhost: signal: exit");
+            struct signalfd_siginfo si;
+
+            if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
+                say("testhost: signal %u: exit", si.ssi_signo);
+            }
             return;
+        }
+        if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+            continue;
         }
         n = read(STDIN_FILENO, buf + used, sizeof(buf) - 1 - used);
         if (n < 0 && errno == EINTR) {
@@ -1165,29 +1163,53 @@ static void multi_command_loop(int sig_fd)
         line = buf;
         while ((nl = strchr(line, '\n')) != NULL) {
             *nl = '\0';
-            line = trim(line);
-            if (strcmp(line, "exit") == 0) {
+            if (run(trim(line)) != 0) {
                 return;
-            }
-            if (strncmp(line, "pause ", 6) == 0 && (m = multi_by_index(line + 6)) != NULL) {
-                multi_pause(m);
-                say("ok pause %d", m->index);
-            }
-            else if (strncmp(line, "resume ", 7) == 0 && (m = multi_by_index(line + 7)) != NULL) {
-                multi_resume(m);
-                say("ok resume %d", m->index);
-            }
-            else if (*line != '\0') {
-                say("testhost: unknown command %s (want pause K, resume K or exit)", line);
             }
             line = nl + 1;
         }
         used = strlen(line);
         memmove(buf, line, used);
         if (used == sizeof(buf) - 1) {
+            say("testhost: command line too long");
             used = 0;
         }
     }
+}
+
+static struct multi_input *multi_by_index(const char *arg)
+{
+    int k = atoi(arg);
+
+    if (k < 1 || k > multi_n) {
+        return NULL;
+    }
+    return &multi[k - 1];
+}
+
+/*
+ * The commands for several instances: pause K, resume K, exit. Returns 1
+ * on exit.
+ */
+static int multi_command_line(const char *line)
+{
+    struct multi_input *m;
+
+    if (strcmp(line, "exit") == 0) {
+        return 1;
+    }
+    if (strncmp(line, "pause ", 6) == 0 && (m = multi_by_index(line + 6)) != NULL) {
+        multi_pause(m);
+        say("ok pause %d", m->index);
+    }
+    else if (strncmp(line, "resume ", 7) == 0 && (m = multi_by_index(line + 7)) != NULL) {
+        multi_resume(m);
+        say("ok resume %d", m->index);
+    }
+    else if (*line != '\0') {
+        say("testhost: unknown command %s (want pause K, resume K or exit)", line);
+    }
+    return 0;
 }
 
 /*
@@ -1265,7 +1287,7 @@ static int multi_main(struct proxy_def *def, int sig_fd, int baseline)
     }
     say("init ok");
 
-    multi_command_loop(sig_fd);
+    command_loop(sig_fd, multi_command_line);
 
     t0 = now_ms();
     /* flb_input_pause skips an input paused already. */
@@ -1313,78 +1335,24 @@ static void run_command(char cmd)
     }
 }
 
-/*
- * Reads commands from stdin until exit, EOF or a signal (sig_fd). Returns
- * when the host must shut down.
- */
-static void command_loop(int sig_fd)
+/* The commands for one instance: pause, resume, exit. Returns 1 on exit. */
+static int single_command_line(const char *line)
 {
-    char buf[4096];
-    size_t used = 0;
-    struct pollfd pfd[2];
-    ssize_t n;
-    char *line, *nl;
-
-    for (;;) {
-        pfd[0].fd = STDIN_FILENO;
-        pfd[0].events = POLLIN;
-        pfd[1].fd = sig_fd;
-        pfd[1].events = POLLIN;
-        if (poll(pfd, 2, -1) < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            say("testhost: poll: %s", strerror(errno));
-            return;
-        }
-        if (pfd[1].revents & POLLIN) {
-            struct signalfd_siginfo si;
-
-            if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
-                say("testhost: signal %u: exit", si.ssi_signo);
-            }
-            return;
-        }
-        if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-            continue;
-        }
-        n = read(STDIN_FILENO, buf + used, sizeof(buf) - 1 - used);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            say("testhost: stdin closed: exit");
-            return;
-        }
-        used += (size_t) n;
-        buf[used] = '\0';
-        line = buf;
-        while ((nl = strchr(line, '\n')) != NULL) {
-            *nl = '\0';
-            line = trim(line);
-            if (strcmp(line, "pause") == 0) {
-                run_command(CMD_PAUSE);
-                say("ok pause");
-            }
-            else if (strcmp(line, "resume") == 0) {
-                run_command(CMD_RESUME);
-                say("ok resume");
-            }
-            else if (strcmp(line, "exit") == 0) {
-                return;
-            }
-            else if (*line != '\0') {
-                say("testhost: unknown command %s (want pause, resume or exit)", line);
-            }
-            line = nl + 1;
-        }
-        used = strlen(line);
-        memmove(buf, line, used);
-        if (used == sizeof(buf) - 1) {
-            say("testhost: command line too long");
-            used = 0;
-        }
+    if (strcmp(line, "exit") == 0) {
+        return 1;
     }
+    if (strcmp(line, "pause") == 0) {
+        run_command(CMD_PAUSE);
+        say("ok pause");
+    }
+    else if (strcmp(line, "resume") == 0) {
+        run_command(CMD_RESUME);
+        say("ok resume");
+    }
+    else if (*line != '\0') {
+        say("testhost: unknown command %s (want pause, resume or exit)", line);
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -1572,7 +1540,7 @@ int main(int argc, char **argv)
     }
     say("init ok");
 
-    command_loop(sig_fd);
+    command_loop(sig_fd, single_command_line);
 
     /* The input thread ends after FLBPluginExit and sends no ack: join it. */
     t0 = now_ms();
