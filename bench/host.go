@@ -10,9 +10,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,8 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
-
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
 	"github.com/dockerlogs/fluent-bit-docker-logs/testhost"
 )
 
@@ -256,7 +252,7 @@ func readAt(path string, buf []byte, off int64) error {
 
 // account adds one collect's records; called with r.mu held.
 func (r *runner) account(ev collectRec, buf []byte) error {
-	n, err := walkEvents(buf, func(ts int64, container, log []byte) {
+	n, err := records.Walk(buf, func(ts int64, container, log []byte) {
 		s := r.perContainer[string(container)]
 		if s == nil {
 			s = &seqSet{}
@@ -271,59 +267,6 @@ func (r *runner) account(ev collectRec, buf []byte) error {
 	})
 	r.records += n
 	return err
-}
-
-// walkEvents calls fn with the time (ns), container_id and log of each
-// event [[time, {}], {record}] of b and returns how many there were. It
-// uses the msgpack library internal/records uses, not the plugin's encoder.
-func walkEvents(b []byte, fn func(ts int64, container, log []byte)) (int, error) {
-	d := msgpack.NewDecoder(bytes.NewReader(b))
-	var key, container, log []byte
-	var tb [8]byte
-	for n := 0; ; n++ {
-		_, err := d.DecodeArrayLen()
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		_, err2 := d.DecodeArrayLen()
-		typ, l, err3 := d.DecodeExtHeader()
-		fields, err4 := 0, errors.Join(err, err2, err3, d.ReadFull(tb[:]), d.Skip()) // the time, the metadata
-		if err4 == nil && (typ != 0 || l != 8) {
-			err4 = fmt.Errorf("ext %d of %d bytes, not an EventTime", typ, l)
-		}
-		if fields, err = d.DecodeMapLen(); err4 != nil || err != nil {
-			return n, fmt.Errorf("event %d: %w", n, errors.Join(err4, err))
-		}
-		container, log = container[:0], log[:0]
-		for range fields {
-			if key, err = readStr(d, key); err != nil {
-				return n, err
-			}
-			switch string(key) {
-			case "log":
-				log, err = readStr(d, log)
-			case "container_id":
-				container, err = readStr(d, container)
-			default:
-				err = d.Skip()
-			}
-			if err != nil {
-				return n, err
-			}
-		}
-		sec, nsec := binary.BigEndian.Uint32(tb[:4]), binary.BigEndian.Uint32(tb[4:])
-		fn(int64(sec)*1e9+int64(nsec), container, log)
-	}
-}
-
-// readStr reads a str or bin value into buf.
-func readStr(d *msgpack.Decoder, buf []byte) ([]byte, error) {
-	n, err := d.DecodeBytesLen()
-	if err != nil || n < 0 {
-		return buf[:0], err
-	}
-	buf = slices.Grow(buf[:0], n)[:n]
-	return buf, d.ReadFull(buf)
 }
 
 // wait returns when cond (called with r.mu held) is true, or false after
