@@ -25,16 +25,16 @@ import (
 	"github.com/dockerlogs/fluent-bit-docker-logs/docker"
 )
 
-type propFlag map[string]string
-
-func (p propFlag) String() string { return fmt.Sprint(map[string]string(p)) }
-func (p propFlag) Set(kv string) error {
-	k, v, ok := strings.Cut(kv, "=")
-	if !ok {
-		return fmt.Errorf("want key=value, got %q", kv)
+// setProp is a flag's Set for properties key=value, keys lower-cased.
+func setProp(props map[string]string) func(string) error {
+	return func(kv string) error {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return fmt.Errorf("want key=value, got %q", kv)
+		}
+		props[strings.ToLower(k)] = v
+		return nil
 	}
-	p[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
-	return nil
 }
 
 // say writes one line to stderr with one write.
@@ -45,8 +45,8 @@ func say(format string, args ...any) {
 func childMain(args []string) int {
 	fs := flag.NewFlagSet("child", flag.ContinueOnError)
 	out := fs.String("o", "", "OUT file for the collected buffers")
-	props := propFlag{}
-	fs.Var(props, "p", "key=value property (repeatable)")
+	props := map[string]string{}
+	fs.Func("p", "key=value property (repeatable)", setProp(props))
 	if err := fs.Parse(args); err != nil || *out == "" {
 		say("child: usage: -child -o OUT [-p key=value]...")
 		return 2
@@ -90,7 +90,7 @@ func childMain(args []string) int {
 
 // startTwin starts the capture as plugin/instance.go does and returns it,
 // its docker client, and Queue_Max_Size.
-func startTwin(props propFlag) (*capture.Capture, io.Closer, int, error) {
+func startTwin(props map[string]string) (*capture.Capture, io.Closer, int, error) {
 	cfg, err := conf.Parse(func(key string) string { return props[strings.ToLower(key)] })
 	if err != nil {
 		return nil, nil, 0, err

@@ -38,7 +38,7 @@ import (
 // The command line, read once by flag.Parse in run.
 var (
 	outDir        = flag.String("out", "build/bench", "directory for results and logs")
-	tmpDir        = flag.String("tmp", "", "directory for the hosts' OUT files (default: /dev/shm if there, else <out>/tmp)")
+	tmpDir        = flag.String("tmp", "/dev/shm", "directory for the runners' OUT files, which are large: in memory, the disk stays out of the figures")
 	hostBin       = flag.String("host", "build/goproxy-testhost", "the test host binary")
 	pluginSO      = flag.String("so", "build/docker_logs.so", "the plugin")
 	sock          = flag.String("sock", "/var/run/docker.sock", "the daemon's socket")
@@ -50,7 +50,7 @@ var (
 	histLines     = flag.Int("history-lines", 1_000_000, "history: lines of the one container")
 	histN         = flag.Int("history-containers", 10, "history: containers read at once")
 	histNLine     = flag.Int("history-container-lines", 100_000, "history: lines of each of those")
-	refreshSizes  = listFlag("refresh-sizes", "1MB=10000,100MB=1000000,1GB=10000000", "refresh: log sizes as name=lines of 100 bytes", parseRefreshSize)
+	refreshLines  = listFlag("refresh-lines", "10000,1000000,10000000", "refresh: log sizes in lines of 100 bytes", strconv.Atoi)
 	refreshK      = flag.Int("refresh-k", 20, "refresh: tail requests per size")
 	refreshPlainK = flag.Int("refresh-plain-k", 4, "refresh: plain since requests per size (half that, at least 1, from 5M lines)")
 	refreshEvery  = flag.String("refresh-every", "200ms", "refresh: the plugin's Stream_Refresh in its own run")
@@ -67,7 +67,7 @@ var (
 	soakWaveSize  = flag.Int("soak-wave-size", 8, "soak: containers per wave")
 	soakFaults    = flag.Bool("soak-faults", true, "soak: reach the daemon through internal/faultproxy, stall every logs stream 10 s, make the daemon unreachable 15 s and cut one stream mid-frame")
 	soakSteady    = flag.Int("soak-steady", 3, "soak: containers running throughout")
-	pluginProps   = propFlag{}
+	pluginProps   = map[string]string{}
 
 	// Set by prepare: where the runners' OUT files and logs go, and this
 	// program (the twin).
@@ -75,20 +75,7 @@ var (
 )
 
 func init() {
-	flag.Var(pluginProps, "plugin-prop", "key=value added to every plugin run's properties (repeatable), e.g. Stream_Refresh=5m")
-}
-
-type refreshSize struct {
-	name  string
-	lines int
-}
-
-func parseRefreshSize(s string) (r refreshSize, err error) {
-	name, n, _ := strings.Cut(s, "=")
-	if r = (refreshSize{name, atoi(n)}); r.lines <= 0 {
-		err = fmt.Errorf("%q: want name=lines", s)
-	}
-	return r, err
+	flag.Func("plugin-prop", "key=value added to every plugin run's properties (repeatable), e.g. Stream_Refresh=5m", setProp(pluginProps))
 }
 
 type scalePhase struct {
@@ -97,8 +84,7 @@ type scalePhase struct {
 }
 
 func parseScalePhase(s string) (p scalePhase, err error) {
-	n, r, _ := strings.Cut(s, "x")
-	if p = (scalePhase{atoi(n), atoi(r)}); p.containers <= 0 || p.rate <= 0 {
+	if _, err = fmt.Sscanf(s, "%dx%d", &p.containers, &p.rate); err != nil || p.containers <= 0 || p.rate <= 0 {
 		err = fmt.Errorf("%q: want containers x lines/s, e.g. 500x10", s)
 	}
 	return p, err
@@ -121,14 +107,6 @@ func listFlag[T any](name, value, usage string, parse func(string) (T, error)) *
 	_ = set(value)
 	flag.Func(name, usage+" (default "+value+")", set)
 	return &dst
-}
-
-func atoi(s string) int {
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return -1
-	}
-	return n
 }
 
 func main() {
@@ -166,27 +144,15 @@ func run() int {
 	return 0
 }
 
-// prepare makes the directories and resolves the paths.
-func prepare() error {
+// prepare makes the directories: the runners' logs under -out, their OUT
+// files in a directory of this run's under -tmp.
+func prepare() (err error) {
 	logsDir = filepath.Join(*outDir, "logs")
-	if *tmpDir == "" {
-		*tmpDir = filepath.Join(*outDir, "tmp")
-		if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-			*tmpDir = "/dev/shm"
-		}
-	}
-	runTmp = filepath.Join(*tmpDir, fmt.Sprintf("docker-logs-bench-%d", os.Getpid()))
-	var err error
-	for _, p := range []*string{hostBin, pluginSO} {
-		if *p, err = filepath.Abs(*p); err == nil {
-			_, err = os.Stat(*p)
-		}
-		if err != nil {
-			return fmt.Errorf("%w (run make %s first)", err, *p)
-		}
-	}
 	selfBin, err = os.Executable()
-	return errors.Join(err, os.MkdirAll(logsDir, 0o755), os.MkdirAll(runTmp, 0o755))
+	if err = errors.Join(err, os.MkdirAll(logsDir, 0o755)); err == nil {
+		runTmp, err = os.MkdirTemp(*tmpDir, "docker-logs-bench-")
+	}
+	return err
 }
 
 // bench is one run's shared state.

@@ -101,13 +101,9 @@ func (b *bench) runRefresh() error {
 	if b.dockerd == 0 {
 		return fmt.Errorf("dockerd's pid is unknown: its CPU cannot be measured")
 	}
-	sizes := *refreshSizes
+	sizes := *refreshLines
 	logf("refresh: generating %d quiet containers at once", len(sizes))
-	lines := make([]int, len(sizes))
-	for i, sz := range sizes {
-		lines[i] = sz.lines
-	}
-	ids, err := b.logs(func(i int) string { return "refresh-" + sizes[i].name }, lines...)
+	ids, err := b.logs(func(i int) string { return "refresh-" + strconv.Itoa(i) }, sizes...)
 	defer b.removeAll(ids)
 	s := section{
 		Title: "Refresh cost against log size (dockerd CPU per refresh of a quiet container, idle rate subtracted)",
@@ -121,10 +117,10 @@ func (b *bench) runRefresh() error {
 	worst := 0.0
 	for i := 0; err == nil && b.ctx.Err() == nil && i < len(sizes); i++ {
 		var r refreshResult
-		if r, err = b.refreshSize(sizes[i], ids[i]); err == nil {
+		if r, err = b.refreshSize(i, sizes[i], ids[i]); err == nil {
 			worst = max(worst, r.Tail.Each, r.Plugin.Each)
 			results = append(results, r)
-			s.Rows = append(s.Rows, []string{r.Size + " (" + mb(r.LogBytes) + ")", strconv.Itoa(r.Lines),
+			s.Rows = append(s.Rows, []string{r.Size, strconv.Itoa(r.Lines),
 				fmt.Sprintf("%s (%d req, %.1f ms wall each)", r.Tail, r.Tail.N, r.Tail.WallMS),
 				fmt.Sprintf("%s (%d req, %.0f ms wall each)", r.Plain, r.Plain.N, r.Plain.WallMS),
 				fmt.Sprintf("%.0fx", r.Plain.Each/max(r.Tail.Each, 0.1)), fmt.Sprintf("%d in %.0f s, %s", r.Plugin.N, r.PluginSeconds, r.Plugin),
@@ -146,11 +142,12 @@ func (b *bench) runRefresh() error {
 // refreshSize measures tail and plain requests on one container, then the
 // plugin's own refreshes of it, as often as it allows, for a signal above
 // the shared daemon's noise.
-func (b *bench) refreshSize(sz refreshSize, id string) (r refreshResult, err error) {
-	r = refreshResult{Size: sz.name, Lines: sz.lines, LogBytes: b.eng.logSize(b.ctx, id)}
+func (b *bench) refreshSize(i, lines int, id string) (r refreshResult, err error) {
+	r = refreshResult{Lines: lines, LogBytes: b.eng.logSize(b.ctx, id)}
+	r.Size = mb(r.LogBytes)
 	stamp, _, err := b.eng.lastEntry(b.ctx, id)
 	plainK := *refreshPlainK
-	if sz.lines >= 5_000_000 {
+	if lines >= 5_000_000 {
 		plainK = max(1, plainK/2)
 	}
 	if err == nil {
@@ -162,13 +159,13 @@ func (b *bench) refreshSize(sz refreshSize, id string) (r refreshResult, err err
 	if err != nil {
 		return r, err
 	}
-	logf("  %s: dockerd CPU per request: since+tail=256 %s, plain since %s (idle %.0f ms/s)", sz.name, r.Tail, r.Plain, r.Tail.IdleMS)
+	logf("  %s: dockerd CPU per request: since+tail=256 %s, plain since %s (idle %.0f ms/s)", r.Size, r.Tail, r.Plain, r.Tail.IdleMS)
 	r.Plugin, err = b.measure(3*time.Second, func() (int, error) {
 		metricsAddr, err := testhost.FreeAddr()
 		if err != nil {
 			return 0, err
 		}
-		name := "refresh-" + sz.name
+		name := "refresh-" + strconv.Itoa(i)
 		h, err := b.start("host", name, b.props(name, map[string]string{
 			"Read_From_Head": "off", "Stream_Refresh": *refreshEvery, "Metrics_Listen": metricsAddr}))
 		if err != nil {
@@ -182,6 +179,6 @@ func (b *bench) refreshSize(sz refreshSize, id string) (r refreshResult, err err
 		m, err := testhost.Scrape(metricsAddr)
 		return int(m["docker_logs_stream_refreshes_total"]), err
 	})
-	logf("  %s: plugin %d refreshes in %.1fs, %s dockerd CPU each", sz.name, r.Plugin.N, r.PluginSeconds, r.Plugin)
+	logf("  %s: plugin %d refreshes in %.1fs, %s dockerd CPU each", r.Size, r.Plugin.N, r.PluginSeconds, r.Plugin)
 	return r, err
 }
