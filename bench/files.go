@@ -15,7 +15,7 @@ import (
 	"github.com/dockerlogs/fluent-bit-docker-logs/testhost"
 )
 
-// The files suite: one container's log of filesLines lines of 100 bytes,
+// The files suite: one container's log of -files-lines lines of 100 bytes,
 // unrotated, read to its last record by a real Fluent Bit three ways in one
 // run: the plugin from the files, the plugin through the API,
 // and Fluent Bit's tail input with the docker parser on the same file.
@@ -25,8 +25,7 @@ import (
 // of dockerd.
 
 const (
-	filesLines = 1000000
-	filesPoll  = 20 * time.Millisecond
+	filesPoll = 20 * time.Millisecond
 	// filesTimeout bounds one reader's run.
 	filesTimeout = 5 * time.Minute
 )
@@ -47,11 +46,11 @@ func (b *bench) runFiles() error {
 		b.rep.note("files: fluent-bit is not on PATH; suite skipped")
 		return nil
 	}
-	ids, err := b.logs(func(int) string { return "files" }, filesLines)
+	ids, err := b.logs(func(int) string { return "files" }, *filesLines)
 	defer b.removeAll(ids)
 	logPath, parsers := "", filepath.Join(runTmp, "files-parsers.conf")
 	if err == nil {
-		logPath, err = b.eng.logPath(b.ctx, ids[0])
+		logPath, err = b.eng.logPath(ids[0])
 	}
 	// Fluent Bit's own docker parser (conf/parsers.conf).
 	const dockerParser = "[PARSER]\n    Name        docker\n    Format      json\n    Time_Key    time\n    Time_Format %Y-%m-%dT%H:%M:%S.%L\n    Time_Keep   On\n"
@@ -85,7 +84,7 @@ func (b *bench) runFiles() error {
 }
 
 // fluentBitRun starts fluent-bit with an input, -o null and its HTTP server,
-// and waits until the input has counted filesLines records.
+// and waits until the input has counted -files-lines records.
 func (b *bench) fluentBitRun(fb, name string, input []string) (res filesRun) {
 	res.name = name
 	addr, err := testhost.FreeAddr()
@@ -107,10 +106,10 @@ func (b *bench) fluentBitRun(fb, name string, input []string) (res filesRun) {
 	}()
 	tick := time.NewTicker(filesPoll)
 	defer tick.Stop()
-	for res.records < filesLines {
+	for res.records < *filesLines {
 		select {
 		case <-ctx.Done():
-			res.err = fmt.Errorf("%d of %d records after %s", res.records, filesLines, filesTimeout)
+			res.err = fmt.Errorf("%d of %d records after %s", res.records, *filesLines, filesTimeout)
 			return res
 		case <-tick.C:
 		}
@@ -145,7 +144,7 @@ func inputRecords(url string) (int, error) {
 // reportFiles writes the table of the runs (files, API, tail, in that
 // order) and the goals of reading the files.
 func (b *bench) reportFiles(rs []filesRun) {
-	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / filesLines }
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(*filesLines) }
 	all := func(r filesRun) float64 { return us(r.fbCPU + r.dockerd) }
 	ratio := func(a, b float64, base filesRun) string {
 		if !base.complete {
@@ -154,7 +153,7 @@ func (b *bench) reportFiles(rs []filesRun) {
 		return fmt.Sprintf("%.3f", a/b)
 	}
 	files, api, tail := rs[0], rs[1], rs[2]
-	s := section{Title: fmt.Sprintf("Reading one container's %d-line log (100 B lines, unrotated) in a real Fluent Bit, -o null", filesLines),
+	s := section{Title: fmt.Sprintf("Reading one container's %d-line log (100 B lines, unrotated) in a real Fluent Bit, -o null", *filesLines),
 		Header: []string{"reader", "time to last record", "x tail", "Fluent Bit CPU/line", "dockerd CPU/line", "CPU/line all told", "x tail", "x API path"},
 		Notes:  []string{"CPU of Fluent Bit's process from its start (plugin init included) to the last record; dockerd's over the same span."}}
 	for _, r := range rs {

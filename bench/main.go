@@ -58,6 +58,7 @@ var (
 	scalePhases   = listFlag("scale", "500x10,200x100", "scale: phases as containers x lines/s", parseScalePhase)
 	scaleDuration = flag.Duration("scale-duration", 60*time.Second, "scale: measured time per phase once every container runs")
 	rawEvery      = flag.Int("raw-every", 10, "scale: also follow every Nth container with a plain stream, for the daemon's own latency (0: none)")
+	filesLines    = flag.Int("files-lines", 1_000_000, "files: lines of the container's log")
 	workers       = flag.Int("workers", 8, "containers created/started/removed at a time")
 	benchCount    = flag.Int("bench-count", 3, "pipeline: go test -count")
 	soakOn        = flag.Bool("soak", false, "run the soak instead of the suites")
@@ -118,6 +119,7 @@ func main() {
 
 func run() int {
 	flag.Parse()
+	os.Setenv("DOCKER_HOST", "unix://"+*sock) // for dockertest's docker CLI
 	if err := prepare(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
@@ -246,17 +248,17 @@ func (b *bench) props(caseName string, extra map[string]string) map[string]strin
 	return p
 }
 
-func (b *bench) loggen(caseName string, args ...string) spec {
-	return spec{image: b.image, args: args, labels: map[string]string{labelCase: caseValue(caseName)}}
+func (b *bench) loggen(caseName string, args ...string) dockertest.RunOptions {
+	return dockertest.RunOptions{Image: b.image, Args: args, Labels: map[string]string{labelCase: caseValue(caseName)}}
 }
 
 // logs starts a held loggen container of lines[i] lines of 100 bytes in
 // an unrotated log for each i, labelled with caseOf(i), and waits until
 // each has written them all. The caller removes ids, also on an error.
 func (b *bench) logs(caseOf func(i int) string, lines ...int) (ids []string, err error) {
-	ids, err = b.eng.runMany(b.ctx, len(lines), *workers, func(i int) spec {
+	ids, err = b.eng.runMany(b.ctx, len(lines), *workers, func(i int) dockertest.RunOptions {
 		s := b.loggen(caseOf(i), "-lines", strconv.Itoa(lines[i]), "-size", "100", "-hold")
-		s.logOpts = unrotated
+		s.LogOpts = unrotated
 		return s
 	})
 	for i := 0; err == nil && i < len(ids); i++ {
@@ -266,7 +268,7 @@ func (b *bench) logs(caseOf func(i int) string, lines ...int) (ids []string, err
 }
 
 func (b *bench) removeAll(ids []string) {
-	if err := each(ids, *workers, func(id string) error { return b.eng.remove(context.Background(), id) }); err != nil {
+	if err := each(ids, *workers, func(id string) error { return b.eng.remove(id) }); err != nil {
 		logf("remove: %v", err)
 	}
 }

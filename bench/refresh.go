@@ -143,7 +143,7 @@ func (b *bench) runRefresh() error {
 // plugin's own refreshes of it, as often as it allows, for a signal above
 // the shared daemon's noise.
 func (b *bench) refreshSize(i, lines int, id string) (r refreshResult, err error) {
-	r = refreshResult{Lines: lines, LogBytes: b.eng.logSize(b.ctx, id)}
+	r = refreshResult{Lines: lines, LogBytes: b.eng.logSize(id)}
 	r.Size = mb(r.LogBytes)
 	stamp, _, err := b.eng.lastEntry(b.ctx, id)
 	plainK := *refreshPlainK

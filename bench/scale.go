@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
 )
 
 type scaleResult struct {
@@ -57,7 +59,7 @@ func (b *bench) scalePhase(p scalePhase) (res scaleResult, err error) {
 	}
 	defer stopAll(runs)
 	t0 := time.Now()
-	ids, err := b.eng.runMany(b.ctx, p.containers, *workers, func(int) spec {
+	ids, err := b.eng.runMany(b.ctx, p.containers, *workers, func(int) dockertest.RunOptions {
 		return b.loggen(res.Name, "-lines", "1000000000", "-interval", (time.Second / time.Duration(p.rate)).String(), "-size", "100", "-hold")
 	})
 	defer b.removeAll(ids)
@@ -118,7 +120,7 @@ func (b *bench) scaleEnd(runs []*runner, ids []string, res *scaleResult) {
 	logf("  stopping %d containers", len(ids))
 	seqs := make([]int, len(ids))
 	err := parallel(len(ids), *workers, func(i int) (err error) {
-		if err = b.eng.stop(b.ctx, ids[i]); err == nil {
+		if err = b.eng.stop(ids[i]); err == nil {
 			seqs[i], err = b.eng.lastSeq(b.ctx, ids[i])
 		}
 		return err

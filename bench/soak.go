@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/dockertest"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/faultproxy"
 )
 
@@ -80,7 +81,7 @@ func (b *bench) runSoak() error {
 	if err := s.start(); err != nil {
 		return err
 	}
-	ids, err := b.eng.runMany(b.ctx, *soakSteady, *workers, func(int) spec {
+	ids, err := b.eng.runMany(b.ctx, *soakSteady, *workers, func(int) dockertest.RunOptions {
 		return b.loggen(soakCase, "-lines", "1000000000", "-interval", "50ms", "-stream", "both", "-size", "100", "-hold")
 	})
 	s.apply(soakEvent{started: ids})
@@ -230,7 +231,7 @@ func (s *soak) startWave() {
 	s.waves.Add(1)
 	go func() {
 		defer s.waves.Done()
-		ids, err := b.eng.runMany(b.ctx, *soakWaveSize, *workers, func(i int) spec {
+		ids, err := b.eng.runMany(b.ctx, *soakWaveSize, *workers, func(i int) dockertest.RunOptions {
 			return b.loggen(soakCase, soakKinds[i%len(soakKinds)].args...)
 		})
 		s.events <- soakEvent{started: ids, err: err}
@@ -253,9 +254,9 @@ func (s *soak) runContainer(id string, k soakKind) soakEvent {
 	ev := soakEvent{id: id, rmAtOnce: k.rmAtOnce}
 	if k.stopIn > 0 {
 		time.Sleep(k.stopIn)
-		ev.err = s.b.eng.stop(ctx, id)
+		ev.err = s.b.eng.stop(id)
 	}
-	if err := s.b.eng.wait(ctx, id); err != nil {
+	if err := s.b.eng.wait(id); err != nil {
 		return soakEvent{err: err}
 	}
 	var err error
@@ -268,7 +269,7 @@ func (s *soak) runContainer(id string, k soakKind) soakEvent {
 			ev.late = !r.wait(time.Minute, func() bool { return r.haveAll(want) }) || ev.late
 		}
 	}
-	if err := s.b.eng.remove(ctx, id); err != nil {
+	if err := s.b.eng.remove(id); err != nil {
 		ev.err = err
 	}
 	return ev
@@ -278,7 +279,7 @@ func (s *soak) runContainer(id string, k soakKind) soakEvent {
 // what each runner delivered, stops the runners and reports.
 func (s *soak) finish() error {
 	logf("  stopping the steady containers")
-	if err := each(s.steady, *workers, func(id string) error { return s.b.eng.stop(s.b.ctx, id) }); err != nil {
+	if err := each(s.steady, *workers, func(id string) error { return s.b.eng.stop(id) }); err != nil {
 		logf("  stop: %v", err)
 	}
 	for _, id := range s.steady {
@@ -369,38 +370,26 @@ func signed(v float64) string { return fmt.Sprintf("%+.3g", v) }
 // fail), cuts one response in the middle of a frame at two thirds, and
 // says what it did.
 func (s *soak) runFaults() string {
-	p, d := s.proxy, *soakDuration
-	var did []string
-	for _, f := range []struct {
-		at   time.Duration
-		what string
-		do   func() string
-	}{
-		{d / 3, "every logs response stalled 10 s", func() string { p.Stall(); return s.healAfter(10 * time.Second) }},
-		{d / 2, "a 15 s outage of the daemon (every connection closed, new ones closed at once)",
-			func() string { p.Outage(); return s.healAfter(15 * time.Second) }},
-		{2 * d / 3, "one logs response cut mid-frame", func() string {
+	p, d, did := s.proxy, *soakDuration, []string{}
+	at := func(when time.Duration, what string, fault func()) bool {
+		if !s.b.sleep(time.Until(s.t0.Add(when))) {
+			return false
+		}
+		logf("  faultproxy: %s", what)
+		did = append(did, fmt.Sprintf("%s at t=%s", what, time.Since(s.t0).Round(time.Second)))
+		fault()
+		return true
+	}
+	_ = at(d/3, "every logs response stalled 10 s, then healed", func() { p.Stall(); s.b.sleep(10 * time.Second); p.Heal() }) &&
+		at(d/2, "a 15 s outage of the daemon (every connection closed, new ones closed at once), then healed",
+			func() { p.Outage(); s.b.sleep(15 * time.Second); p.Heal() }) &&
+		at(2*d/3, "one logs response cut mid-frame", func() {
 			select {
 			case <-p.CutMidFrame():
-				return ""
 			case <-time.After(30 * time.Second):
 				p.Heal()
-				return ", armed but no stream carried two frames within 30 s"
+				did = append(did, "no stream carried two frames within 30 s of arming the cut")
 			}
-		}},
-	} {
-		if !s.b.sleep(time.Until(s.t0.Add(f.at))) {
-			break
-		}
-		at := time.Since(s.t0).Round(time.Second)
-		logf("  faultproxy: %s", f.what)
-		did = append(did, fmt.Sprintf("%s at t=%s%s", f.what, at, f.do()))
-	}
-	return strings.Join(append(did, "then healed"), "; ")
-}
-
-func (s *soak) healAfter(d time.Duration) string {
-	s.b.sleep(d)
-	s.proxy.Heal()
-	return ""
+		})
+	return strings.Join(did, "; ")
 }

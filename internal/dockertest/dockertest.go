@@ -207,11 +207,11 @@ func CleanupAll() error {
 	}
 	filter := "label=" + LabelRun + "=" + RunID()
 	var errs []error
-	ids, err := docker("ps", "-aq", "--no-trunc", "--filter", filter)
+	ids, err := Command("ps", "-aq", "--no-trunc", "--filter", filter)
 	if err != nil {
 		errs = append(errs, err)
 	} else if f := strings.Fields(ids); len(f) > 0 {
-		if _, err := docker(append([]string{"rm", "-f", "-v"}, f...)...); err != nil {
+		if _, err := Command(append([]string{"rm", "-f", "-v"}, f...)...); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -219,7 +219,7 @@ func CleanupAll() error {
 	// images by label fails on Podman while another process removes its
 	// own ("image not known").
 	if loggen.tag != "" {
-		if _, err := docker("rmi", "-f", loggen.tag); err != nil {
+		if _, err := Command("rmi", "-f", loggen.tag); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -274,7 +274,7 @@ func buildLoggen() (string, error) {
 		return "", fmt.Errorf("write Dockerfile: %w", err)
 	}
 	tag := "dockerlogs-loggen:" + RunID()
-	if _, err := docker("build", "-q", "-t", tag,
+	if _, err := Command("build", "-q", "-t", tag,
 		"--label", LabelTest+"=1", "--label", LabelRun+"="+RunID(), dir); err != nil {
 		return "", err
 	}
@@ -305,6 +305,31 @@ func Run(t testing.TB, o RunOptions) string {
 	if o.Image == "" {
 		o.Image = LoggenImage(t)
 	}
+	id, err := Start(o)
+	// Registered before checking err: a failed start can leave a created
+	// container behind, found by name or label.
+	switch {
+	case fullID.MatchString(id):
+		t.Cleanup(func() { remove(t, id) })
+	case o.Name != "":
+		t.Cleanup(func() { remove(t, o.Name) })
+	}
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return id
+}
+
+// Start is Run for a program: it returns the error instead of failing a
+// test, and leaves the container to the caller (and to CleanupAll). The
+// image defaults to BuildLoggenImage's.
+func Start(o RunOptions) (string, error) {
+	if o.Image == "" {
+		var err error
+		if o.Image, err = BuildLoggenImage(); err != nil {
+			return "", err
+		}
+	}
 	args := []string{"run", "-d", "--network", "none",
 		"--label", LabelTest + "=1", "--label", LabelRun + "=" + RunID()}
 	if o.Name != "" {
@@ -322,32 +347,17 @@ func Run(t testing.TB, o RunOptions) string {
 	if o.Restart != "" {
 		args = append(args, "--restart", o.Restart)
 	}
-	args = append(args, o.Image)
-	args = append(args, o.Args...)
-
-	out, err := docker(args...)
-	// Registered before checking err: a failed start can leave a created
-	// container behind, found by name or label.
+	out, err := Command(append(append(args, o.Image), o.Args...)...)
 	id := strings.TrimSpace(out)
-	if !fullID.MatchString(id) {
-		if err == nil {
-			err = fmt.Errorf("docker run printed %q, not a container id", out)
-		}
-		if o.Name != "" {
-			t.Cleanup(func() { remove(t, o.Name) })
-		}
-		t.Fatalf("%v", err)
+	if err == nil && !fullID.MatchString(id) {
+		err = fmt.Errorf("docker run printed %q, not a container id", out)
 	}
-	t.Cleanup(func() { remove(t, id) })
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	return id
+	return id, err
 }
 
 func remove(t testing.TB, ref string) {
 	// The test may have removed it already; that is not a failure.
-	if _, err := docker("rm", "-f", "-v", ref); err != nil {
+	if _, err := Command("rm", "-f", "-v", ref); err != nil {
 		t.Logf("dockertest: %v", err)
 	}
 }
@@ -368,7 +378,7 @@ func appendPairs(args []string, flag string, m map[string]string) []string {
 // surrounding space trimmed; it fails the test, showing stderr, on error.
 func Docker(t testing.TB, args ...string) string {
 	t.Helper()
-	out, err := docker(args...)
+	out, err := Command(args...)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -441,7 +451,9 @@ func WaitExited(t testing.TB, id string, timeout time.Duration) int {
 	return code
 }
 
-func docker(args ...string) (string, error) {
+// Command runs a docker CLI command and returns its standard output; the
+// error shows stderr.
+func Command(args ...string) (string, error) {
 	cmd := exec.Command("docker", args...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
