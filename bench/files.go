@@ -117,7 +117,7 @@ func (b *bench) fluentBitRun(fb, name string, input []string) (res filesRun) {
 	}
 	res.wall, res.complete = time.Since(t0), true
 	if b.dockerd != 0 {
-		res.dockerd, _ = dm.stop()
+		res.dockerd, _ = dm()
 	}
 	return res
 }

@@ -46,7 +46,7 @@ func (b *bench) rawRead(ids []string, n int, follow bool) readResult {
 		}
 		return nil
 	})
-	dcpu, _ := dm.stop()
+	dcpu, _ := dm()
 	res.WallS, res.DockerdCPU, res.ClientCPU = time.Since(t0).Seconds(), dcpu.Seconds(), (selfCPU() - self).Seconds()
 	res.OK = len(errs) == 0 && res.Lines == n*len(ids)
 	if err := errors.Join(errs...); err != nil {
@@ -70,7 +70,7 @@ func (b *bench) pluginRead(caseName string, want map[string]int) readResult {
 		return res
 	}
 	last, prev, ok := h.waitRecords(total, 30*time.Second)
-	dcpu, _ := dm.stop()
+	dcpu, _ := dm()
 	h.idle(1500 * time.Millisecond) // duplicates would show up in the next collect
 	h.stop()
 	res.WallS, res.WallLowS = last.at.Sub(h.t0).Seconds(), prev.at.Sub(h.t0).Seconds()

@@ -198,13 +198,10 @@ func (b *bench) runSuites() error {
 		{"scale", b.runScale}, // also gives latency
 		{"files", b.runFiles},
 	} {
-		if !want(s.name) && !(s.name == "history" && want("cpu")) && !(s.name == "scale" && want("latency")) {
+		if b.ctx.Err() != nil || !want(s.name) && !(s.name == "history" && want("cpu")) && !(s.name == "scale" && want("latency")) {
 			continue
 		}
-		if b.ctx.Err() != nil {
-			break
-		}
-		b.rep.setSuite(s.name)
+		b.rep.suite = s.name
 		logf("=== %s (load average %s)", s.name, loadAvg())
 		t0 := time.Now()
 		if err := s.run(); err != nil {
@@ -216,17 +213,17 @@ func (b *bench) runSuites() error {
 			return err
 		}
 	}
-	b.rep.setSuite("")
+	b.rep.suite = ""
 	return b.finish()
 }
 
 // finish writes and prints the report.
 func (b *bench) finish() error {
-	b.rep.locked(func() { b.rep.Machine["load average at end"] = loadAvg() })
+	b.rep.Machine["load average at end"] = loadAvg()
 	if err := b.rep.write(); err != nil {
 		return err
 	}
-	b.rep.print()
+	fmt.Print(b.rep.markdown())
 	logf("wrote %s.md and .json", b.rep.path)
 	return b.ctx.Err()
 }

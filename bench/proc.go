@@ -79,22 +79,15 @@ func dockerdPID(pidFile string) (int, error) {
 	return pid, nil
 }
 
-// cpuMeter measures the CPU a process spends between start and stop.
-type cpuMeter struct {
-	pid   int
-	start time.Duration
-	t0    time.Time
-}
-
-func startCPU(pid int) cpuMeter {
-	c, _ := procCPU(pid)
-	return cpuMeter{pid: pid, start: c, t0: time.Now()}
-}
-
-// stop returns the CPU spent and the wall time elapsed.
-func (m cpuMeter) stop() (cpu, wall time.Duration) {
-	c, _ := procCPU(m.pid)
-	return c - m.start, time.Since(m.t0)
+// startCPU starts measuring a process's CPU; the function it returns
+// gives the CPU spent and the wall time passed since.
+func startCPU(pid int) func() (cpu, wall time.Duration) {
+	c0, _ := procCPU(pid)
+	t0 := time.Now()
+	return func() (time.Duration, time.Duration) {
+		c, _ := procCPU(pid)
+		return c - c0, time.Since(t0)
+	}
 }
 
 // loadAvg is /proc/loadavg's first three fields.

@@ -46,13 +46,13 @@ func (b *bench) measure(idleWin time.Duration, f func() (int, error)) (costMS, e
 	idleRate := func() float64 {
 		m := startCPU(b.dockerd)
 		b.sleep(idleWin)
-		cpu, wall := m.stop()
+		cpu, wall := m()
 		return float64(cpu) / float64(wall) // CPU seconds per second
 	}
 	idle1, m := idleRate(), startCPU(b.dockerd)
 	n, err := f()
 	time.Sleep(200 * time.Millisecond) // the daemon finishes with closed streams
-	cpu, wall := m.stop()
+	cpu, wall := m()
 	idle2 := idleRate()
 	if err != nil || n == 0 {
 		return costMS{N: n}, err

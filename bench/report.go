@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -33,8 +32,8 @@ type section struct {
 }
 
 // report collects everything a run writes: <name>.md and <name>.json.
+// Only the run's main goroutine uses it.
 type report struct {
-	mu       sync.Mutex
 	path     string            // without the extension
 	suite    string            // the suite running; tags goals and sections
 	Machine  map[string]string `json:"machine"`
@@ -52,27 +51,15 @@ func newReport(dir, name string, machine map[string]string) *report {
 		Command: strings.Join(os.Args, " "), Raw: map[string]any{}}
 }
 
-func (r *report) locked(f func()) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	f()
-}
-
 func (r *report) goal(id, what, value, goal string, met *bool) {
-	r.locked(func() {
-		r.Goals = append(r.Goals, goalRow{Suite: r.suite, ID: id, What: what, Value: value, Goal: goal, Met: met})
-	})
+	r.Goals = append(r.Goals, goalRow{Suite: r.suite, ID: id, What: what, Value: value, Goal: goal, Met: met})
 }
 
-func (r *report) section(s section) {
-	r.locked(func() { s.Suite = r.suite; r.Sections = append(r.Sections, s) })
-}
-
-func (r *report) setSuite(name string)  { r.locked(func() { r.suite = name }) }
-func (r *report) raw(key string, v any) { r.locked(func() { r.Raw[key] = v }) }
+func (r *report) section(s section)     { s.Suite = r.suite; r.Sections = append(r.Sections, s) }
+func (r *report) raw(key string, v any) { r.Raw[key] = v }
 
 func (r *report) note(format string, args ...any) {
-	r.locked(func() { r.Notes = append(r.Notes, fmt.Sprintf(format, args...)) })
+	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
 }
 
 func boolp(b bool) *bool { return &b }
@@ -80,8 +67,6 @@ func boolp(b bool) *bool { return &b }
 // write saves <name>.json and <name>.md; called after every suite so a
 // failure later keeps what was measured.
 func (r *report) write() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.Finished = time.Now()
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
@@ -124,11 +109,4 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "- note: %s\n", n)
 	}
 	return b.String()
-}
-
-// print writes the report to stdout.
-func (r *report) print() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	fmt.Print(r.markdown())
 }

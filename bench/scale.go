@@ -99,7 +99,7 @@ func (b *bench) scaleWindow(runs []*runner, ids []string, res *scaleResult) {
 	rawStop()
 	rawWG.Wait()
 	res.RawLatency = percentiles(slices.Sorted(slices.Values(slices.Concat(lats...))))
-	dcpu, dwall := dm.stop()
+	dcpu, dwall := dm()
 	first, last := samples[0][0], samples[0][len(samples[0])-1]
 	res.window = [2]int{first.Records, last.Records} // a latency a record
 	res.HostCores, res.DockerdCores = (last.CPU-first.CPU)/(last.T-first.T), dcpu.Seconds()/dwall.Seconds()

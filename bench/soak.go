@@ -58,7 +58,6 @@ type soak struct {
 	pre    []int       // twin goroutines as each wave starts
 	wave   int
 	steady []string
-	ids    []string       // every container started, removed at the end
 	live   int            // started and not yet removed
 	want   map[string]int // container -> last seq, for the kept ones
 	fastRm map[string]int // the same for those removed at once
@@ -130,10 +129,10 @@ func (s *soak) start() error {
 	return nil
 }
 
-// close stops the runners, removes the containers and closes the proxy.
+// close stops the runners and closes the proxy; the containers go with
+// the run's (dockertest.CleanupAll).
 func (s *soak) close() {
 	stopAll(s.runs)
-	s.b.removeAll(s.ids)
 	if s.proxy != nil {
 		s.proxy.Close()
 	}
@@ -144,7 +143,6 @@ func (s *soak) close() {
 
 // apply takes in what a wave reports.
 func (s *soak) apply(ev soakEvent) {
-	s.ids = append(s.ids, ev.started...)
 	for _, id := range ev.started {
 		if id != "" {
 			s.live++
