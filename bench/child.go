@@ -1,7 +1,7 @@
 package main
 
 // The twin: this program with -child runs the capture package in-process,
-// configured as plugin/instance.go configures it (conf.Parse, positions, the
+// configured as instance/instance.go configures it (conf.Parse, positions, the
 // docker SDK adapter with the same TLS option, the json-file reader of
 // Logs_From in front of it), and collects once a second as Fluent Bit's
 // timer does. It prints testhost's stderr protocol plus its goroutine
@@ -17,12 +17,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
 	"github.com/dockerlogs/fluent-bit-docker-logs/capture/jsonfile"
 	"github.com/dockerlogs/fluent-bit-docker-logs/conf"
 	"github.com/dockerlogs/fluent-bit-docker-logs/docker"
+	"github.com/dockerlogs/fluent-bit-docker-logs/instance"
 )
 
 // setProp is a flag's Set for properties key=value, keys lower-cased.
@@ -88,17 +87,15 @@ func childMain(args []string) int {
 	return 0
 }
 
-// startTwin starts the capture as plugin/instance.go does and returns it,
+// startTwin starts the capture as instance/instance.go does and returns it,
 // its docker client, and Queue_Max_Size.
 func startTwin(props map[string]string) (*capture.Capture, io.Closer, int, error) {
 	cfg, err := conf.Parse(func(key string) string { return props[strings.ToLower(key)] })
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	l := logrus.New()
-	l.SetFormatter(&logrus.TextFormatter{DisableColors: true})
-	l.SetLevel(cfg.LogLevel)
-	log := logrus.NewEntry(l)
+	log := instance.NewLogger(0) // the plugin's log lines, as input 0
+	log.Logger.SetLevel(cfg.LogLevel)
 	positions, err := capture.OpenPositions(cfg.DB, cfg.DBMargin, log)
 	if err != nil {
 		return nil, nil, 0, err
