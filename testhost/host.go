@@ -60,24 +60,19 @@ func findRoot() (string, error) {
 
 // BuildPlugin runs `make build/docker_logs.so` in the repository root, once
 // per test process, and returns the path of the library.
-func BuildPlugin(t testing.TB) string {
-	t.Helper()
-	so, err := pluginBuild()
-	if err != nil {
-		t.Fatalf("build plugin: %v", err)
-	}
-	return so
-}
+func BuildPlugin(t testing.TB) string { t.Helper(); return built(t, pluginBuild, "plugin") }
 
 // BuildHost runs `make build/goproxy-testhost` (cc on goproxy_testhost.c) in
 // the repository root, once per test process, and returns the binary's path.
-func BuildHost(t testing.TB) string {
+func BuildHost(t testing.TB) string { t.Helper(); return built(t, hostBuild, "test host") }
+
+func built(t testing.TB, build func() (string, error), what string) string {
 	t.Helper()
-	bin, err := hostBuild()
+	path, err := build()
 	if err != nil {
-		t.Fatalf("build test host: %v", err)
+		t.Fatalf("build %s: %v", what, err)
 	}
-	return bin
+	return path
 }
 
 // makeTarget runs make for one file target in the repository root and
