@@ -164,11 +164,8 @@ func (e *engine) lastEntry(ctx context.Context, id string) (stamp, text string, 
 // lastSeq is the seq of the container's last loggen line, 0 if none.
 func (e *engine) lastSeq(ctx context.Context, id string) (int, error) {
 	_, text, err := e.lastEntry(ctx, id)
-	if err != nil {
-		return 0, err
-	}
 	seq, _ := parseSeq([]byte(text))
-	return seq, nil
+	return seq, err
 }
 
 // waitLastSeq polls until the container's last line has seq >= n.

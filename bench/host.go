@@ -132,7 +132,11 @@ func (b *bench) start(kind, name string, props map[string]string) (*runner, erro
 // startReaders starts the host and, with twin, the twin on the same
 // properties.
 func (b *bench) startReaders(name string, props map[string]string, twin bool) (runs []*runner, err error) {
-	for _, kind := range []string{"host", "twin"}[:map[bool]int{false: 1, true: 2}[twin]] {
+	kinds := []string{"host"}
+	if twin {
+		kinds = append(kinds, "twin")
+	}
+	for _, kind := range kinds {
 		r, err := b.start(kind, name, props)
 		if err != nil {
 			stopAll(runs)
@@ -143,6 +147,7 @@ func (b *bench) startReaders(name string, props map[string]string, twin bool) (r
 	return runs, nil
 }
 
+// stopAll stops each runner.
 func stopAll(runs []*runner) {
 	for _, r := range runs {
 		r.stop()

@@ -38,13 +38,13 @@ type scaleResult struct {
 	window     [2]int // the host's first record in the window and the first after it
 }
 
-// percentiles is "p50 / p99 / max ms" of sorted latencies.
-func percentiles(v []float32) string {
+// percentiles is "p50 / p99 / max ms" of sorted latencies, and p99.
+func percentiles(v []float32) (string, float64) {
 	if len(v) == 0 {
-		return "none"
+		return "none", 0
 	}
 	at := func(p float64) float32 { return v[int(p*float64(len(v)-1))] }
-	return fmt.Sprintf("%.0f / %.0f / %.0f ms", at(.5), at(.99), at(1))
+	return fmt.Sprintf("%.0f / %.0f / %.0f ms", at(.5), at(.99), at(1)), float64(at(.99))
 }
 
 // scalePhase runs p.containers loggen containers at p.rate lines/s each,
@@ -98,7 +98,7 @@ func (b *bench) scaleWindow(runs []*runner, ids []string, res *scaleResult) {
 	sample()
 	rawStop()
 	rawWG.Wait()
-	res.RawLatency = percentiles(slices.Sorted(slices.Values(slices.Concat(lats...))))
+	res.RawLatency, _ = percentiles(slices.Sorted(slices.Values(slices.Concat(lats...))))
 	dcpu, dwall := dm()
 	first, last := samples[0][0], samples[0][len(samples[0])-1]
 	res.window = [2]int{first.Records, last.Records} // a latency a record
@@ -131,11 +131,8 @@ func (b *bench) scaleEnd(runs []*runner, ids []string, res *scaleResult) {
 		res.Lines += seqs[i]
 	}
 	checks := settle(runs, want, 2*time.Minute)
-	lat := runs[0].latencies(res.window[0], res.window[1])
-	res.HostCheck, res.Latency = checks[0], percentiles(lat)
-	if len(lat) > 0 {
-		res.P99 = float64(lat[int(.99*float64(len(lat)-1))])
-	}
+	res.HostCheck = checks[0]
+	res.Latency, res.P99 = percentiles(runs[0].latencies(res.window[0], res.window[1]))
 	if len(runs) > 1 {
 		runs[1].idle(3 * time.Second) // every reader has returned once its container stopped
 		res.TwinCheck, res.TwinAfterStop, res.TwinBaseline = &checks[1], runs[1].sample(time.Now()).Goroutines, runs[1].baseline

@@ -248,7 +248,6 @@ func (s *soak) startWave() {
 // says so), notes its last line, waits until it is read unless its kind is
 // removed at once, and removes it.
 func (s *soak) runContainer(id string, k soakKind) soakEvent {
-	ctx := s.b.ctx
 	ev := soakEvent{id: id, rmAtOnce: k.rmAtOnce}
 	if k.stopIn > 0 {
 		time.Sleep(k.stopIn)
@@ -258,7 +257,7 @@ func (s *soak) runContainer(id string, k soakKind) soakEvent {
 		return soakEvent{err: err}
 	}
 	var err error
-	if ev.seq, err = s.b.eng.lastSeq(ctx, id); err != nil {
+	if ev.seq, err = s.b.eng.lastSeq(s.b.ctx, id); err != nil {
 		return soakEvent{err: err}
 	}
 	if !k.rmAtOnce { // host and twin read it all within a minute, or it is late
@@ -315,12 +314,13 @@ func (s *soak) report(checks [2][2]checkResult, exits [2]string, faults string) 
 		}
 		return s.rows[0][col], s.rows[len(s.rows)-1][col], slope(x, y)
 	}
+	latency, _ := percentiles(s.runs[0].latencies(0, -1))
 	life := section{Title: "Soak: lines and lifecycle", Header: []string{"measure", "value"}, Rows: [][]string{
 		{"waves", fmt.Sprintf("%d x %d containers (kinds: exits, burst-rm, stopped after 3 s, exits-slow) + %d steady", s.wave, *soakWaveSize, *soakSteady)},
 		{"kept containers removed unread after a minute", strconv.Itoa(s.late)},
 		{"burst-rm containers (50 lines, removed as soon as they exit, like --rm): host; twin", hc[1].String() + "; " + tc[1].String()},
 		{"twin goroutines before each wave", fmt.Sprint(s.pre)},
-		{"latency p50 / p99 / max", percentiles(s.runs[0].latencies(0, -1))},
+		{"latency p50 / p99 / max", latency},
 		{"host exit; twin exit", exits[0] + "; " + exits[1]},
 		{"faults (stall, outage, cut)", faults},
 		{"wave errors", fmt.Sprint(s.errs)},
