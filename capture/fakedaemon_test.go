@@ -68,11 +68,16 @@ func (d *fakeDaemon) setDown(down bool) {
 }
 
 // setRunningQuietly changes a container's state without an event, as when
-// it dies while the daemon is down.
+// it dies while the daemon is down. A container already removed stays
+// removed: a test's source may remove it as soon as it is inspected.
 func (d *fakeDaemon) setRunningQuietly(id string, running bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.containers[id].Running = running
+	c, ok := d.containers[id]
+	if !ok {
+		return
+	}
+	c.Running = running
 	d.notifyLocked()
 }
 
