@@ -47,6 +47,8 @@ type Instance struct {
 	// inFlight holds the batches handed to Fluent Bit by address until its
 	// cleanup callback returns them; the callback adds, cleanup removes.
 	inFlight map[unsafe.Pointer]capture.Batch
+	// bufs are the C buffers of the collects, one kept for the next.
+	bufs collectBuffers
 }
 
 // NewLogger writes like Fluent Bit, with the instance's number in the
@@ -104,7 +106,7 @@ func (p *Instance) start(cfg conf.Config) error {
 
 // Collect drains the queue into one buffer of C memory for Fluent Bit,
 // which hands it back to cleanup. It never waits.
-func (p *Instance) Collect(alloc func(n int) unsafe.Pointer) (unsafe.Pointer, int) {
+func (p *Instance) Collect(mem Memory) (unsafe.Pointer, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.capture == nil {
@@ -112,17 +114,19 @@ func (p *Instance) Collect(alloc func(n int) unsafe.Pointer) (unsafe.Pointer, in
 	}
 	b := p.capture.Drain(p.cfg.QueueMaxSize)
 	if b.Len() == 0 {
+		p.bufs.release() // idle: the memory goes back
 		return nil, 0
 	}
-	ptr := alloc(b.Len())
+	ptr := p.bufs.get(mem, b.Len())
 	b.CopyTo(unsafe.Slice((*byte)(ptr), b.Len()))
 	p.inFlight[ptr] = b
 	return ptr, b.Len()
 }
 
 // Cleanup is called once Fluent Bit has appended the buffer: its lines are
-// delivered, so their positions advance.
-func (p *Instance) Cleanup(ptr unsafe.Pointer, free func(unsafe.Pointer)) {
+// delivered, so their positions advance, and the buffer serves the next
+// Collect.
+func (p *Instance) Cleanup(ptr unsafe.Pointer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	b, ok := p.inFlight[ptr]
@@ -130,7 +134,7 @@ func (p *Instance) Cleanup(ptr unsafe.Pointer, free func(unsafe.Pointer)) {
 		return
 	}
 	delete(p.inFlight, ptr)
-	free(ptr)
+	p.bufs.put(ptr)
 	p.capture.Commit(b)
 }
 
@@ -159,6 +163,7 @@ func (p *Instance) exit(deadline time.Time) {
 	p.mu.Lock()
 	c, src, m := p.capture, p.src, p.metrics
 	p.capture, p.src, p.metrics = nil, nil, nil
+	p.bufs.release()
 	p.mu.Unlock()
 	if c == nil {
 		return

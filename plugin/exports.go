@@ -90,19 +90,25 @@ func collect(p *instance.Instance) (unsafe.Pointer, C.size_t) {
 	if p == nil {
 		return nil, 0
 	}
-	ptr, n := p.Collect(func(n int) unsafe.Pointer { return C.malloc(C.size_t(n)) })
+	ptr, n := p.Collect(cHeap{})
 	return ptr, C.size_t(n)
 }
 
-// cleanup frees the buffer even when its instance is gone: Fluent Bit
-// frees nothing itself once the plugin exports a cleanup callback.
+// cleanup frees the buffer when its instance is gone: Fluent Bit frees
+// nothing itself once the plugin exports a cleanup callback.
 func cleanup(p *instance.Instance, data unsafe.Pointer) {
 	if p == nil {
 		C.free(data)
 		return
 	}
-	p.Cleanup(data, func(ptr unsafe.Pointer) { C.free(ptr) })
+	p.Cleanup(data)
 }
+
+// cHeap is the C heap of the buffers handed to Fluent Bit.
+type cHeap struct{}
+
+func (cHeap) Alloc(n int) unsafe.Pointer { return C.malloc(C.size_t(n)) }
+func (cHeap) Free(p unsafe.Pointer)      { C.free(p) }
 
 // DockerLogsGoroutines reports the Go runtime's goroutine count, so a test
 // host can check that exit left none of the plugin's behind.
