@@ -26,8 +26,8 @@ type collectBuffers struct {
 
 const (
 	// spareHeadroom: a new buffer is this fraction larger than its batch,
-	// so the next batches, which vary by a chunk or two, fit. Pages never
-	// touched cost nothing.
+	// so the next batches, which vary by a chunk or two, fit; one over half
+	// the drain's bound gets the bound. Pages never touched cost nothing.
 	spareHeadroom = 4 // n + n/4
 	// spareShrink: a spare more than this many times a batch's size is
 	// freed instead of used, so a trickle after a burst does not hold the
@@ -35,8 +35,8 @@ const (
 	spareShrink = 4
 )
 
-// get returns a buffer of at least n bytes.
-func (b *collectBuffers) get(m Memory, n int) unsafe.Pointer {
+// get returns a buffer of at least n bytes for a batch of at most bound.
+func (b *collectBuffers) get(m Memory, n, bound int) unsafe.Pointer {
 	b.mem = m
 	if b.handed == nil {
 		b.handed = map[unsafe.Pointer]int{}
@@ -51,6 +51,10 @@ func (b *collectBuffers) get(m Memory, n int) unsafe.Pointer {
 		b.release()
 	}
 	size := n + n/spareHeadroom
+	if n > bound/2 {
+		// A backlog: the next batches are as large as the drain allows.
+		size = max(n, bound)
+	}
 	p := m.Alloc(size)
 	b.handed[p] = size
 	return p

@@ -39,7 +39,7 @@ func TestCollectBufferIsReusedForBatchesOfSimilarSize(t *testing.T) {
 	m := &fakeMemory{}
 	var b collectBuffers
 	for i, n := range []int{40 << 20, 38 << 20, 41 << 20, 40 << 20} {
-		p := b.get(m, n)
+		p := b.get(m, n, 64<<20)
 		if p == nil {
 			t.Fatalf("batch %d: nil buffer", i)
 		}
@@ -56,13 +56,28 @@ func TestCollectBufferIsReusedForBatchesOfSimilarSize(t *testing.T) {
 	}
 }
 
+// Under a backlog the first batch can be smaller than the next ones (seen:
+// 50.9 MB, then 67.1 MB with a 64 MiB bound); the buffer of the first
+// still serves them.
+func TestCollectBufferOfABacklogHoldsTheBound(t *testing.T) {
+	m := &fakeMemory{}
+	var b collectBuffers
+	const bound = 64 << 20
+	for _, n := range []int{50881600, 67106600, bound, 60 << 20} {
+		b.put(b.get(m, n, bound))
+	}
+	if m.allocs != 1 {
+		t.Errorf("%d allocations for a backlog's batches, want 1", m.allocs)
+	}
+}
+
 // A spare much larger than the batch is given back rather than kept for a
 // trickle of small batches, and an empty collect gives it back too.
 func TestCollectBufferIsReleasedWhenBatchesShrinkOrStop(t *testing.T) {
 	m := &fakeMemory{}
 	var b collectBuffers
-	b.put(b.get(m, 64<<20))
-	p := b.get(m, 4<<10)
+	b.put(b.get(m, 64<<20, 64<<20))
+	p := b.get(m, 4<<10, 64<<20)
 	if got := len(m.live[p]); got >= 1<<20 {
 		t.Errorf("a 4 KiB batch got a buffer of %d bytes", got)
 	}
@@ -81,8 +96,8 @@ func TestCollectBufferIsReleasedWhenBatchesShrinkOrStop(t *testing.T) {
 func TestCollectBufferInUseIsNotHandedOutAgain(t *testing.T) {
 	m := &fakeMemory{}
 	var b collectBuffers
-	p1 := b.get(m, 1<<20)
-	p2 := b.get(m, 1<<20)
+	p1 := b.get(m, 1<<20, 64<<20)
+	p2 := b.get(m, 1<<20, 64<<20)
 	if p1 == p2 {
 		t.Fatal("the same buffer handed out twice before its cleanup")
 	}
@@ -134,7 +149,7 @@ func BenchmarkCollectCopy(b *testing.B) {
 			var bufs collectBuffers
 			b.SetBytes(n)
 			for b.Loop() {
-				p := bufs.get(m, n)
+				p := bufs.get(m, n, n)
 				copy(unsafe.Slice((*byte)(p), n), batch)
 				bufs.put(p)
 				if !reuse {

@@ -117,7 +117,7 @@ func (p *Instance) Collect(mem Memory) (unsafe.Pointer, int) {
 		p.bufs.release() // idle: the memory goes back
 		return nil, 0
 	}
-	ptr := p.bufs.get(mem, b.Len())
+	ptr := p.bufs.get(mem, b.Len(), p.cfg.QueueMaxSize)
 	b.CopyTo(unsafe.Slice((*byte)(ptr), b.Len()))
 	p.inFlight[ptr] = b
 	return ptr, b.Len()
