@@ -149,3 +149,24 @@ func FuzzParseLine(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParseLine: one line as the driver writes it, 100 bytes of log
+// (the bench's files suite), and one with escapes throughout.
+func BenchmarkParseLine(b *testing.B) {
+	for _, c := range []struct{ name, line string }{
+		{"plain", `{"log":"seq=1 stream=stdout xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n","stream":"stdout","time":"2026-12-02T09:28:13.292590046Z"}`},
+		{"escaped", `{"log":"{\"level\":\"info\",\"msg\":\"GET /api/v1/items?id=42 \\u00e9t\u00e9\",\"took\":\"3ms\"}\n","stream":"stderr","time":"2026-12-02T09:28:13.29259Z"}`},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			line := []byte(c.line)
+			dst := make([]byte, 0, 4096)
+			b.SetBytes(int64(len(line)))
+			for b.Loop() {
+				var err error
+				if dst, _, err = parseLine(dst[:0], line); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
