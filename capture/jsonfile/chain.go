@@ -89,7 +89,9 @@ func (c *chain) extendLocked() {
 		}
 		next, err := c.openAfterLast()
 		switch {
-		case errors.Is(err, errNotCreated):
+		case errors.Is(err, errNotCreated), errors.Is(err, errRotating):
+			// Between two renames of a rotation: the next event or tick
+			// looks again.
 			return
 		case err != nil:
 			c.log.WithError(err).Warn("cannot open the next log file")

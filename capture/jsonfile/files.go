@@ -139,13 +139,31 @@ func rotatingNow(live string) bool {
 // .N.gz exist the compression of .N is under way, and .N is the complete
 // one.
 func rotatedNames(live string) ([]string, error) {
-	dir, base := filepath.Split(live)
-	ents, err := os.ReadDir(dir)
+	plain, gz, top, err := rotatedSets(live)
 	if err != nil {
 		return nil, err
 	}
-	plain, gz := map[int]bool{}, map[int]bool{}
-	top := 0
+	var names []string
+	for n := top; n >= 1; n-- {
+		switch {
+		case plain[n]:
+			names = append(names, live+"."+strconv.Itoa(n))
+		case gz[n]:
+			names = append(names, live+"."+strconv.Itoa(n)+".gz")
+		}
+	}
+	return names, nil
+}
+
+// rotatedSets lists the numbers N of the rotated files there are, plain
+// (.N) and compressed (.N.gz), and the highest.
+func rotatedSets(live string) (plain, gz map[int]bool, top int, err error) {
+	dir, base := filepath.Split(live)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	plain, gz = map[int]bool{}, map[int]bool{}
 	for _, e := range ents {
 		rest, ok := strings.CutPrefix(e.Name(), base+".")
 		if !ok {
@@ -162,16 +180,7 @@ func rotatedNames(live string) ([]string, error) {
 		set[n] = true
 		top = max(top, n)
 	}
-	var names []string
-	for n := top; n >= 1; n-- {
-		switch {
-		case plain[n]:
-			names = append(names, live+"."+strconv.Itoa(n))
-		case gz[n]:
-			names = append(names, live+"."+strconv.Itoa(n)+".gz")
-		}
-	}
-	return names, nil
+	return plain, gz, top, nil
 }
 
 // tailBlock is how much of a file one backward read takes while counting

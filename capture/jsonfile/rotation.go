@@ -88,26 +88,35 @@ func openNext(live string, cur *logFile) (*logFile, error) {
 	return next, nil
 }
 
-// locate finds cur among the rotated files.
+// locate finds cur among the rotated files. It looks at every rotated
+// name there is, not only up to the first missing one: a rotation renames
+// .1 to .2 before it renames the live file to .1, so a look in between
+// finds no .1 while cur may be at .2.
 func locate(live string, cur *logFile) (place, bool) {
+	plain, gz, top, err := rotatedSets(live)
+	if err != nil {
+		return place{}, false
+	}
 	var stamp capture.Timestamp
 	var size int64
 	stamped := false
-	for k := 1; k <= maxRotatedLook; k++ {
-		plain := live + "." + strconv.Itoa(k)
-		if fi, err := os.Stat(plain); err == nil {
-			if os.SameFile(fi, cur.info) {
-				return place{k, plain, fi}, true
+	for k := 1; k <= min(top, maxRotatedLook); k++ {
+		name := live + "." + strconv.Itoa(k)
+		if plain[k] {
+			if fi, err := os.Stat(name); err == nil && os.SameFile(fi, cur.info) {
+				return place{k, name, fi}, true
 			}
+		}
+		if !gz[k] {
 			continue
 		}
-		gz := plain + ".gz"
-		fi, err := os.Stat(gz)
+		name += ".gz"
+		fi, err := os.Stat(name)
 		if err != nil {
-			return place{}, false // past the last rotated file
+			continue
 		}
 		if os.SameFile(fi, cur.info) {
-			return place{k, gz, fi}, true
+			return place{k, name, fi}, true
 		}
 		if cur.gz {
 			continue
@@ -119,8 +128,8 @@ func locate(live string, cur *logFile) (place, bool) {
 			}
 			stamp, size, stamped = id.stamp, id.size, true
 		}
-		if compressedFrom(gz, fi, stamp, size) {
-			return place{k, gz, fi}, true
+		if compressedFrom(name, fi, stamp, size) {
+			return place{k, name, fi}, true
 		}
 	}
 	return place{}, false
