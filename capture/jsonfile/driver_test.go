@@ -35,6 +35,10 @@ type fakeDriver struct {
 	// it until .1.gz is complete; the next rotation takes it first.
 	compressing sync.Mutex
 	rotations   int
+	// lateHeader is added to the stamp written into the gzip header:
+	// Docker 20.10 reads it after the rotation, so under load it can be a
+	// later line's.
+	lateHeader time.Duration
 }
 
 const testID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -110,7 +114,7 @@ func (d *fakeDriver) rotate() {
 		d.compressing.Unlock()
 		return
 	}
-	last := d.stamp
+	last := d.stamp.Add(d.lateHeader)
 	go func() {
 		defer d.compressing.Unlock()
 		if err := compressFile(d.live+".1", last); err != nil {

@@ -12,8 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
 )
 
 // A container's json-file log is its live file <id>-json.log and, with
@@ -43,10 +41,12 @@ type logFile struct {
 	ident *identity
 }
 
-// identity of a rotated plain file: its last entry's stamp and its size.
+// identity of a rotated plain file, to recognise its compressed copy: its
+// size and its first line (whose nanosecond stamp no other file of the
+// container has).
 type identity struct {
-	stamp capture.Timestamp
-	size  int64
+	size int64
+	head []byte
 }
 
 func (l *logFile) close() {

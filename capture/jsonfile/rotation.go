@@ -1,18 +1,15 @@
 package jsonfile
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"strconv"
-	"time"
-
-	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
 )
 
 // Finding the file that followed a rotated one. A rotation renames from
@@ -20,9 +17,11 @@ import (
 // and then creates the live file, so the file after the one at .k is the
 // one at .k-1 (the live file after .1), and if .k still holds it after
 // .k-1 was opened, no rename came between. A plain file keeps its identity
-// through renames; once compressed, .k.gz is a new file, recognised by
-// what the daemon writes into it: the stamp of its last entry in the gzip
-// header ({"lastTime": ...}) and its uncompressed size in the trailer.
+// through renames; once compressed, .k.gz is a new file, recognised by its
+// uncompressed size (the gzip trailer) and its first line. The daemon
+// also writes a stamp into the gzip header ({"lastTime": ...}), but it is
+// not used: Docker 20.10 reads it from the log writer after the rotation,
+// from a goroutine, so under load it can be the stamp of a later line.
 
 // errNotCreated: the daemon is between renaming the live file and
 // creating it again.
@@ -97,9 +96,8 @@ func locate(live string, cur *logFile) (place, bool) {
 	if err != nil {
 		return place{}, false
 	}
-	var stamp capture.Timestamp
-	var size int64
-	stamped := false
+	var id identity
+	identified := false
 	for k := 1; k <= min(top, maxRotatedLook); k++ {
 		name := live + "." + strconv.Itoa(k)
 		if plain[k] {
@@ -121,21 +119,19 @@ func locate(live string, cur *logFile) (place, bool) {
 		if cur.gz {
 			continue
 		}
-		if !stamped {
-			id, ok := identify(cur)
-			if !ok {
+		if !identified {
+			if id, identified = identify(cur); !identified {
 				return place{}, false
 			}
-			stamp, size, stamped = id.stamp, id.size, true
 		}
-		if compressedFrom(name, fi, stamp, size) {
+		if compressedFrom(name, fi, id) {
 			return place{k, name, fi}, true
 		}
 	}
 	return place{}, false
 }
 
-// identify tells what a rotated plain file's compressed copy will show.
+// identify tells what a rotated plain file's compressed copy will hold.
 func identify(f *logFile) (identity, bool) {
 	if f.ident != nil {
 		return *f.ident, true
@@ -146,36 +142,26 @@ func identify(f *logFile) (identity, bool) {
 	// Its size now: the info kept is from when it was opened, and it
 	// grew until the daemon rotated it.
 	now, err := f.f.Stat()
-	if err != nil {
+	if err != nil || now.Size() == 0 {
 		return identity{}, false
 	}
-	stamp, ok := lastStamp(f.f, now.Size())
-	return identity{stamp: stamp, size: now.Size()}, ok
+	head := make([]byte, min(now.Size(), maxHeadBytes))
+	if _, err := f.f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+		return identity{}, false
+	}
+	if i := bytes.IndexByte(head, '\n'); i >= 0 {
+		head = head[:i+1]
+	}
+	return identity{size: now.Size(), head: head}, true
 }
 
-// lastStamp is the stamp of the last entry of a plain file of size bytes.
-func lastStamp(f *os.File, size int64) (capture.Timestamp, bool) {
-	// The daemon's lines are at most a few times 16 KiB.
-	n := min(size, int64(maxLineBytes))
-	b := make([]byte, n)
-	if _, err := f.ReadAt(b, size-n); err != nil && !errors.Is(err, io.EOF) {
-		return 0, false
-	}
-	end := len(b)
-	for end > 0 && b[end-1] == '\n' {
-		end--
-	}
-	start := end
-	for start > 0 && b[start-1] != '\n' {
-		start--
-	}
-	_, e, err := parseLine(nil, b[start:end])
-	return e.ts, err == nil
-}
+// maxHeadBytes bounds the first line kept to identify a file: enough for
+// the stamp at the end of any line of a 16 KiB piece, escaped.
+const maxHeadBytes = 128 << 10
 
-// compressedFrom reports whether the gzip file name holds a file whose
-// last entry is stamped stamp and whose size is size.
-func compressedFrom(name string, info os.FileInfo, stamp capture.Timestamp, size int64) bool {
+// compressedFrom reports whether the gzip file name holds the file id
+// identifies.
+func compressedFrom(name string, info os.FileInfo, id identity) bool {
 	f, err := os.Open(name)
 	if err != nil {
 		return false
@@ -185,18 +171,16 @@ func compressedFrom(name string, info os.FileInfo, stamp capture.Timestamp, size
 	if info.Size() < int64(len(trailer)) {
 		return false
 	}
-	if _, err := f.ReadAt(trailer[:], info.Size()-4); err != nil || binary.LittleEndian.Uint32(trailer[:]) != uint32(size) {
+	if _, err := f.ReadAt(trailer[:], info.Size()-4); err != nil || binary.LittleEndian.Uint32(trailer[:]) != uint32(id.size) {
 		return false
 	}
 	zr, err := gzip.NewReader(f)
 	if err != nil {
 		return false
 	}
-	var meta struct {
-		LastTime time.Time `json:"lastTime"`
-	}
-	if json.Unmarshal(zr.Header.Extra, &meta) != nil {
+	head := make([]byte, len(id.head))
+	if _, err := io.ReadFull(zr, head); err != nil {
 		return false
 	}
-	return capture.Timestamp(meta.LastTime.UnixNano()) == stamp
+	return bytes.Equal(head, id.head)
 }
