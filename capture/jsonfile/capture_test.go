@@ -277,7 +277,7 @@ func (a *servingAPI) Logs(ctx context.Context, id string, req capture.LogsReques
 	a.mu.Lock()
 	a.logs++
 	a.mu.Unlock()
-	return newStream(ctx, filepath.Join(a.dir, id, id+"-json.log"), req, &containerInfo{}, quietLog())
+	return newStream(ctx, filepath.Join(a.dir, id, id+"-json.log"), req, &containerInfo{}, nil, quietLog())
 }
 
 func TestUnreadableFilesUseTheAPIInAutoAndAreAnErrorInFiles(t *testing.T) {
@@ -305,4 +305,44 @@ func TestUnreadableFilesUseTheAPIInAutoAndAreAnErrorInFiles(t *testing.T) {
 	if _, err := s.Logs(context.Background(), testID, capture.LogsRequest{Stdout: true}); api.logs != 2 {
 		t.Errorf("api: %v after %d API requests, want 2", err, api.logs)
 	}
+}
+
+// A container removed as soon as it exits (--rm) whose start event comes
+// after its directory is gone is still read whole: its live file was
+// opened when the daemon created it.
+func TestAContainerRemovedBeforeItsReaderAsksIsReadWhole(t *testing.T) {
+	dir := t.TempDir()
+	api := newFakeAPI()
+	src := New(api, Files, dir, quietLog())
+	col := startCapture(t, src, captureOptions())
+	select {
+	case <-src.pre.watching:
+	case <-time.After(time.Minute):
+		t.Fatal("the containers directory is not watched")
+	}
+	d := newFakeDriver(t, dir, 0, 1, false)
+	deadline := time.Now().Add(time.Minute)
+	for !holdsPreopened(src, testID) {
+		if time.Now().After(deadline) {
+			t.Fatal("the new container's log file was not opened")
+		}
+		time.Sleep(time.Millisecond) // the watch has no event for tests
+	}
+	w := writeLines(d, 0, 500)
+	api.mu.Lock()
+	api.gone, api.c.Running = true, false
+	api.mu.Unlock()
+	if err := os.RemoveAll(filepath.Join(dir, testID)); err != nil {
+		t.Fatal(err)
+	}
+	api.events <- capture.Event{Action: capture.ActionStart, ID: testID, Name: "app", Image: "img"}
+	col.waitCount(t, len(w), time.Minute)
+	col.close()
+	checkRecords(t, col.recs, w)
+}
+
+func holdsPreopened(s *Source, id string) bool {
+	s.pre.mu.Lock()
+	defer s.pre.mu.Unlock()
+	return s.pre.files[id] != nil
 }

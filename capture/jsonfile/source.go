@@ -62,6 +62,10 @@ type Source struct {
 	dir   string
 	log   logrus.FieldLogger
 
+	// pre holds new containers' files open for their first request (nil
+	// in API mode).
+	pre *preopener
+
 	mu         sync.Mutex
 	containers map[string]*containerInfo
 }
@@ -75,7 +79,11 @@ func New(inner capture.Source, mode Mode, dir string, log logrus.FieldLogger) *S
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
-	return &Source{inner: inner, mode: mode, dir: dir, log: log, containers: map[string]*containerInfo{}}
+	s := &Source{inner: inner, mode: mode, dir: dir, log: log, containers: map[string]*containerInfo{}}
+	if mode != API {
+		s.pre = newPreopener(dir, log)
+	}
+	return s
 }
 
 // containerInfo is what the file path needs to know of a container: the
@@ -167,8 +175,25 @@ func (s *Source) Events(ctx context.Context) (<-chan capture.Event, <-chan error
 	in, inErr := s.inner.Events(ctx)
 	out := make(chan capture.Event)
 	errc := make(chan error, 1)
+	// The watch of the containers directory lives as long as the
+	// subscription: this goroutine stops it and waits for it (done) before
+	// it closes out.
+	stopWatch, watchDone := func() {}, make(chan struct{})
+	if s.pre != nil {
+		var err error
+		if stopWatch, err = s.pre.watch(watchDone); err != nil {
+			s.log.WithError(err).WithField("containers_path", s.dir).
+				Debug("new containers' log files are opened when their reader asks")
+		}
+	} else {
+		close(watchDone)
+	}
 	go func() {
 		defer close(out)
+		defer func() {
+			stopWatch()
+			<-watchDone
+		}()
 		for ev := range in {
 			s.observe(ev)
 			select {
@@ -195,8 +220,14 @@ func (s *Source) observe(ev capture.Event) {
 	}
 }
 
-// Close is inner's.
-func (s *Source) Close() error { return s.inner.Close() }
+// Close closes the files held for requests that did not come, and is
+// inner's.
+func (s *Source) Close() error {
+	if s.pre != nil {
+		s.pre.close()
+	}
+	return s.inner.Close()
+}
 
 // LogPath is where the container's json-file log is seen from here.
 func (s *Source) LogPath(id string) string {
@@ -211,7 +242,7 @@ func (s *Source) Logs(ctx context.Context, id string, req capture.LogsRequest) (
 		return s.inner.Logs(ctx, id, req)
 	}
 	ci := s.info(id)
-	st, err := newStream(ctx, s.LogPath(id), req, ci, s.log.WithField("container_id", id[:12]))
+	st, err := newStream(ctx, s.LogPath(id), req, ci, s.pre.take(id), s.log.WithField("container_id", id[:12]))
 	if err == nil {
 		return st, nil
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -79,10 +80,24 @@ const (
 // errClosed is the error of a Read after Close.
 var errClosed = fmt.Errorf("logs stream: %w", os.ErrClosed)
 
-func newStream(ctx context.Context, live string, req capture.LogsRequest, ctr *containerInfo, log logrus.FieldLogger) (*stream, error) {
+// newStream opens the files of live for req. pre, if not nil, is the live
+// file as it was opened when the container was created: it is read first
+// if the daemon has rotated it out or removed the container since, and
+// closed otherwise.
+func newStream(ctx context.Context, live string, req capture.LogsRequest, ctr *containerInfo, pre *logFile, log logrus.FieldLogger) (*stream, error) {
 	files, err := openSnapshot(live)
-	if err != nil {
+	switch {
+	case err != nil && pre != nil && errors.Is(err, fs.ErrNotExist):
+		// Removed since: the held file is all of its log (the daemon
+		// closed it when it removed the container).
+		files = []*logFile{pre}
+	case err != nil:
+		if pre != nil {
+			pre.close()
+		}
 		return nil, err
+	case pre != nil:
+		files = merge(pre, files)
 	}
 	newest := files[len(files)-1]
 	if req.Tail >= 0 {
@@ -382,6 +397,12 @@ func (s *stream) atLiveEnd(cur *logFile) (followNext, error) {
 	case err != nil:
 		return followEnd, err
 	case next == nil:
+		if _, err := os.Stat(filepath.Dir(s.live)); errors.Is(err, fs.ErrNotExist) {
+			// The container was removed: cur, read to its end, was
+			// its last file.
+			s.log.Debug("container removed, its log file is read to its end")
+			return followEnd, nil
+		}
 		// The file after cur is not known for certain: it was compressed
 		// or deleted before it could be opened. End; the reader resumes
 		// from its position.

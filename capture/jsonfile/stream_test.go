@@ -60,7 +60,7 @@ func testInfo() *containerInfo { return &containerInfo{running: true, known: tru
 // readAll reads a stream that must end by itself.
 func readAll(t *testing.T, d *fakeDriver, req capture.LogsRequest) []got {
 	t.Helper()
-	st, err := newStream(context.Background(), d.live, req, testInfo(), quietLog())
+	st, err := newStream(context.Background(), d.live, req, testInfo(), nil, quietLog())
 	if err != nil {
 		t.Fatalf("newStream: %v", err)
 	}
@@ -180,7 +180,7 @@ type follower struct {
 func follow(t *testing.T, d *fakeDriver, req capture.LogsRequest, ci *containerInfo) *follower {
 	t.Helper()
 	req.Follow = true
-	st, err := newStream(context.Background(), d.live, req, ci, quietLog())
+	st, err := newStream(context.Background(), d.live, req, ci, nil, quietLog())
 	if err != nil {
 		t.Fatalf("newStream: %v", err)
 	}
@@ -312,7 +312,7 @@ func TestCloseEndsAWaitingRead(t *testing.T) {
 func TestAReaderBehindByMoreThanMaxFileFilesLosesNothing(t *testing.T) {
 	d := newFakeDriver(t, t.TempDir(), 2000, 2, false)
 	st, err := newStream(context.Background(), d.live, capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1, Follow: true},
-		testInfo(), quietLog())
+		testInfo(), nil, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,148 @@
+package jsonfile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// preopener holds each new container's live log file open from the moment
+// the daemon creates it, before the container's process starts, until the
+// container's first logs request takes it. A container removed as soon as
+// it exits (--rm) is then read whole from the open descriptor, however
+// late its reader asks: its start event, and the reader it starts, can
+// come after the daemon removed its directory. A goroutine watches the
+// containers directory (inotify; nothing where that is not available) and
+// opens the files; Logs takes them.
+type preopener struct {
+	dir string
+	log logrus.FieldLogger
+
+	mu    sync.Mutex
+	files map[string]*preopened // by container id; not taken yet
+	// closed: the Source is closed; nothing is held any more.
+	closed bool
+
+	// watching is closed (once, by watchStarted) when a watch of the
+	// directory is first in place; tests wait on it.
+	watching     chan struct{}
+	watchingOnce sync.Once
+}
+
+func (p *preopener) watchStarted() { p.watchingOnce.Do(func() { close(p.watching) }) }
+
+type preopened struct {
+	f  *logFile
+	at time.Time
+}
+
+// preopenTTL bounds how long a file is held for a request that does not
+// come (a container the filters leave out, or one never read): a reader
+// asks within a second on a loaded host; the held file keeps its disk
+// space while it is held.
+const preopenTTL = time.Minute
+
+func newPreopener(dir string, log logrus.FieldLogger) *preopener {
+	return &preopener{dir: dir, log: log, files: map[string]*preopened{}, watching: make(chan struct{})}
+}
+
+// open opens container id's live file, if it exists and none is held; it
+// reports whether one is held now.
+func (p *preopener) open(id string, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	if p.files[id] != nil {
+		return true
+	}
+	live := filepath.Join(p.dir, id, id+"-json.log")
+	f, err := os.Open(live)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			p.log.WithError(err).WithField("container_id", id[:12]).Debug("cannot open a new container's log file ahead of its reader")
+		}
+		return false
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return false
+	}
+	p.files[id] = &preopened{f: &logFile{f: f, r: f, name: live, info: info, live: true}, at: now}
+	return true
+}
+
+// take hands over container id's held file, if any; the caller closes it.
+// A nil preopener holds nothing.
+func (p *preopener) take(id string) *logFile {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h := p.files[id]
+	if h == nil {
+		return nil
+	}
+	delete(p.files, id)
+	return h.f
+}
+
+// expire closes the files held since before now - preopenTTL.
+func (p *preopener) expire(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, h := range p.files {
+		if now.Sub(h.at) > preopenTTL {
+			h.f.close()
+			delete(p.files, id)
+		}
+	}
+}
+
+// close closes every held file; nothing is held after it.
+func (p *preopener) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for id, h := range p.files {
+		h.f.close()
+		delete(p.files, id)
+	}
+}
+
+// merge puts a held file in front of the files of a snapshot, unless the
+// snapshot has it already (by name, or compressed): it is then the
+// container's first file, rotated out and deleted since it was opened.
+// The held file is closed when it is not used.
+func merge(pre *logFile, files []*logFile) []*logFile {
+	for _, f := range files {
+		if os.SameFile(f.info, pre.info) {
+			pre.close()
+			return files
+		}
+	}
+	if id, ok := identify(pre); ok {
+		for _, f := range files {
+			if f.gz {
+				if info, err := os.Stat(f.name); err == nil && compressedFrom(f.name, info, id) {
+					pre.close()
+					return files
+				}
+			}
+		}
+	}
+	pre.live = false // replaced by the live file: complete
+	return append([]*logFile{pre}, files...)
+}
+
+// errNoWatch: the containers directory cannot be watched here.
+var errNoWatch = fmt.Errorf("containers directory not watched")
