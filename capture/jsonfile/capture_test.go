@@ -313,6 +313,7 @@ func TestUnreadableFilesUseTheAPIInAutoAndAreAnErrorInFiles(t *testing.T) {
 func TestAContainerRemovedBeforeItsReaderAsksIsReadWhole(t *testing.T) {
 	dir := t.TempDir()
 	api := newFakeAPI()
+	api.gone, api.c.Running = true, false // listed by nobody: only its start event tells of it
 	src := New(api, Files, dir, quietLog())
 	col := startCapture(t, src, captureOptions())
 	select {
@@ -329,9 +330,6 @@ func TestAContainerRemovedBeforeItsReaderAsksIsReadWhole(t *testing.T) {
 		time.Sleep(time.Millisecond) // the watch has no event for tests
 	}
 	w := writeLines(d, 0, 500)
-	api.mu.Lock()
-	api.gone, api.c.Running = true, false
-	api.mu.Unlock()
 	if err := os.RemoveAll(filepath.Join(dir, testID)); err != nil {
 		t.Fatal(err)
 	}
