@@ -50,6 +50,10 @@ const (
 // the stream opened.
 func startChain(live string, newest *logFile, log logrus.FieldLogger) *chain {
 	c := &chain{live: live, log: log, last: newest, done: make(chan struct{})}
+	// A first look before the watcher's goroutine runs: a container that
+	// rotates every few milliseconds may rotate its newest file out
+	// before that goroutine is scheduled.
+	c.extend()
 	c.watching = watchDir(live, c.extend, c.done)
 	return c
 }

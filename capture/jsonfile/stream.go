@@ -206,6 +206,13 @@ func (s *stream) fill(want int) (wait bool, err error) {
 		cur := s.files[0]
 		n, err := s.readMore(cur)
 		if n > 0 {
+			if s.chain != nil {
+				// A reader that is behind runs often: it looks for new
+				// files too, so they are opened even when the watcher's
+				// goroutine waits for a CPU (at 30 ms a rotation, max-file=3
+				// leaves a file 90 ms before it is deleted).
+				s.chain.extend()
+			}
 			continue
 		}
 		if err != nil {
