@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
@@ -297,10 +298,12 @@ func TestUnreadableFilesUseTheAPIInAutoAndAreAnErrorInFiles(t *testing.T) {
 	if _, err := s.Logs(context.Background(), testID, capture.LogsRequest{Stdout: true}); !errors.Is(err, capture.ErrLogsUnreadable) || api.logs != 1 {
 		t.Errorf("files: %v after %d API requests, want ErrLogsUnreadable and no request", err, api.logs)
 	}
+	api.gone = true
 	s = New(api, Files, t.TempDir(), quietLog())
 	if _, err := s.Logs(context.Background(), testID, capture.LogsRequest{Stdout: true}); !errors.Is(err, capture.ErrNotFound) || api.logs != 1 {
 		t.Errorf("files, removed: %v after %d API requests, want ErrNotFound and no request", err, api.logs)
 	}
+	api.gone = false
 	s = New(api, API, t.TempDir(), quietLog())
 	if _, err := s.Logs(context.Background(), testID, capture.LogsRequest{Stdout: true}); api.logs != 2 {
 		t.Errorf("api: %v after %d API requests, want 2", err, api.logs)
@@ -344,3 +347,49 @@ func holdsPreopened(s *Source, id string) bool {
 	defer s.pre.mu.Unlock()
 	return s.pre.files[id] != nil
 }
+
+// A Containers_Path that is readable but not where the daemon keeps its
+// containers, and a log file that cannot be opened: in auto the API reads
+// the container, with one info line for it that names the path, however
+// often its streams are opened; in files it is unreadable, not gone (the
+// daemon says it exists).
+func TestFilesNotFoundOrUnreadableAreNamedOnceAndReadThroughTheAPI(t *testing.T) {
+	wrong := t.TempDir() // readable, without the container's directory
+	loop := t.TempDir()  // the container's log is a symbolic link to itself
+	if err := os.Mkdir(filepath.Join(loop, testID), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	live := filepath.Join(loop, testID, testID+"-json.log")
+	if err := os.Symlink(live, live); err != nil {
+		t.Fatal(err)
+	}
+	for name, dir := range map[string]string{"wrong path": wrong, "unopenable file": loop} {
+		t.Run(name, func(t *testing.T) {
+			api := newFakeAPI()
+			api.logsErr = errFromAPI
+			l, hook := logtest.NewNullLogger()
+			l.SetLevel(logrus.InfoLevel)
+			s := New(api, Auto, dir, l)
+			for range 3 {
+				if _, err := s.Logs(context.Background(), testID, capture.LogsRequest{Stdout: true, Follow: true}); !errors.Is(err, errFromAPI) {
+					t.Fatalf("auto: %v, want the API's answer", err)
+				}
+			}
+			infos := 0
+			for _, e := range hook.AllEntries() {
+				if e.Level == logrus.InfoLevel && e.Data["log_path"] == filepath.Join(dir, testID, testID+"-json.log") {
+					infos++
+				}
+			}
+			if api.logs != 3 || infos != 1 || len(hook.AllEntries()) != 1 {
+				t.Errorf("auto: %d API requests, %d info lines naming the path, %d lines in all; want 3, 1, 1", api.logs, infos, len(hook.AllEntries()))
+			}
+			s = New(api, Files, dir, quietLog())
+			if _, err := s.Logs(context.Background(), testID, capture.LogsRequest{Stdout: true}); !errors.Is(err, capture.ErrLogsUnreadable) || api.logs != 3 {
+				t.Errorf("files: %v after %d API requests, want ErrLogsUnreadable and no request", err, api.logs)
+			}
+		})
+	}
+}
+
+var errFromAPI = errors.New("from the api")

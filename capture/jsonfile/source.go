@@ -246,26 +246,29 @@ func (s *Source) Logs(ctx context.Context, id string, req capture.LogsRequest) (
 	if err == nil {
 		return st, nil
 	}
-	if s.mode == Files {
+	if errors.Is(err, fs.ErrNotExist) {
 		if _, dirErr := os.Stat(filepath.Dir(s.LogPath(id))); errors.Is(dirErr, fs.ErrNotExist) {
-			// Removed with its directory: gone, not unreadable.
-			return nil, fmt.Errorf("read log files of container %s: %w: %w", id[:12], capture.ErrNotFound, err)
+			// No directory: removed with it, or Containers_Path is not
+			// where the daemon's directories are. Only the daemon knows
+			// which.
+			if _, inspErr := s.inner.Inspect(ctx, id); errors.Is(inspErr, capture.ErrNotFound) {
+				return nil, fmt.Errorf("read log files of container %s: %w: %w", id[:12], capture.ErrNotFound, err)
+			}
 		}
-		return nil, fmt.Errorf("read log files of container %s: %w: %w", id[:12], capture.ErrLogsUnreadable, err)
 	}
-	rc, apiErr := s.inner.Logs(ctx, id, req)
-	if apiErr != nil {
-		return nil, apiErr // gone, or the daemon's failure: not the files'
+	if s.mode == Files {
+		return nil, fmt.Errorf("read log files of container %s at %s: %w: %w", id[:12], s.LogPath(id), capture.ErrLogsUnreadable, err)
 	}
 	ci.mu.Lock()
 	first := !ci.logged
 	ci.logged = true
 	ci.mu.Unlock()
 	if first {
-		s.log.WithField("container_id", id[:12]).WithField("reason", err.Error()).
-			Info("log files not readable (another log driver, or not mounted): reading this container through the API")
+		s.log.WithField("container_id", id[:12]).WithField("log_path", s.LogPath(id)).WithError(err).
+			Info("log files not readable at Containers_Path (not mounted there, another log driver, or permissions): reading this container through the API")
 	}
-	return rc, nil
+	// An error is the daemon's (gone, or failing), not the files'.
+	return s.inner.Logs(ctx, id, req)
 }
 
 // validID keeps a path built from an id inside dir.
