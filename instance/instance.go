@@ -39,7 +39,7 @@ type Instance struct {
 
 	mu      sync.Mutex
 	cfg     conf.Config
-	src     *docker.Client
+	src     *jsonfile.Source // over the docker client; Close closes both
 	capture *capture.Capture
 	// metrics serves /metrics when Metrics_Listen is set; started by
 	// start, closed by exit.
@@ -89,14 +89,15 @@ func (p *Instance) start(cfg conf.Config) error {
 	opts.Positions = positions
 	// Logs come from the containers' files below the reader where they
 	// can; discovery, inspect and events stay on the daemon.
-	c := capture.New(jsonfile.New(src, cfg.LogsFrom, cfg.ContainersPath, p.log), opts, p.log)
+	files := jsonfile.New(src, cfg.LogsFrom, cfg.ContainersPath, p.log)
+	c := capture.New(files, opts, p.log)
 	if ln != nil {
 		if p.metrics, err = metrics.Serve(ln, c.Stats, cfg.MetricsContainerLabels, p.log); err != nil {
 			src.Close()
 			return err
 		}
 	}
-	p.cfg, p.src, p.capture = cfg, src, c
+	p.cfg, p.src, p.capture = cfg, files, c
 	p.inFlight = make(map[unsafe.Pointer]capture.Batch)
 	p.capture.Start()
 	p.log.WithField("stream_refresh", cfg.StreamRefresh.String()).WithField("logs_from", cfg.LogsFrom.String()).

@@ -58,17 +58,17 @@ func startChain(live string, newest *logFile, log logrus.FieldLogger) *chain {
 	return c
 }
 
-// stop ends the watcher and closes the files not taken.
-func (c *chain) stop() {
+// stopKeeping ends the watcher and hands over the files not taken, oldest
+// first; the caller closes them.
+func (c *chain) stopKeeping() []*logFile {
 	c.watching()
 	<-c.done
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
-	for _, f := range c.held {
-		f.close()
-	}
+	held := c.held
 	c.held = nil
+	return held
 }
 
 // extend opens every file created after last.

@@ -49,6 +49,27 @@ type identity struct {
 	head []byte
 }
 
+// rewind moves l back to its start, for a stream that reads it again.
+func (l *logFile) rewind() error {
+	if l.f == nil {
+		return os.ErrClosed
+	}
+	if _, err := l.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	l.skip, l.final = 0, false
+	if !l.gz {
+		l.r = l.f
+		return nil
+	}
+	zr, err := gzip.NewReader(l.f)
+	if err != nil {
+		return err
+	}
+	l.r = zr
+	return nil
+}
+
 func (l *logFile) close() {
 	if l.f != nil {
 		l.f.Close()

@@ -119,29 +119,43 @@ func (p *preopener) close() {
 	}
 }
 
-// merge puts a held file in front of the files of a snapshot, unless the
-// snapshot has it already (by name, or compressed): it is then the
-// container's first file, rotated out and deleted since it was opened.
-// The held file is closed when it is not used.
-func merge(pre *logFile, files []*logFile) []*logFile {
+// merge puts the kept files that a snapshot does not have (by name, or
+// compressed) in front of its files: they were rotated out, and maybe
+// deleted, since they were opened. The others are closed.
+func merge(kept, files []*logFile) []*logFile {
+	var older []*logFile
+	for _, k := range kept {
+		if inSnapshot(k, files) {
+			k.close()
+			continue
+		}
+		k.live = false // replaced by the live file: complete
+		older = append(older, k)
+	}
+	return append(older, files...)
+}
+
+func inSnapshot(k *logFile, files []*logFile) bool {
 	for _, f := range files {
-		if os.SameFile(f.info, pre.info) {
-			pre.close()
-			return files
+		if os.SameFile(f.info, k.info) {
+			return true
 		}
 	}
-	if id, ok := identify(pre); ok {
-		for _, f := range files {
-			if f.gz {
-				if info, err := os.Stat(f.name); err == nil && compressedFrom(f.name, info, id) {
-					pre.close()
-					return files
-				}
+	if k.gz {
+		return false
+	}
+	id, ok := identify(k)
+	if !ok {
+		return false
+	}
+	for _, f := range files {
+		if f.gz {
+			if info, err := os.Stat(f.name); err == nil && compressedFrom(f.name, info, id) {
+				return true
 			}
 		}
 	}
-	pre.live = false // replaced by the live file: complete
-	return append([]*logFile{pre}, files...)
+	return false
 }
 
 // errNoWatch: the containers directory cannot be watched here.

@@ -97,6 +97,33 @@ type containerInfo struct {
 	tty     bool   // set by an inspect, which the reader does before its first read
 	events  uint64 // start and die events seen, so an inspect older than one is not believed
 	logged  bool   // the fall back to the API was logged
+	// kept are the files a closed stream had not read to their end
+	// (rotated out, maybe deleted), oldest first, for the next stream
+	// of the container; forgetting the container closes them.
+	kept []*logFile
+}
+
+// keep stores files for the next stream, closing any kept before.
+func (c *containerInfo) keep(files []*logFile) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	closeAll(c.kept)
+	c.kept = files
+}
+
+// takeKept hands over the kept files; the caller closes them.
+func (c *containerInfo) takeKept() []*logFile {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := c.kept
+	c.kept = nil
+	return k
+}
+
+func closeAll(files []*logFile) {
+	for _, f := range files {
+		f.close()
+	}
 }
 
 func (c *containerInfo) isRunning() bool {
@@ -125,6 +152,9 @@ func (s *Source) info(id string) *containerInfo {
 func (s *Source) forget(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if c := s.containers[id]; c != nil {
+		c.keep(nil)
+	}
 	delete(s.containers, id)
 }
 
@@ -139,8 +169,9 @@ func (s *Source) List(ctx context.Context) ([]capture.Container, error) {
 		present[c.ID] = true
 	}
 	s.mu.Lock()
-	for id := range s.containers {
+	for id, c := range s.containers {
 		if !present[id] {
+			c.keep(nil)
 			delete(s.containers, id)
 		}
 	}
@@ -226,6 +257,11 @@ func (s *Source) Close() error {
 	if s.pre != nil {
 		s.pre.close()
 	}
+	s.mu.Lock()
+	for _, c := range s.containers {
+		c.keep(nil)
+	}
+	s.mu.Unlock()
 	return s.inner.Close()
 }
 
@@ -242,7 +278,11 @@ func (s *Source) Logs(ctx context.Context, id string, req capture.LogsRequest) (
 		return s.inner.Logs(ctx, id, req)
 	}
 	ci := s.info(id)
-	st, err := newStream(ctx, s.LogPath(id), req, ci, s.pre.take(id), s.log.WithField("container_id", id[:12]))
+	kept := ci.takeKept()
+	if pre := s.pre.take(id); pre != nil {
+		kept = append([]*logFile{pre}, kept...)
+	}
+	st, err := newStream(ctx, s.LogPath(id), req, ci, kept, s.log.WithField("container_id", id[:12]))
 	if err == nil {
 		return st, nil
 	}

@@ -80,24 +80,27 @@ const (
 // errClosed is the error of a Read after Close.
 var errClosed = fmt.Errorf("logs stream: %w", os.ErrClosed)
 
-// newStream opens the files of live for req. pre, if not nil, is the live
-// file as it was opened when the container was created: it is read first
-// if the daemon has rotated it out or removed the container since, and
-// closed otherwise.
-func newStream(ctx context.Context, live string, req capture.LogsRequest, ctr *containerInfo, pre *logFile, log logrus.FieldLogger) (*stream, error) {
+// newStream opens the files of live for req. kept, oldest first, are
+// files opened before: the live file as it was when the container was
+// created, and those a closed stream had not read to their end. Each is
+// read first if the daemon has rotated it out or removed the container
+// since, and closed otherwise.
+func newStream(ctx context.Context, live string, req capture.LogsRequest, ctr *containerInfo, kept []*logFile, log logrus.FieldLogger) (*stream, error) {
 	files, err := openSnapshot(live)
 	switch {
-	case err != nil && pre != nil && errors.Is(err, fs.ErrNotExist):
-		// Removed since: the held file is all of its log (the daemon
-		// closed it when it removed the container).
-		files = []*logFile{pre}
-	case err != nil:
-		if pre != nil {
-			pre.close()
+	case err != nil && len(kept) > 0 && errors.Is(err, fs.ErrNotExist):
+		// Removed since: the kept files are all of its log (the daemon
+		// closed them when it removed the container).
+		files = kept
+		for _, f := range files[:len(files)-1] {
+			f.live = false
 		}
+		files[len(files)-1].live = true
+	case err != nil:
+		closeAll(kept)
 		return nil, err
-	case pre != nil:
-		files = merge(pre, files)
+	case len(kept) > 0:
+		files = merge(kept, files)
 	}
 	newest := files[len(files)-1]
 	if req.Tail >= 0 {
@@ -113,20 +116,34 @@ func newStream(ctx context.Context, live string, req capture.LogsRequest, ctr *c
 	return s, nil
 }
 
-// Close ends a Read waiting for lines and closes the files.
+// Close ends a Read waiting for lines and closes the files. A followed
+// stream that has not ended hands the files it has not read to their end
+// to the container's next stream: a rotated file that the daemon has
+// deleted meanwhile is still read whole (a refresh closes streams of
+// readers that are behind).
 func (s *stream) Close() error {
+	var held []*logFile
 	s.closeOnce.Do(func() {
 		close(s.closed)
 		if s.chain != nil {
-			s.chain.stop()
+			held = s.chain.stopKeeping()
 		}
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, f := range s.files {
-		f.close()
-	}
+	files := append(s.files, held...)
 	s.files = nil
+	if s.req.Follow && !s.ended && len(files) > 0 {
+		for _, f := range files {
+			if err := f.rewind(); err != nil {
+				closeAll(files)
+				return nil
+			}
+		}
+		s.ctr.keep(files)
+		return nil
+	}
+	closeAll(files)
 	return nil
 }
 

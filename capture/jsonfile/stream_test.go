@@ -439,3 +439,52 @@ func readLines(t *testing.T, b []byte) []got {
 	}
 	return out
 }
+
+// A followed stream closed while it holds rotated files that the daemon
+// has deleted since (a refresh of a reader that is behind) hands them to
+// the container's next stream, which reads them whole.
+func TestFilesHeldByAClosedStreamAreReadByTheNext(t *testing.T) {
+	d := newFakeDriver(t, t.TempDir(), 2000, 2, false)
+	ci := testInfo()
+	req := capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1, Follow: true}
+	st, err := newStream(context.Background(), d.live, req, ci, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w []written
+	for r := 1; r <= 5; r++ {
+		for d.rotations < r {
+			w = append(w, writeLines(d, len(w), 1)...)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for held(st) < r {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d files held after rotation %d", held(st), r)
+			}
+			time.Sleep(time.Millisecond) // the watcher has no event to await here
+		}
+	}
+	// Half of the first file is read before the close.
+	buf := make([]byte, 600)
+	if _, err := st.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err = newStream(ctx, d.live, req, ci, ci.takeKept(), quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var b []byte
+	buf = make([]byte, 64<<10)
+	for len(decodeFrames(t, b)) < len(w) {
+		n, err := st.Read(buf)
+		if err != nil {
+			t.Fatalf("read after %d entries: %v", len(decodeFrames(t, b)), err)
+		}
+		b = append(b, buf[:n]...)
+	}
+	checkSame(t, decodeFrames(t, b), w)
+}
