@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ import (
 // soon as it exists, and a compressed one is recognised by its header.
 func TestFilesRotationAtAHighRateDeliversEveryLineOnce(t *testing.T) {
 	onSystemDaemon(t)
-	t.Skip("known loss: at high rotation rates on a loaded host the files path loses lines (README, Reading the log files); Logs_From api is the default until this passes")
+	t.Skip("known loss under load: Docker 20.10 rotates this log every ~20 ms, so max-file=3 keeps a file ~60 ms; on a loaded 2-core host the goroutine that opens the next file was measured waiting 160-660 ms for a CPU, and a file deleted before it is opened is lost (README, Known limits)")
 	for _, compress := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "compressed"}[compress], func(t *testing.T) {
 			t.Parallel()
@@ -57,7 +58,6 @@ func TestFilesRotationAtAHighRateDeliversEveryLineOnce(t *testing.T) {
 // the API: both serve the same requests with the same stamps.
 func TestMovingBetweenAPIAndFilesKeepsEveryLineOnce(t *testing.T) {
 	onSystemDaemon(t)
-	t.Skip("known stall: under a loaded parallel run a files round after an API round once delivered nothing for 2 minutes (README, Reading the log files); it passes alone")
 	t.Parallel()
 	const n = 6000
 	id, name := run(t, "move", dockertest.RunOptions{Args: []string{"-lines", fmt.Sprint(n), "-interval", "1ms", "-stream", "both", "-hold"}})
@@ -126,7 +126,6 @@ func delivered(t *testing.T, db, id string, recs []received) []received {
 // after the daemon has removed it.
 func TestRemovedAtExitContainersAreReadWholeFromTheFiles(t *testing.T) {
 	onSystemDaemon(t)
-	t.Skip("known loss: under load a --rm container can be removed before its file is opened (on its start event), and all its lines are lost, as on the API path (README, Reading the log files); a watch of the containers directory is still to be built")
 	t.Parallel()
 	h := startCaptureFrom(t, capturetest.Options(), false, jsonfile.Files, containersPath)
 	const containers, lines = 30, 200
@@ -136,7 +135,9 @@ func TestRemovedAtExitContainersAreReadWholeFromTheFiles(t *testing.T) {
 		out := dockertest.Docker(t, "run", "-d", "--rm", "--network", "none",
 			"--label", dockertest.LabelTest+"=1", "--label", dockertest.LabelRun+"="+dockertest.RunID(),
 			"--label", labelTest+"="+capturetest.TagOf(t),
-			"--name", fmt.Sprintf("dl-it-rm-%d-%s", i, dockertest.RunID()),
+			// Unique across -count runs: the last run's containers may
+			// still be being removed.
+			"--name", fmt.Sprintf("dl-it-rm-%d-%d-%s", rmRuns.Add(1), i, dockertest.RunID()),
 			image, "-lines", fmt.Sprint(lines), "-stream", "both")
 		ids = append(ids, strings.TrimSpace(out))
 	}
@@ -148,6 +149,9 @@ func TestRemovedAtExitContainersAreReadWholeFromTheFiles(t *testing.T) {
 		capturetest.CheckExactlyOnce(t, h.Of(id), capturetest.LoggenLines(lines, "both", 0, 1))
 	}
 }
+
+// rmRuns numbers the --rm containers of this process.
+var rmRuns atomic.Int64
 
 // In auto, a container whose files cannot be read (not mounted where
 // Containers_Path says, or another log driver) is read through the API,
