@@ -209,7 +209,7 @@ func BenchmarkPipeline(b *testing.B) {
 		for range b.N {
 			// At the wrap, the same stamps again: positions reset.
 			e := c.next(b, func() { r.cs.pos = position{} })
-			if !r.cs.pos.seen(&e) {
+			if !r.cs.pos.seen(&e, 1) {
 				r.joiner.add(&e, false, r)
 			}
 			if len(r.chunk) >= chunkTarget {

@@ -183,6 +183,8 @@ type lineWriter struct {
 	seq  map[StreamKind]int
 	want map[StreamKind][]string
 	rnd  *rand.Rand
+	// step, when set, is the mean time between lines (else 1.5 us).
+	step Timestamp
 }
 
 func newLineWriter(d *fakeDaemon, id string, seed uint64) *lineWriter {
@@ -199,7 +201,11 @@ func newRunningWriter(d *fakeDaemon, id string, seed uint64) *lineWriter {
 func (w *lineWriter) line(s StreamKind) {
 	w.seq[s]++
 	text := fmt.Sprintf("seq=%d stream=%s", w.seq[s], s)
-	w.ts += Timestamp(1000 + w.rnd.IntN(1000))
+	if w.step != 0 {
+		w.ts += w.step/2 + Timestamp(w.rnd.Int64N(int64(w.step)))
+	} else {
+		w.ts += Timestamp(1000 + w.rnd.IntN(1000))
+	}
 	ts := w.ts
 	if s == Stderr && w.rnd.IntN(4) == 0 {
 		ts -= 700 // out of order across streams, in order within one

@@ -36,9 +36,15 @@
 //
 //   - L: the last line read from a container (its stream and stamp). All
 //     pieces of one line share its stamp, so (stream, stamp) names it.
-//   - position: per stream, the stamp of its last line read, and L. Kept
-//     per stream because the daemon stamps stdout and stderr in separate
-//     goroutines, so their stamps interleave out of order in the log file.
+//   - position: per stream, the stamp of its last line read and how many
+//     entries at that stamp were read (the count), and L. Kept per stream
+//     because the daemon stamps stdout and stderr in separate goroutines,
+//     so their stamps interleave out of order in the log file.
+//   - whole seconds: Podman's API stamps to the second, so every entry of
+//     a second shares one stamp; there an entry at a stream's stamp was
+//     read only while no more than the count of them have been met (runs),
+//     and L is found by the rank of its first entry at its stamp. Docker
+//     stamps to the nanosecond: the stamp alone tells, as a count of one.
 //     A chunk carries the position after its last line; it is committed
 //     only when Fluent Bit has taken the chunk.
 //   - Reading is a prefix of the log in file order: everything before L
@@ -52,7 +58,10 @@
 //     O(new lines) per refresh, whatever the size of the log.
 //   - full: past maxTail, the resume drops the window and reads everything
 //     from since; if L is no longer there (the log was rotated away), it
-//     goes on after L by time.
+//     goes on after L by time. A position stamped to the whole second
+//     resumes full at once, from wholeSecondSlack before its second: a
+//     window that begins inside the second cannot be told from one that
+//     does not.
 //   - inversion margin (inversionMargin): how far a stamp of one stream
 //     can fall behind one of the other stream written before it. A stream
 //     without a position yet is judged by L's stamp and the margin: what

@@ -43,11 +43,15 @@ type fakeDaemon struct {
 	// cutBreaks makes a cut a broken connection (a truncated chunked body)
 	// instead of a clean end of the stream.
 	cutBreaks bool
-	requests  []LogsRequest
-	open      int  // streams open now
-	maxOpen   int  // the most streams open at once
-	down      bool // every call fails and open streams break, as while dockerd restarts
-	refused   int  // calls that failed because the daemon was down
+	// wholeSeconds serves the log as Podman 4.3's API does: it keeps the
+	// nanoseconds written and filters since on them (strictly after), but
+	// stamps the entries it sends to the whole second.
+	wholeSeconds bool
+	requests     []LogsRequest
+	open         int  // streams open now
+	maxOpen      int  // the most streams open at once
+	down         bool // every call fails and open streams break, as while dockerd restarts
+	refused      int  // calls that failed because the daemon was down
 	// epoch counts the times the daemon went down: a stream or
 	// subscription of an older epoch is broken even if the daemon is back.
 	epoch int
@@ -269,7 +273,7 @@ func (d *fakeDaemon) Logs(ctx context.Context, id string, req LogsRequest) (io.R
 	}
 	var window []entry
 	for _, e := range c.log[start:] {
-		if req.Since != 0 && e.ts < req.Since {
+		if req.Since != 0 && (e.ts < req.Since || d.wholeSeconds && e.ts == req.Since) {
 			continue
 		}
 		window = append(window, e)
@@ -445,7 +449,11 @@ func (s *fakeStream) wanted(e entry) bool {
 }
 
 func (s *fakeStream) emit(e entry) {
-	payload := append([]byte(e.ts.Time().Format("2006-01-02T15:04:05.000000000Z07:00")+" "), e.data...)
+	stamp := e.ts.Time().Format("2006-01-02T15:04:05.000000000Z07:00")
+	if s.d.wholeSeconds {
+		stamp = e.ts.Time().Format(time.RFC3339) // as Podman's API sends it
+	}
+	payload := append([]byte(stamp+" "), e.data...)
 	if s.c.TTY {
 		s.buf = append(s.buf, payload...)
 	} else {

@@ -46,8 +46,10 @@ func (j *lineJoiner) add(e *entry, tty bool, out lineSink) {
 	// A piece shorter than the daemon's cut without a newline is the last
 	// piece of a line whose writer stopped mid-line. Pieces may be longer
 	// than the cut (a character cut at the boundary is replaced by longer
-	// bytes; other drivers cut later), never shorter.
-	final := complete || len(e.data) < pieceLen
+	// bytes; other drivers cut later), never shorter. A daemon that stamps
+	// to the second (Podman) cuts wherever its read of the container's
+	// output ended, so there only the newline ends a line.
+	final := complete || len(e.data) < pieceLen && !wholeSecond(e.ts)
 	body := trimEOL(e.data, tty)
 	if !p.active && final {
 		line, truncated := body, false
@@ -78,6 +80,15 @@ func (j *lineJoiner) end(s StreamKind, out lineSink) {
 	j.ending = p
 	out.emit(s, p.ts, p.data, p.truncated)
 	j.ending = nil
+}
+
+// entries is how many entries the line being emitted took: its pieces, or
+// one for a line in one entry.
+func (j *lineJoiner) entries() int {
+	if j.ending != nil {
+		return j.ending.pieces
+	}
+	return 1
 }
 
 // flush emits lines whose last piece never came: the log ended mid-line.

@@ -19,8 +19,9 @@ import (
 // stream writes, pieces of unexpected length, pieces that do not belong
 // together, and a container gone before its inspect.
 
-// longLineStamp is the stamp every piece of a test's long line carries.
-var longLineStamp = Timestamp(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC).UnixNano())
+// longLineStamp is the stamp every piece of a test's long line carries, as
+// a daemon that stamps to the nanosecond gives it.
+var longLineStamp = Timestamp(time.Date(2026, 11, 28, 12, 0, 0, 123456789, time.UTC).UnixNano())
 
 // writeLongLine writes line (without its newline) as the daemon stores it:
 // pieces of pieceLen bytes, all stamped ts, the last one ending in nl.

@@ -421,7 +421,11 @@ func (r *reader) plan(st readerState) plan {
 		p.seed = true
 	case !pos.last.valid:
 		req.Since = r.cs.since
-	case r.tail > maxTail:
+	case r.tail > maxTail || pos.wholeSeconds():
+		// Stamped to the second, a tail window that begins inside the
+		// position's second cannot be told from one that does not, and
+		// the count would skip unread lines of that second: since alone
+		// begins before it (Podman then reads its log from the start).
 		req.Since, p.seek, p.full = pos.since(stdout, stderr), true, true
 	default:
 		req.Since, req.Tail, p.seek = pos.since(stdout, stderr), r.tail, true

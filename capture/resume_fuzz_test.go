@@ -32,94 +32,138 @@ func FuzzResume(f *testing.F) {
 	f.Add([]byte{8, 0x40, 0x05, 0x07, 0x02, 0x09, 0x02, 0x4b, 0x03, 2, 0, 0, 3, 0, 0, 2, 0, 0, 4, 0, 0})
 	// Long lines open on both streams at once.
 	f.Add([]byte{12, 0x48, 0x49, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x42, 0x43, 0x02, 0x03, 1, 0, 0, 1, 0, 0, 2, 0, 0, 5, 0, 0})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		in := &fuzzInput{data: data}
-		d := newFakeDaemon()
-		d.add(Container{ID: testID, Name: "fuzz", Image: "fuzz:1", Running: true})
-		d.cutBreaks = true
-		d.cutAfter = func() int {
-			if v := in.next(); v%4 != 0 {
-				return 1 + int(v)%64
-			}
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzResume(t, data, false) })
+}
+
+// FuzzResumeWholeSeconds is FuzzResume against a daemon that stamps what it
+// sends to the whole second (Podman), with lines about 30 ms apart, so that
+// runs of entries of both streams share a stamp and only the counts in the
+// positions tell them apart.
+func FuzzResumeWholeSeconds(f *testing.F) {
+	f.Add([]byte{40, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 3, 0, 0, 5, 1, 0, 9, 0, 2})
+	f.Add([]byte{200, 0xff, 0xfe, 0x01, 0x80, 0x81, 7, 0, 3, 1, 2, 0, 0, 0})
+	f.Add([]byte{60, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 1, 0, 0, 7, 0, 0, 2, 0, 0, 9, 0, 0})
+	f.Add([]byte{8, 0x40, 0x05, 0x07, 0x02, 0x09, 0x02, 0x4b, 0x03, 2, 0, 0, 3, 0, 0, 2, 0, 0, 4, 0, 0})
+	f.Add([]byte{12, 0x48, 0x49, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x42, 0x43, 0x02, 0x03, 1, 0, 0, 1, 0, 0, 2, 0, 0, 5, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzResume(t, data, true) })
+}
+
+// maxWholeSecondCuts bounds the streams a whole-second daemon cuts: the
+// reader backs off after each stream that delivered nothing, and the wait
+// for every line must not outlast it.
+const maxWholeSecondCuts = 4
+
+// fuzzResume is the body of both targets; wholeSeconds makes the daemon
+// stamp to the second and spaces the lines a thousand times wider.
+func fuzzResume(t *testing.T, data []byte, wholeSeconds bool) {
+	in := &fuzzInput{data: data}
+	d := newFakeDaemon()
+	d.wholeSeconds = wholeSeconds
+	unit := Timestamp(997)
+	if wholeSeconds {
+		unit = Timestamp(time.Millisecond)
+	}
+	d.add(Container{ID: testID, Name: "fuzz", Image: "fuzz:1", Running: true})
+	d.cutBreaks = true
+	cuts := 0
+	d.cutAfter = func() int {
+		v := in.next()
+		if wholeSeconds && cuts == maxWholeSecondCuts {
+			// A resume re-reads the position's second from its start: a
+			// daemon that cut every stream before that many entries would
+			// never let it pass. Real cuts are not that regular.
 			return -1
 		}
-		d.corrupt = func() bool { return in.next()%29 == 1 }
-		d.repeat = func() int { return int(in.next() % 3) }
+		if v%4 != 0 {
+			cuts++
+			return 1 + int(v)%64
+		}
+		return -1
+	}
+	d.corrupt = func() bool { return in.next()%29 == 1 }
+	d.repeat = func() int {
+		v := in.next()
+		if wholeSeconds {
+			// Entries repeated at a stamp they share with new ones
+			// cannot be told from them; Podman does not repeat.
+			return 0
+		}
+		return int(v % 3)
+	}
 
-		n := int(in.next())
-		want := map[StreamKind][]string{}
-		last := map[StreamKind]Timestamp{}
-		type longLine struct {
-			ts     Timestamp
-			left   int // pieces still to write
-			text   string
-			letter byte
+	n := int(in.next())
+	want := map[StreamKind][]string{}
+	last := map[StreamKind]Timestamp{}
+	type longLine struct {
+		ts     Timestamp
+		left   int // pieces still to write
+		text   string
+		letter byte
+	}
+	open := map[StreamKind]*longLine{}
+	ts := Timestamp(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	// piece writes the next piece of s's open long line.
+	piece := func(s StreamKind) {
+		l := open[s]
+		l.left--
+		p := strings.Repeat(string(l.letter), pieceLen)
+		if l.left == 0 {
+			p = fmt.Sprintf("%s end", s)
 		}
-		open := map[StreamKind]*longLine{}
-		ts := Timestamp(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-		// piece writes the next piece of s's open long line.
-		piece := func(s StreamKind) {
-			l := open[s]
-			l.left--
-			p := strings.Repeat(string(l.letter), pieceLen)
-			if l.left == 0 {
-				p = fmt.Sprintf("%s end", s)
-			}
-			l.text += p
-			if l.left == 0 {
-				p += "\n"
-				want[s] = append(want[s], l.text)
-				delete(open, s)
-			}
-			d.write(testID, s, l.ts, p)
+		l.text += p
+		if l.left == 0 {
+			p += "\n"
+			want[s] = append(want[s], l.text)
+			delete(open, s)
 		}
-		for i := 0; i < n; i++ {
-			b := in.next()
-			s := Stdout
-			if b&1 == 1 {
-				s = Stderr
-			}
-			if open[s] != nil {
-				piece(s)
-				continue
-			}
-			ts += Timestamp(b>>1&0x1f) * 997
-			stamp := ts
-			if s == Stderr && b&2 == 2 {
-				stamp -= Timestamp(int(b>>2&0xf)) * 4000 // under a millisecond early
-			}
-			if stamp <= last[s] {
-				stamp = last[s] + 1
-			}
-			last[s] = stamp
-			if b&0x40 != 0 {
-				open[s] = &longLine{ts: stamp, left: 2 + int(b>>3&1), letter: 'a' + byte(i%26)}
-				piece(s)
-				continue
-			}
-			line := fmt.Sprintf("%s %d", s, i)
-			d.write(testID, s, stamp, line+"\n")
-			want[s] = append(want[s], line)
+		d.write(testID, s, l.ts, p)
+	}
+	for i := 0; i < n; i++ {
+		b := in.next()
+		s := Stdout
+		if b&1 == 1 {
+			s = Stderr
 		}
-		for _, s := range []StreamKind{Stdout, Stderr} {
-			for open[s] != nil {
-				piece(s)
-			}
+		if open[s] != nil {
+			piece(s)
+			continue
 		}
-		total := len(want[Stdout]) + len(want[Stderr])
-		opts := testOptions()
-		h := newHarness(t, d, opts)
-		// It stops once the reader has asked for its log: the reader
-		// follows, or reads without follow after a break, and must read the
-		// whole log once either way.
-		for len(d.logRequests()) == 0 {
-			runtime.Gosched()
+		ts += Timestamp(b>>1&0x1f) * unit
+		stamp := ts
+		if s == Stderr && b&2 == 2 {
+			stamp -= Timestamp(int(b>>2&0xf)) * 4000 // under a millisecond early
 		}
-		d.setRunningQuietly(testID, false)
-		h.waitFor("every line", 30*time.Second, countFor(testID, total))
-		h.stop()
-		checkExactlyOnce(t, h.records(), testID, want)
-	})
+		if stamp <= last[s] {
+			stamp = last[s] + 1
+		}
+		last[s] = stamp
+		if b&0x40 != 0 {
+			open[s] = &longLine{ts: stamp, left: 2 + int(b>>3&1), letter: 'a' + byte(i%26)}
+			piece(s)
+			continue
+		}
+		line := fmt.Sprintf("%s %d", s, i)
+		d.write(testID, s, stamp, line+"\n")
+		want[s] = append(want[s], line)
+	}
+	for _, s := range []StreamKind{Stdout, Stderr} {
+		for open[s] != nil {
+			piece(s)
+		}
+	}
+	total := len(want[Stdout]) + len(want[Stderr])
+	opts := testOptions()
+	h := newHarness(t, d, opts)
+	// It stops once the reader has asked for its log: the reader
+	// follows, or reads without follow after a break, and must read the
+	// whole log once either way.
+	for len(d.logRequests()) == 0 {
+		runtime.Gosched()
+	}
+	d.setRunningQuietly(testID, false)
+	h.waitFor("every line", 30*time.Second, countFor(testID, total))
+	h.stop()
+	checkExactlyOnce(t, h.records(), testID, want)
 }
 
 // fuzzInput hands out the fuzzer's bytes; past the end it gives zeros,

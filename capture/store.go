@@ -97,8 +97,16 @@ type dbFile struct {
 type dbContainer struct {
 	LastStream string `json:"last_stream"`
 	LastTime   int64  `json:"last_time"`
-	Stdout     int64  `json:"stdout_time,omitempty"`
-	Stderr     int64  `json:"stderr_time,omitempty"`
+	// How many entries (pieces) the last line took, when more than one.
+	LastEntries int   `json:"last_entries,omitempty"`
+	Stdout      int64 `json:"stdout_time,omitempty"`
+	Stderr      int64 `json:"stderr_time,omitempty"`
+	// How many entries of the stream at its stamp were read, when more
+	// than one: a daemon that stamps to the second (Podman) gives one
+	// stamp to all the lines of a second. Absent means one, as in files
+	// of versions 1 and 2, which never needed more.
+	StdoutCount int `json:"stdout_count,omitempty"`
+	StderrCount int `json:"stderr_count,omitempty"`
 	// A long line begun before the last line and not delivered yet: its
 	// stamp and how many of its pieces come before the last line. A
 	// restart reads it again from its first piece.
@@ -182,19 +190,21 @@ func (s *store) decode(b []byte, modified time.Time) error {
 	}
 	for id, c := range f.Containers {
 		var p position
+		last := lastLine{ts: Timestamp(c.LastTime), entries: max(c.LastEntries, 1), valid: true}
 		switch c.LastStream {
 		case "stdout":
-			p.last = lastLine{stream: Stdout, ts: Timestamp(c.LastTime), valid: true}
+			last.stream = Stdout
 		case "stderr":
-			p.last = lastLine{stream: Stderr, ts: Timestamp(c.LastTime), valid: true}
+			last.stream = Stderr
 		default:
 			return fmt.Errorf("container %s: last_stream %q", id, c.LastStream)
 		}
+		p.last = last
 		if c.Stdout != 0 {
-			p.streams[streamIndex(Stdout)] = streamPos{ts: Timestamp(c.Stdout), valid: true}
+			p.streams[streamIndex(Stdout)] = streamPos{ts: Timestamp(c.Stdout), n: max(c.StdoutCount, 1), valid: true}
 		}
 		if c.Stderr != 0 {
-			p.streams[streamIndex(Stderr)] = streamPos{ts: Timestamp(c.Stderr), valid: true}
+			p.streams[streamIndex(Stderr)] = streamPos{ts: Timestamp(c.Stderr), n: max(c.StderrCount, 1), valid: true}
 		}
 		if c.StdoutOpenPieces > 0 {
 			p.open[streamIndex(Stdout)] = openLine{ts: Timestamp(c.StdoutOpen), pieces: c.StdoutOpenPieces, valid: true}
@@ -367,12 +377,12 @@ func (s *store) write() error {
 	s.mu.Lock()
 	f := dbFile{Version: dbVersion, WatchSince: int64(s.watch), Containers: make(map[string]dbContainer, len(s.durable))}
 	for id, p := range s.durable {
-		c := dbContainer{LastStream: p.last.stream.String(), LastTime: int64(p.last.ts)}
+		c := dbContainer{LastStream: p.last.stream.String(), LastTime: int64(p.last.ts), LastEntries: countField(p.last.entries)}
 		if sp := p.streams[streamIndex(Stdout)]; sp.valid {
-			c.Stdout = int64(sp.ts)
+			c.Stdout, c.StdoutCount = int64(sp.ts), countField(sp.n)
 		}
 		if sp := p.streams[streamIndex(Stderr)]; sp.valid {
-			c.Stderr = int64(sp.ts)
+			c.Stderr, c.StderrCount = int64(sp.ts), countField(sp.n)
 		}
 		if o := p.open[streamIndex(Stdout)]; o.valid {
 			c.StdoutOpen, c.StdoutOpenPieces = int64(o.ts), o.pieces
@@ -399,6 +409,15 @@ func (s *store) write() error {
 	s.written = make(chan struct{})
 	s.mu.Unlock()
 	return nil
+}
+
+// countField is a count as the file keeps it: omitted when one,
+// so a file of stamps to the nanosecond stays as version 2 wrote it.
+func countField(n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return n
 }
 
 // waitWritten returns how many committed batches the file holds once

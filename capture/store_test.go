@@ -396,3 +396,80 @@ func TestVersion1FileIsReadWithItsModificationTimeAsTheWatch(t *testing.T) {
 		t.Errorf("the file was not rewritten as version 2 with the watch: %s", b)
 	}
 }
+
+// A count of entries at a whole-second stamp survives a reload; a count of
+// one is not written, so a file of nanosecond stamps stays as version 2
+// wrote it, and a version 2 file, which has no counts, reads as one.
+func TestPositionsKeepTheCountOfEntriesAtTheirStamp(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "positions.db")
+	s, err := OpenPositions(path, 0, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const second = Timestamp(1796203125 * time.Second)
+	var p position
+	p.advance(Stdout, second)
+	p.advanceBy(Stdout, second, 2)
+	p.advance(Stderr, second+Timestamp(time.Second))
+	const otherID = "1123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	var q position
+	q.advance(Stdout, 100)
+	const piecesID = "2123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	var r position // its last line in two pieces
+	r.advance(Stderr, second)
+	r.advanceBy(Stderr, second, 2)
+	s.commitBatch([]chunk{{owner: newContainerState(testID, false), pos: p}, {owner: newContainerState(otherID, false), pos: q},
+		{owner: newContainerState(piecesID, false), pos: r}})
+	if err := s.flush(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"stdout_count":3`) || !strings.Contains(string(b), `"stderr_count":3`) ||
+		strings.Count(string(b), "_count") != 2 || strings.Count(string(b), `"last_entries":2`) != 1 {
+		t.Errorf("want the counts of 3 and the last line's 2 entries, nothing else, in the file: %s", b)
+	}
+	again, err := OpenPositions(path, 0, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := again.get(testID); got != p || got.streams[streamIndex(Stdout)].n != 3 {
+		t.Errorf("reloaded %+v, want %+v", got, p)
+	}
+	if got, _ := again.get(otherID); got != q {
+		t.Errorf("reloaded %+v, want %+v", got, q)
+	}
+	if got, _ := again.get(piecesID); got != r || got.first() != 2 {
+		t.Errorf("reloaded %+v (first entry of the last line %d), want %+v (2)", got, got.first(), r)
+	}
+
+	v2 := `{"version":2,"watch_since":50,"containers":{"` + testID + `":{"last_stream":"stdout","last_time":300,"stdout_time":300,"stderr_time":250}}}`
+	if err := os.WriteFile(path, []byte(v2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old, err := OpenPositions(path, 0, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want position
+	want.advance(Stderr, 250)
+	want.advance(Stdout, 300)
+	if got, _ := old.get(testID); got != want {
+		t.Errorf("version 2 read as %+v, want %+v", got, want)
+	}
+}
+
+// A position counts entries at its stamp, so one that read more of them is
+// after one that read fewer: a commit never takes it back.
+func TestPositionWithMoreEntriesAtItsStampIsAfter(t *testing.T) {
+	const second = Timestamp(1796203125 * time.Second)
+	var fewer, more position
+	fewer.advance(Stdout, second)
+	more.advance(Stdout, second)
+	more.advance(Stdout, second)
+	if fewer.after(more) || !more.after(fewer) {
+		t.Errorf("after: fewer %v, more %v; want false, true", fewer.after(more), more.after(fewer))
+	}
+}

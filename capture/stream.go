@@ -141,6 +141,7 @@ type streamRead struct {
 	w         *streamWatch
 	d         *decoder
 	seeking   bool      // a resume that has not met L yet
+	met       runs      // the entries met at each stream's latest stamp
 	lastTS    Timestamp // of the last entry decoded, for the watch
 	before    int       // r.lines when the stream opened
 }
@@ -244,7 +245,7 @@ func (s *streamRead) take(e *entry) streamEnd {
 		return endDeselected
 	}
 	if !r.wanted(e.stream) {
-		r.advance(e.stream, e.ts) // read, not delivered
+		r.advance(e.stream, e.ts, 1) // read, not delivered
 		return endNone
 	}
 	r.joiner.add(e, s.d.raw(), r)
@@ -269,14 +270,15 @@ const (
 // it meets L; after L, the daemon's own repeats are dropped.
 func (s *streamRead) already(e *entry) entryVerdict {
 	r, pos := s.r, &s.r.cs.pos
+	k := s.met.meet(e)
 	if !s.seeking {
-		if pos.seen(e) {
+		if pos.seen(e, k) {
 			r.noteBehind(e)
 			return entrySkip
 		}
 		return entryNew
 	}
-	switch pos.seek(e) {
+	switch pos.seek(e, k) {
 	case seekSkip:
 		return entrySkip
 	case seekOpen:
@@ -320,15 +322,15 @@ func (r *reader) openLinesTaken() bool {
 // emit encodes a complete line (lineSink).
 func (r *reader) emit(s StreamKind, ts Timestamp, line []byte, truncated bool) {
 	r.chunk = appendRecord(r.chunk, ts, line, s, truncated, r.cs.meta.Load().fixed)
-	r.advance(s, ts)
+	r.advance(s, ts, r.joiner.entries())
 	r.lines++
 	r.counts.add(s, len(line), truncated)
 }
 
-// advance makes the line (s, ts) L, and records the lines left open before
-// it.
-func (r *reader) advance(s StreamKind, ts Timestamp) {
-	r.cs.pos.advance(s, ts)
+// advance makes the line (s, ts) of entries entries L, and records the
+// lines left open before it.
+func (r *reader) advance(s StreamKind, ts Timestamp, entries int) {
+	r.cs.pos.advanceBy(s, ts, entries)
 	for i := range r.cs.pos.open {
 		r.cs.pos.open[i] = r.joiner.openAtL(StreamKind(i + 1))
 	}

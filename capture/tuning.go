@@ -35,6 +35,14 @@ const (
 	// with since alone: 2M entries, past which a window costs the daemon
 	// as much as since.
 	maxTail = 1 << 21
+	// wholeSecondSlack is how far before a second a resume from a position
+	// stamped to it begins. Podman keeps the lines stamped strictly after
+	// since, comparing the nanoseconds it stores with a since it parses to
+	// about a microsecond: a line written in the very first microsecond of
+	// the second would be left out, and with it the count would skip an
+	// unread line. The lines of the slack are stamped a second earlier and
+	// skipped.
+	wholeSecondSlack = Timestamp(time.Millisecond)
 	// seekBound is how long a resume that has read nothing yet may stay
 	// silent: the daemon may be scanning its log for since (about a
 	// minute for 1.7 GB). Doubled after each such resume cut while still

@@ -263,7 +263,9 @@ func (c *Client) describe(v client.ServerVersionResult) {
 	log := c.log.WithFields(logrus.Fields{"daemon_version": v.Version, "api_version": c.api.ClientVersion()})
 	for _, comp := range v.Components {
 		if comp.Name == podmanEngine {
-			log.Warn("the daemon is Podman: its API stamps log lines to the whole second, so records carry whole-second times and lines after the first of a second read can be lost; Podman is not supported yet (README, Known limits)")
+			log.Warn("the daemon is Podman: its API stamps log lines to the whole second, so records carry whole-second times; " +
+				"each resume makes it read a container's log file from its start, a line it cut into pieces that fall in two seconds arrives as two records, " +
+				"and a TTY line it cut cannot be parsed (README, Known limits)")
 			return
 		}
 	}

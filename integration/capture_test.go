@@ -31,7 +31,23 @@ import (
 const (
 	goroutineSlack        = 16
 	goroutinesPerReadable = 3
+	// podmanPerReadable is the same on a Podman service, where a reader
+	// peaked higher (4.4 per container in one run, 20 goroutines over the
+	// baseline with one): a stream's connection there is still being
+	// closed while the next one opens. Goroutines still come back to the
+	// baseline after Stop (checkGoroutinesBack).
+	podmanPerReadable = 5
 )
+
+// goroutineBound is how many goroutines reading readable containers may
+// take in all.
+func goroutineBound(t *testing.T, baseline, readable int) int {
+	per := goroutinesPerReadable
+	if dockertest.Server(t).Podman {
+		per = podmanPerReadable
+	}
+	return baseline + goroutineSlack + per*readable
+}
 
 // --- Sequential tests: they count goroutines. ---
 
@@ -55,8 +71,12 @@ func TestShortStreamRefreshLosesNothingAndLeaksNothing(t *testing.T) {
 	seen := map[string]bool{}
 	var follows, carrying int
 	var counts []int
+	// Podman's stamps are whole seconds: a resume there asks for since
+	// alone, which begins before the position's second (README, Exactly
+	// once).
+	window := !dockertest.Server(t).Podman
 	for i, st := range h.src.Streams(id) {
-		if i > 0 && (st.Req.Since == 0 || st.Req.Tail < 0) {
+		if i > 0 && (st.Req.Since == 0 || window && st.Req.Tail < 0) {
 			t.Errorf("stream %d reopened without since and a tail window: %+v", i, st.Req)
 		}
 		fresh := 0
@@ -75,7 +95,12 @@ func TestShortStreamRefreshLosesNothingAndLeaksNothing(t *testing.T) {
 		}
 	}
 	t.Logf("%d follow streams; new lines per stream: %v; goroutines: baseline %d, max %d", follows, counts, baseline, h.MaxGoroutines())
-	if carrying < 3 {
+	// Podman's follow sends lines seconds after their stamps (3.5 s
+	// measured on a loaded host), so its stream looks still to be
+	// delivering the past and is not cut while bytes come: there the
+	// stream may carry them all (the refreshes of a Podman stream are
+	// checked by TestLinesOfOneSecondArriveOnceAcrossRefreshes).
+	if window && carrying < 3 {
 		t.Errorf("%d follow streams carried new lines (per stream: %v); want at least 3: the first and 2 after a refresh", carrying, counts)
 	}
 	if len(seen) != 40 {
@@ -84,7 +109,7 @@ func TestShortStreamRefreshLosesNothingAndLeaksNothing(t *testing.T) {
 	if n := h.src.MaxOpen(id); n != 1 {
 		t.Errorf("%d streams of the container open at once, want 1: a refresh must close the old stream", n)
 	}
-	if bound := baseline + goroutineSlack + goroutinesPerReadable; h.MaxGoroutines() > bound {
+	if bound := goroutineBound(t, baseline, 1); h.MaxGoroutines() > bound {
 		t.Errorf("%d goroutines while reading 1 container, bound %d", h.MaxGoroutines(), bound)
 	}
 	dockertest.Docker(t, "rm", "-f", id)
@@ -147,7 +172,7 @@ func TestManyContainersKeepGoroutinesBoundedAndReturnToBaseline(t *testing.T) {
 		h.waitFor("every line", id, capturetest.AtLeast(lines))
 	}
 	now := runtime.NumGoroutine()
-	bound := baseline + goroutineSlack + goroutinesPerReadable*n
+	bound := goroutineBound(t, baseline, n)
 	t.Logf("goroutines: baseline %d, while reading %d containers max %d (now %d), bound %d", baseline, n, h.MaxGoroutines(), now, bound)
 	if h.MaxGoroutines() > bound || now > bound {
 		t.Errorf("%d goroutines (now %d) while reading %d containers, bound %d:\n%s", h.MaxGoroutines(), now, n, bound, capturetest.Stacks())
@@ -524,8 +549,15 @@ func TestRestartWithDBDeliversLinesWrittenWhileDownByContainersWithoutPosition(t
 		dockertest.LoggenImage(t), "-lines", strconv.Itoa(lines), "-stream", "both", "-hold"))
 	t.Cleanup(func() { dockertest.Docker(t, "rm", "-f", "-v", created) })
 
+	// The probe's first record proves the first run's start-up is over
+	// (records flow only after the supervisor has listed the containers),
+	// so the busy container is not listed as running at start-up and read
+	// from then on (Podman lists slowly enough for that to happen).
+	probe, _ := run(t, "probe", dockertest.RunOptions{Args: []string{"-lines", "100000", "-interval", "50ms", "-hold"}})
+	dockertest.WaitForLog(t, probe, "seq=1 ", time.Minute)
 	opts.Positions = openDB()
 	h1 := startCapture(t, opts)
+	h1.waitFor("a line of the probe", probe, capturetest.AtLeast(1))
 	// Proof that the first run watches: a container started under it.
 	busy, _ := run(t, "busy", dockertest.RunOptions{Args: []string{"-lines", "10", "-hold"}})
 	h1.waitFor("the busy container's lines", busy, capturetest.AtLeast(10))
@@ -550,4 +582,33 @@ func TestRestartWithDBDeliversLinesWrittenWhileDownByContainersWithoutPosition(t
 	for _, id := range []string{created, started, exited} {
 		capturetest.CheckExactlyOnce(t, append(h1.Of(id), h2.Of(id)...), want)
 	}
+}
+
+// A burst of lines written within a second, then quiet: each refresh of
+// the quiet stream resumes at the burst's last line, which on Podman shares
+// its whole-second stamp with the lines before it (and on a restart with
+// the new run's first lines), so only the count of lines at that stamp
+// tells where to go on.
+func TestLinesOfOneSecondArriveOnceAcrossRefreshes(t *testing.T) {
+	t.Parallel()
+	const lines, runs = 300, 3
+	opts := capturetest.Options()
+	opts.StreamRefresh = time.Second
+	h := startCapture(t, opts)
+	id, name := run(t, "burst", dockertest.RunOptions{Args: []string{"-lines", fmt.Sprint(lines), "-interval", "1ms", "-stream", "both", "-hold"}})
+	for r := 1; r <= runs; r++ {
+		h.waitFor(fmt.Sprintf("run %d", r), id, capturetest.AtLeast(r*lines))
+		// Two refreshes of the quiet stream: each resumed at the burst's end.
+		refreshes := h.C.Stats().Refreshes
+		h.WaitStats("two refreshes", func(s capture.StatsSnapshot) bool { return s.Refreshes >= refreshes+2 }, collectTimeout)
+		if r < runs {
+			dockertest.Docker(t, "restart", "-t", "10", id)
+		}
+	}
+	dockertest.Docker(t, "stop", "-t", "10", id)
+	h.Stop()
+	recs := h.Of(id)
+	capturetest.CheckExactlyOnce(t, recs, appendRuns(capturetest.LoggenLines(lines, "both", 0, 1), runs))
+	checkAgainstDockerLogs(t, recs, dockerLogs(t, id))
+	checkFields(t, recs, id, name)
 }

@@ -61,7 +61,7 @@ func TestPausedWhileFollowedLosesNothingAndKeepsOneStream(t *testing.T) {
 	if n := h.src.MaxOpen(id); n != 1 {
 		t.Errorf("%d streams of the paused container open at once, want 1", n)
 	}
-	if bound := baseline + goroutineSlack + goroutinesPerReadable; h.MaxGoroutines() > bound {
+	if bound := goroutineBound(t, baseline, 1); h.MaxGoroutines() > bound {
 		t.Errorf("%d goroutines while reading 1 paused container, bound %d", h.MaxGoroutines(), bound)
 	}
 	t.Logf("%d streams opened; goroutines: baseline %d, max %d", len(h.src.Streams(id)), baseline, h.MaxGoroutines())

@@ -34,6 +34,7 @@ func checkResumesStayWindowed(t *testing.T, h *harness, id string) {
 // other stream in the middle: its later pieces are stamped before that
 // line, which was read, and refreshes come in between.
 func TestLongLinesWrittenInPartsWhileTheOtherStreamWritesArriveOnceAcrossRefreshes(t *testing.T) {
+	dockertest.SkipOnPodman(t, "Podman stamps each piece it cut a line into to the second it read it, and a line written in parts falls in two seconds: it arrives as two records (README, Known limits)")
 	t.Parallel()
 	const long = 40000
 	opts := capturetest.Options()
@@ -67,6 +68,7 @@ func TestLongLinesWrittenInPartsWhileTheOtherStreamWritesArriveOnceAcrossRefresh
 // the daemon's pieces are not all 16,384 bytes (the cut characters' bytes
 // become U+FFFD), and the raw stream has no frames to say where they end.
 func TestTTYLongNonASCIILinesWrittenInPartsArriveOnceAsTheDaemonStoredThem(t *testing.T) {
+	dockertest.SkipOnPodman(t, "Podman cuts a TTY's raw stream wherever its read of the terminal ended and stamps each piece, with no delimiter before the next stamp: a cut line cannot be parsed (README, Known limits)")
 	t.Parallel()
 	const long = 40002
 	opts := capturetest.Options()
