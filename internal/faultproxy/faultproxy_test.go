@@ -33,7 +33,11 @@ func frame(stream byte, payload string) []byte {
 type fakeDaemon struct {
 	path string
 	more chan []byte
-	srv  *http.Server
+	// followEnded gets a value each time a follow response returns, so a
+	// test can wait until no stale request takes a frame sent on more; the
+	// serve handlers send, the test receives.
+	followEnded chan struct{}
+	srv         *http.Server
 	// served is closed by Serve's goroutine when it returns.
 	served chan struct{}
 }
@@ -45,7 +49,7 @@ func startFakeDaemon(t *testing.T) *fakeDaemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	d := &fakeDaemon{path: filepath.Join(dir, "d.sock"), more: make(chan []byte), served: make(chan struct{})}
+	d := &fakeDaemon{path: filepath.Join(dir, "d.sock"), more: make(chan []byte), followEnded: make(chan struct{}, 16), served: make(chan struct{})}
 	ln, err := net.Listen("unix", d.path)
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +85,12 @@ func (d *fakeDaemon) serve(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("follow") != "1" {
 		return
 	}
+	defer func() {
+		select {
+		case d.followEnded <- struct{}{}:
+		default: // no test waits on it; a handler never blocks
+		}
+	}()
 	for {
 		select {
 		case b := <-d.more:
@@ -264,6 +274,13 @@ func TestCutMidFrameAlternatesHeaderAndPayload(t *testing.T) {
 		}
 		if len(b) != whole+wantExtra {
 			t.Errorf("cut %d: %d bytes arrived, want %d (two frames and %d bytes of the third)", i, len(b), whole+wantExtra, wantExtra)
+		}
+		// The daemon's side of the cut request must be gone before the
+		// next frame is sent, or it may take that frame.
+		select {
+		case <-d.followEnded:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("cut %d: the daemon's response never ended", i)
 		}
 	}
 	if s := p.Stats(); s.HeaderCuts != 1 || s.PayloadCuts != 1 {
