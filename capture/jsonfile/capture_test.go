@@ -15,6 +15,7 @@ import (
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
+	"github.com/dockerlogs/fluent-bit-docker-logs/internal/capturetest"
 	"github.com/dockerlogs/fluent-bit-docker-logs/internal/records"
 )
 
@@ -192,11 +193,6 @@ func checkRecords(t *testing.T, recs []records.Record, w []written) {
 	}
 }
 
-func captureOptions() capture.Options {
-	return capture.Options{Stdout: true, Stderr: true, ReadFromHead: true, StreamRefresh: time.Minute,
-		MaxLineSize: 1 << 20, QueueMaxSize: 8 << 20}
-}
-
 // TestEveryLineOnceThroughFastRotation runs the real reader over files
 // rotated as fast as they can be written, plain and compressed, with
 // streams refreshed often (each refresh closes the stream that holds the
@@ -208,7 +204,7 @@ func TestEveryLineOnceThroughFastRotation(t *testing.T) {
 			dir := t.TempDir()
 			d := newFakeDriver(t, dir, 1<<20, 3, compress)
 			api := newFakeAPI()
-			opts := captureOptions()
+			opts := capturetest.Options()
 			opts.StreamRefresh = 100 * time.Millisecond
 			col := startCapture(t, New(api, Files, dir, quietLog()), opts)
 			const n = 100000
@@ -242,7 +238,7 @@ func TestMovingBetweenFilesAndAPIKeepsEveryLineOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		opts := captureOptions()
+		opts := capturetest.Options()
 		opts.Positions = pos
 		api := newFakeAPI()
 		var src capture.Source
@@ -318,7 +314,7 @@ func TestAContainerRemovedBeforeItsReaderAsksIsReadWhole(t *testing.T) {
 	api := newFakeAPI()
 	api.gone, api.c.Running = true, false // listed by nobody: only its start event tells of it
 	src := New(api, Files, dir, quietLog())
-	col := startCapture(t, src, captureOptions())
+	col := startCapture(t, src, capturetest.Options())
 	select {
 	case <-src.pre.watching:
 	case <-time.After(time.Minute):
