@@ -77,6 +77,13 @@ const (
 	// after its clock stepped back keep coming as long as the container
 	// writes.
 	clockStepAfter = time.Second
+	// behindFraction: a stream whose newest line is older than the refresh
+	// period divided by this is behind, so its refresh waits until it
+	// catches up; half a period leaves the other half to catch up in.
+	behindFraction = 2
+	// wholeSecondLag is how long after a stamp cut to the second (Podman)
+	// its line may have been written.
+	wholeSecondLag = Timestamp(time.Second)
 )
 
 // Retries.

@@ -89,11 +89,9 @@ func (w *streamWatch) check() {
 func (w *streamWatch) behind() bool {
 	ts := w.lastTS.Load()
 	if ts != 0 && ts%int64(time.Second) == 0 {
-		// A stamp cut to the second (Podman) was written up to a second
-		// after it.
-		ts += int64(time.Second)
+		ts += int64(wholeSecondLag)
 	}
-	return ts != 0 && w.now().UnixNano()-ts > int64(w.refresh/2)
+	return ts != 0 && w.now().UnixNano()-ts > int64(w.refresh/behindFraction)
 }
 
 // restart counts the stream's age from now: a resume has met its last line.
