@@ -113,6 +113,15 @@ type reader struct {
 	seekWait time.Duration
 	backoff  time.Duration // the wait before a retry that read nothing
 	running  bool          // as the last inspect found it
+	// skippedAt is the position at which a multiplexed stream last met
+	// bytes that are no frame, and rereads how often the stream was read
+	// again from there since: a broken transport, not the log, may have
+	// made them, and skipping would drop the frames they hid. After
+	// maxMalformedRereads they are skipped, so a log that holds them is
+	// not read forever.
+	skippedAt    position
+	skippedValid bool
+	rereads      int
 }
 
 // readerState is where a reader is in its container's life. Every state

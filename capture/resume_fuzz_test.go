@@ -80,7 +80,17 @@ func fuzzResume(t *testing.T, data []byte, wholeSeconds bool) {
 		}
 		return -1
 	}
-	d.corrupt = func() bool { return in.next()%29 == 1 }
+	corruptions := 0
+	d.corrupt = func() bool {
+		// Corrupted more often than the reader reads a position again,
+		// the bytes are taken for the log's own and skipped (README,
+		// Exactly once): a broken connection is not that regular.
+		c := in.next()%29 == 1 && corruptions < maxMalformedRereads
+		if c {
+			corruptions++
+		}
+		return c
+	}
 	d.repeat = func() int {
 		v := in.next()
 		if wholeSeconds {
@@ -102,6 +112,13 @@ func fuzzResume(t *testing.T, data []byte, wholeSeconds bool) {
 	}
 	open := map[StreamKind]*longLine{}
 	ts := Timestamp(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	if !wholeSeconds {
+		// Off the second: a nanosecond stamp exactly on a second takes the
+		// whole-second path, where a daemon's repeat cannot be told from a
+		// new line (README, Known limits); Docker's stamps land there about
+		// once in a billion lines, the fuzzer's first line every time.
+		ts++
+	}
 	// piece writes the next piece of s's open long line.
 	piece := func(s StreamKind) {
 		l := open[s]

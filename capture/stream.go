@@ -159,6 +159,9 @@ func (s *streamRead) readAll() outcome {
 	for {
 		e, ok, err := s.d.next()
 		switch {
+		case errors.Is(err, ErrSkipped) && s.readAgain():
+			s.r.flush(s.ctx) //nolint:errcheck // stopping is seen by the reader
+			return failed(s.read(), ReasonMalformed, fmt.Errorf("malformed logs stream, read again from the last good line: %w", err))
 		case errors.Is(err, ErrSkipped):
 			// Decided by the decoder, which has moved past the bytes.
 			s.r.stats.countError(ReasonMalformed)
@@ -179,6 +182,25 @@ func (s *streamRead) readAll() outcome {
 			}
 		}
 	}
+}
+
+// readAgain reports whether bytes that are no entry end the stream, to be
+// read again from the last good line, rather than be skipped: only in a
+// multiplexed stream (a TTY log's own odd bytes come again each time), and
+// at most maxMalformedRereads times at one position.
+func (s *streamRead) readAgain() bool {
+	r := s.r
+	if s.d.raw() {
+		return false
+	}
+	if !r.skippedValid || r.skippedAt != r.cs.pos {
+		r.skippedAt, r.skippedValid, r.rereads = r.cs.pos, true, 0
+	}
+	if r.rereads == maxMalformedRereads {
+		return false
+	}
+	r.rereads++
+	return true
 }
 
 // fill hands over what is encoded, then reads more; it reports how the

@@ -77,6 +77,12 @@ const (
 	// after its clock stepped back keep coming as long as the container
 	// writes.
 	clockStepAfter = time.Second
+	// maxMalformedRereads: bytes that are no frame of a multiplexed stream
+	// come from the connection, not the log (the daemon writes the
+	// headers), so the stream is read again from the last good line; met
+	// at the same place this many times more, they are the daemon's own
+	// and are skipped, so the reader never stalls on them.
+	maxMalformedRereads = 3
 	// behindFraction: a stream whose newest line is older than the refresh
 	// period divided by this is behind, so its refresh waits until it
 	// catches up; half a period leaves the other half to catch up in.
