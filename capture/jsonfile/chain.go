@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -27,11 +28,18 @@ type chain struct {
 	broken bool
 	full   bool // maxHeld reached (logged once)
 	closed bool
+	// pins are the files the watcher opened at once (Linux; nil where
+	// the directory is not watched).
+	pins *pinner
 
 	// watching ends the watcher goroutine; stop calls it and waits on done,
 	// which the goroutine closes.
 	watching func()
 	done     chan struct{}
+
+	// pinned counts the files the watcher opened at once on the
+	// directory's events (Linux); tests wait on it.
+	pinned atomic.Int64
 }
 
 // Tuning of the chain, with the reasons.
@@ -54,7 +62,7 @@ func startChain(live string, newest *logFile, log logrus.FieldLogger) *chain {
 	// rotates every few milliseconds may rotate its newest file out
 	// before that goroutine is scheduled.
 	c.extend()
-	c.watching = watchDir(live, c.extend, c.done)
+	c.watching = watchDir(c)
 	return c
 }
 
@@ -78,7 +86,18 @@ func (c *chain) extend() {
 	c.extendLocked()
 }
 
+// tryExtend is extend unless another goroutine holds the chain: the
+// watcher's, which must not wait (the holder looks itself, and the next
+// pins would wait with it).
+func (c *chain) tryExtend() {
+	if c.mu.TryLock() {
+		defer c.mu.Unlock()
+		c.extendLocked()
+	}
+}
+
 func (c *chain) extendLocked() {
+	c.adoptLocked()
 	for !c.broken && !c.closed {
 		if len(c.held) >= maxHeld {
 			if !c.full {

@@ -1,53 +1,63 @@
 package jsonfile
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
-// watchDir calls changed whenever a file is created in live's directory,
-// and every chainTick besides, from a goroutine of its own that closes done
-// when it returns. The returned func stops it. Where inotify is not
+// watchDir follows the files created in the chain's directory from a
+// goroutine of its own, which closes c.done when it returns; the returned
+// func stops it. On each inotify event it first pins the files that
+// replaced the live one (see pinner: an open and an fstat each, without
+// the chain's lock), hands those that follow the chain's newest file to
+// the chain, and only then lets the chain look (extend), which can take a
+// long time under load and is cheap once the pins reached the live file.
+// Every chainTick without an event it looks too. Where inotify is not
 // available, the timer alone drives it.
-func watchDir(live string, changed func(), done chan struct{}) (stop func()) {
+func watchDir(c *chain) (stop func()) {
 	stopc := make(chan struct{}) // closed by stop
-	fd, err := syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC)
-	var events *os.File
+	p, err := newPinner(c.live, &c.pinned)
 	if err == nil {
-		if _, err = syscall.InotifyAddWatch(fd, filepath.Dir(live), syscall.IN_CREATE|syscall.IN_MOVED_TO); err != nil {
-			syscall.Close(fd)
-		} else {
-			// Non-blocking: the runtime's poller waits on it, so the
-			// goroutine holds no thread, and a deadline bounds each wait.
-			events = os.NewFile(uintptr(fd), "inotify")
-		}
+		// Before the goroutine runs, which can wait long for a CPU: the
+		// files created since the stream's snapshot.
+		p.pass(nil)
+		c.mu.Lock()
+		c.pins = p
+		c.adoptLocked()
+		c.mu.Unlock()
 	}
-	// ev is the goroutine's: nil once inotify failed.
-	ev := events
 	go func() {
-		defer close(done)
-		if events != nil {
-			defer events.Close()
+		defer close(c.done)
+		if p0 := p; p0 != nil {
+			defer p0.close()
 		}
 		buf := make([]byte, 4096)
 		t := time.NewTicker(chainTick)
 		defer t.Stop()
 		// A file created before the watch was in place sent no event.
-		changed()
+		c.tryExtend()
 		for {
-			if ev != nil {
-				ev.SetReadDeadline(time.Now().Add(chainTick)) //nolint:errcheck // a pollable file takes deadlines
-				_, err := ev.Read(buf)
+			if p != nil {
+				p.events.SetReadDeadline(time.Now().Add(chainTick)) //nolint:errcheck // a pollable file takes deadlines
+				n, err := p.events.Read(buf)
 				select {
 				case <-stopc:
 					return
 				default:
 				}
+				if n > 0 {
+					p.pass(buf[:n])
+				}
 				if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-					ev = nil // the timer alone from now on
+					p = nil // the timer alone from now on (closed on return)
 				}
 			} else {
 				select {
@@ -56,14 +66,308 @@ func watchDir(live string, changed func(), done chan struct{}) (stop func()) {
 				case <-t.C:
 				}
 			}
-			changed()
+			c.tryExtend()
 		}
 	}()
 	return func() {
 		close(stopc)
-		if events != nil {
+		if p != nil {
 			// Ends a Read blocked on it at once.
-			events.SetReadDeadline(time.Now()) //nolint:errcheck // see above
+			p.events.SetReadDeadline(time.Now()) //nolint:errcheck // see above
 		}
 	}
+}
+
+// adoptLocked takes from the watcher's pins the files that follow last,
+// in order, as far as they go without a gap. c.mu is held.
+func (c *chain) adoptLocked() {
+	p := c.pins
+	if p == nil || c.closed || c.broken {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, ok := p.numberOf(c.last)
+	if !ok {
+		return
+	}
+	p.dropUpTo(n)
+	for len(c.held) < maxHeld {
+		next := p.take(n)
+		if next == nil {
+			break
+		}
+		n++
+		c.held = append(c.held, next)
+		c.last = next
+	}
+	p.linked, p.linkedAt = c.last, n
+}
+
+// pinner opens each file that replaces a live log file as soon as the
+// watcher's goroutine runs after the daemon created it, before anything
+// else: at Docker 20.10's fastest rotations a file exists for max-file
+// rotations of ~20 ms each, and on a loaded host that goroutine can wait
+// longer than that for a CPU, so the work between its wake-up and the
+// open must be as short as can be. The files are numbered in the order the
+// daemon created them, from the inotify events, which come in the order
+// of the renames and creations: the live name holds the file of the last
+// creation seen, .j the one j creations before, as long as no event came
+// after them. Ordering against the chain (by identity) is the chain's,
+// when it looks (chain.adoptLocked), from whichever goroutine holds its
+// lock.
+type pinner struct {
+	live   string
+	base   string        // live's name in its directory
+	count  *atomic.Int64 // the chain's, one more for each file pinned
+	fd     int
+	events *os.File // fd, non-blocking, for the runtime's poller
+
+	// The watcher goroutine's own.
+	buf []byte // events read while pinning
+	// created numbers the file at the live name: one more at each
+	// creation (or rename onto it) the events tell.
+	created int
+	// fresh are the files of the pass under way, not numbered for
+	// certain yet.
+	fresh []pin
+
+	// mu is held briefly by the watcher's goroutine and by the chain's
+	// adoptLocked (under the chain's lock; never the other way round).
+	mu sync.Mutex
+	// pinned are the files opened and not handed to the chain yet, by
+	// number.
+	pinned map[int]*logFile
+	// linked is the chain's newest file when adoptLocked last handed
+	// files to it, and linkedAt its number; the numbers up to it are not
+	// needed.
+	linked   *logFile
+	linkedAt int
+}
+
+type pin struct {
+	n int
+	f *logFile
+}
+
+// maxPinDepth bounds the rotated names a pass opens: .1 to .3 hold the
+// files of the three creations before the live one, which is how far
+// behind the watcher's goroutine can be before max-file=3 deletes one;
+// the chain's own look covers a goroutine later than that.
+const maxPinDepth = 4
+
+func newPinner(live string, count *atomic.Int64) (*pinner, error) {
+	fd, err := syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	// IN_MOVED_FROM as well: a rename away from a name opened in a pass
+	// means the pass opened it too late to know its number.
+	if _, err := syscall.InotifyAddWatch(fd, filepath.Dir(live), syscall.IN_CREATE|syscall.IN_MOVED_FROM|syscall.IN_MOVED_TO); err != nil {
+		syscall.Close(fd)
+		return nil, err
+	}
+	return &pinner{live: live, base: filepath.Base(live), fd: fd,
+		// Non-blocking: the runtime's poller waits on it, so the
+		// goroutine holds no thread, and a deadline bounds each wait.
+		events: os.NewFile(uintptr(fd), "inotify"), count: count,
+		buf: make([]byte, 4096), pinned: map[int]*logFile{}, linkedAt: -1 << 62}, nil
+}
+
+// pass takes the events b and opens the files not pinned yet, then reads
+// the events that came meanwhile: if one moved a name, it opens again
+// (keeping what it opened), until a pass ends with no event after it,
+// when the numbers are certain.
+func (p *pinner) pass(b []byte) {
+	p.note(b)
+	for range snapshotAttempts {
+		p.open()
+		n, err := syscall.Read(p.fd, p.buf)
+		if err != nil || n <= 0 || !p.note(p.buf[:n]) {
+			p.commit()
+			return
+		}
+	}
+	// The names kept moving: nothing of this pass is certain.
+	for _, f := range p.fresh {
+		f.f.close()
+	}
+	p.fresh = p.fresh[:0]
+}
+
+// note counts the creations in the inotify events b and reports whether
+// one moved a name a pass opens.
+func (p *pinner) note(b []byte) (moved bool) {
+	for len(b) >= syscall.SizeofInotifyEvent {
+		ev := (*syscall.InotifyEvent)(unsafe.Pointer(&b[0]))
+		end := syscall.SizeofInotifyEvent + int(ev.Len)
+		if end > len(b) {
+			return moved
+		}
+		name := b[syscall.SizeofInotifyEvent:end]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		b = b[end:]
+		if ev.Mask&syscall.IN_Q_OVERFLOW != 0 {
+			// Events lost: the numbers so far cannot be trusted.
+			p.mu.Lock()
+			p.forget()
+			p.mu.Unlock()
+			moved = true
+			continue
+		}
+		rest, ok := bytes.CutPrefix(name, []byte(p.base))
+		switch {
+		case !ok:
+		case len(rest) == 0:
+			if ev.Mask&(syscall.IN_CREATE|syscall.IN_MOVED_TO) != 0 {
+				p.created++
+			}
+			moved = true
+		case !bytes.HasSuffix(rest, []byte(".gz")):
+			moved = true // .N: a rotated plain file moved
+		}
+	}
+	return moved
+}
+
+// open opens the files at the live name and .1 to .maxPinDepth-1 whose
+// numbers are neither pinned nor older than the chain's newest, keeping
+// the files of the pass so far (a file opened once is not opened again:
+// it may be gone from its name now).
+func (p *pinner) open() {
+	for j := range maxPinDepth {
+		n := p.created - j
+		p.mu.Lock()
+		done, have := n <= p.linkedAt, p.pinned[n] != nil
+		p.mu.Unlock()
+		if done {
+			return
+		}
+		if have {
+			continue
+		}
+		name := p.live
+		if j > 0 {
+			name += "." + strconv.Itoa(j)
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			p.unnumber(n)
+			continue
+		}
+		info, err := f.Stat()
+		if err != nil {
+			f.Close()
+			p.unnumber(n)
+			continue
+		}
+		p.number(n, &logFile{f: f, r: f, name: name, info: info, live: true})
+	}
+}
+
+// number gives the file f of a pass the number n, or, if the pass opened
+// f already, that one.
+func (p *pinner) number(n int, f *logFile) {
+	for i := range p.fresh {
+		if os.SameFile(p.fresh[i].f.info, f.info) {
+			f.close()
+			p.fresh[i].n = n
+			return
+		}
+	}
+	p.unnumber(n)
+	p.fresh = append(p.fresh, pin{n, f})
+}
+
+// unnumber takes n from the file of the pass that had it.
+func (p *pinner) unnumber(n int) {
+	for i := range p.fresh {
+		if p.fresh[i].n == n {
+			p.fresh[i].n = noNumber
+		}
+	}
+}
+
+const noNumber = -1 << 62
+
+// commit pins the files of a pass that ended with no event after it.
+func (p *pinner) commit() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range p.fresh {
+		if f.n == noNumber || p.pinned[f.n] != nil {
+			f.f.close()
+			continue
+		}
+		p.pinned[f.n] = f.f
+		p.count.Add(1)
+	}
+	p.fresh = p.fresh[:0]
+	// A chain that does not take them (its reader far behind, or its
+	// newest file not among them) holds at most maxHeld.
+	for len(p.pinned) > maxHeld {
+		oldest := p.created
+		for n := range p.pinned {
+			oldest = min(oldest, n)
+		}
+		p.pinned[oldest].close()
+		delete(p.pinned, oldest)
+	}
+}
+
+// numberOf (p.mu held) finds the chain's newest file last among the pins: the last
+// one handed over, or one the chain opened itself while it is open (a
+// closed file's inode can be a new file's).
+func (p *pinner) numberOf(last *logFile) (int, bool) {
+	if last == p.linked {
+		return p.linkedAt, true
+	}
+	if last.f == nil {
+		return 0, false
+	}
+	for n, f := range p.pinned {
+		if os.SameFile(f.info, last.info) {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// take (p.mu held) hands over the pin after number n, if there is one.
+func (p *pinner) take(n int) *logFile {
+	f := p.pinned[n+1]
+	delete(p.pinned, n+1)
+	return f
+}
+
+// dropUpTo (p.mu held) closes the pins numbered up to n: the chain has them.
+func (p *pinner) dropUpTo(n int) {
+	for k, f := range p.pinned {
+		if k <= n {
+			f.close()
+			delete(p.pinned, k)
+		}
+	}
+}
+
+// forget closes every pin: their numbers are not certain. p.mu is held.
+func (p *pinner) forget() {
+	for k, f := range p.pinned {
+		f.close()
+		delete(p.pinned, k)
+	}
+	for _, f := range p.fresh {
+		f.f.close()
+	}
+	p.fresh = p.fresh[:0]
+	p.linked, p.linkedAt = nil, noNumber
+}
+
+func (p *pinner) close() {
+	p.mu.Lock()
+	p.forget()
+	p.mu.Unlock()
+	p.events.Close()
 }

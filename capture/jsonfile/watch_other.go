@@ -4,21 +4,26 @@ package jsonfile
 
 import "time"
 
-// watchDir calls changed every chainTick from a goroutine of its own that
-// closes done when it returns; the returned func stops it.
-func watchDir(_ string, changed func(), done chan struct{}) (stop func()) {
+// pinner is Linux's (inotify): nothing is pinned elsewhere.
+type pinner struct{}
+
+func (c *chain) adoptLocked() {}
+
+// watchDir lets the chain look every chainTick from a goroutine of its
+// own that closes c.done when it returns; the returned func stops it.
+func watchDir(c *chain) (stop func()) {
 	stopc := make(chan struct{}) // closed by stop
 	go func() {
-		defer close(done)
+		defer close(c.done)
 		t := time.NewTicker(chainTick)
 		defer t.Stop()
-		changed()
+		c.extend()
 		for {
 			select {
 			case <-stopc:
 				return
 			case <-t.C:
-				changed()
+				c.extend()
 			}
 		}
 	}()
