@@ -3,6 +3,7 @@ package jsonfile
 import (
 	"bytes"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -128,8 +129,11 @@ type pinner struct {
 	// created numbers the file at the live name: one more at each
 	// creation (or rename onto it) the events tell.
 	created int
-	// fresh are the files of the pass under way, not numbered for
-	// certain yet.
+	// stable: the last event seen was the creation of the live file, so
+	// .j holds the file created j creations before it (false while a
+	// rotation renames, and before any event).
+	stable bool
+	// fresh are the files opened and not numbered for certain yet.
 	fresh []pin
 
 	// mu is held briefly by the watcher's goroutine and by the chain's
@@ -145,10 +149,17 @@ type pinner struct {
 	linkedAt int
 }
 
+// pin is a file opened by a pass, with the number of the name it was
+// last found at; seen: found by the pass's last round of opens.
 type pin struct {
-	n int
-	f *logFile
+	n    int
+	f    *logFile
+	seen bool
 }
+
+// noneLinked is linkedAt before the chain took a pin: no number is
+// older.
+const noneLinked = math.MinInt
 
 // maxPinDepth bounds the rotated names a pass opens: .1 to .3 hold the
 // files of the three creations before the live one, which is how far
@@ -171,13 +182,13 @@ func newPinner(live string, count *atomic.Int64) (*pinner, error) {
 		// Non-blocking: the runtime's poller waits on it, so the
 		// goroutine holds no thread, and a deadline bounds each wait.
 		events: os.NewFile(uintptr(fd), "inotify"), count: count,
-		buf: make([]byte, 4096), pinned: map[int]*logFile{}, linkedAt: -1 << 62}, nil
+		buf: make([]byte, 4096), pinned: map[int]*logFile{}, linkedAt: noneLinked}, nil
 }
 
 // pass takes the events b and opens the files not pinned yet, then reads
 // the events that came meanwhile: if one moved a name, it opens again
-// (keeping what it opened), until a pass ends with no event after it,
-// when the numbers are certain.
+// (keeping what it opened), until a round of opens has no event after it:
+// the numbers it gave are then certain.
 func (p *pinner) pass(b []byte) {
 	p.note(b)
 	for range snapshotAttempts {
@@ -188,11 +199,7 @@ func (p *pinner) pass(b []byte) {
 			return
 		}
 	}
-	// The names kept moving: nothing of this pass is certain.
-	for _, f := range p.fresh {
-		f.f.close()
-	}
-	p.fresh = p.fresh[:0]
+	// The names kept moving: what was opened waits for the next pass.
 }
 
 // note counts the creations in the inotify events b and reports whether
@@ -214,30 +221,39 @@ func (p *pinner) note(b []byte) (moved bool) {
 			p.mu.Lock()
 			p.forget()
 			p.mu.Unlock()
-			moved = true
+			p.stable, moved = false, true
 			continue
 		}
 		rest, ok := bytes.CutPrefix(name, []byte(p.base))
 		switch {
 		case !ok:
 		case len(rest) == 0:
-			if ev.Mask&(syscall.IN_CREATE|syscall.IN_MOVED_TO) != 0 {
+			created := ev.Mask&(syscall.IN_CREATE|syscall.IN_MOVED_TO) != 0
+			if created {
 				p.created++
 			}
-			moved = true
+			p.stable, moved = created, true
 		case !bytes.HasSuffix(rest, []byte(".gz")):
-			moved = true // .N: a rotated plain file moved
+			p.stable, moved = false, true // .N: a rotation under way
 		}
 	}
 	return moved
 }
 
-// open opens the files at the live name and .1 to .maxPinDepth-1 whose
-// numbers are neither pinned nor older than the chain's newest, keeping
-// the files of the pass so far (a file opened once is not opened again:
-// it may be gone from its name now).
+// open opens the file at the live name and, between rotations, those at
+// .1 to .maxPinDepth-1, whose numbers are neither pinned nor older than
+// the chain's newest. It keeps the files opened before (a file opened
+// once is not opened again: it may be gone from its names now) and
+// numbers them again if it finds them.
 func (p *pinner) open() {
-	for j := range maxPinDepth {
+	for i := range p.fresh {
+		p.fresh[i].seen = false
+	}
+	depth := 1
+	if p.stable {
+		depth = maxPinDepth
+	}
+	for j := range depth {
 		n := p.created - j
 		p.mu.Lock()
 		done, have := n <= p.linkedAt, p.pinned[n] != nil
@@ -254,57 +270,51 @@ func (p *pinner) open() {
 		}
 		f, err := os.Open(name)
 		if err != nil {
-			p.unnumber(n)
-			continue
+			continue // compressed, or between a rename and a creation
 		}
 		info, err := f.Stat()
 		if err != nil {
 			f.Close()
-			p.unnumber(n)
 			continue
 		}
 		p.number(n, &logFile{f: f, r: f, name: name, info: info, live: true})
 	}
 }
 
-// number gives the file f of a pass the number n, or, if the pass opened
-// f already, that one.
+// number gives f, found at the name of number n, that number; a file the
+// pass opened before is kept instead.
 func (p *pinner) number(n int, f *logFile) {
 	for i := range p.fresh {
 		if os.SameFile(p.fresh[i].f.info, f.info) {
 			f.close()
-			p.fresh[i].n = n
+			p.fresh[i].n, p.fresh[i].seen = n, true
 			return
 		}
 	}
-	p.unnumber(n)
-	p.fresh = append(p.fresh, pin{n, f})
+	p.fresh = append(p.fresh, pin{n: n, f: f, seen: true})
 }
 
-// unnumber takes n from the file of the pass that had it.
-func (p *pinner) unnumber(n int) {
-	for i := range p.fresh {
-		if p.fresh[i].n == n {
-			p.fresh[i].n = noNumber
-		}
-	}
-}
-
-const noNumber = -1 << 62
-
-// commit pins the files of a pass that ended with no event after it.
+// commit pins the files the last round of opens found, which no event
+// came after; the others wait for a pass that finds them again.
 func (p *pinner) commit() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	keep := p.fresh[:0]
 	for _, f := range p.fresh {
-		if f.n == noNumber || p.pinned[f.n] != nil {
+		switch {
+		case !f.seen && len(p.fresh) > 2*maxPinDepth:
+			f.f.close() // gone from its names long ago
+		case !f.seen:
+			keep = append(keep, f)
+		case f.n <= p.linkedAt || p.pinned[f.n] != nil || p.holds(f.f):
 			f.f.close()
-			continue
+		default:
+			p.pinned[f.n] = f.f
+			p.count.Add(1)
 		}
-		p.pinned[f.n] = f.f
-		p.count.Add(1)
 	}
-	p.fresh = p.fresh[:0]
+	clear(p.fresh[len(keep):])
+	p.fresh = keep
 	// A chain that does not take them (its reader far behind, or its
 	// newest file not among them) holds at most maxHeld.
 	for len(p.pinned) > maxHeld {
@@ -315,6 +325,17 @@ func (p *pinner) commit() {
 		p.pinned[oldest].close()
 		delete(p.pinned, oldest)
 	}
+}
+
+// holds (p.mu held) reports whether f is pinned already, whatever its
+// number.
+func (p *pinner) holds(f *logFile) bool {
+	for _, h := range p.pinned {
+		if os.SameFile(h.info, f.info) {
+			return true
+		}
+	}
+	return false
 }
 
 // numberOf (p.mu held) finds the chain's newest file last among the pins: the last
@@ -362,7 +383,7 @@ func (p *pinner) forget() {
 		f.f.close()
 	}
 	p.fresh = p.fresh[:0]
-	p.linked, p.linkedAt = nil, noNumber
+	p.linked, p.linkedAt = nil, noneLinked
 }
 
 func (p *pinner) close() {
