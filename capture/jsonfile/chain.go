@@ -110,6 +110,7 @@ func (c *chain) extendLocked() {
 		if err == nil && os.SameFile(info, c.last.info) {
 			return // nothing new
 		}
+		newer := err == nil
 		next, err := c.openAfterLast()
 		switch {
 		case errors.Is(err, errNotCreated), errors.Is(err, errRotating):
@@ -119,6 +120,8 @@ func (c *chain) extendLocked() {
 		case err != nil:
 			c.log.WithError(err).Warn("cannot open the next log file")
 			return
+		case next == nil && newer && c.mayPin():
+			return // the watcher may have it: its next pass tells
 		case next == nil:
 			c.broken = true
 			return

@@ -54,11 +54,12 @@ func watchDir(c *chain) (stop func()) {
 					return
 				default:
 				}
-				if n > 0 {
-					p.pass(buf[:n])
-				}
+				// Also without an event: a pass that met a rotation under
+				// way ends only when one finds the names still.
+				p.pass(buf[:n])
 				if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-					p = nil // the timer alone from now on (closed on return)
+					p.close()
+					p = nil // the timer alone from now on
 				}
 			} else {
 				select {
@@ -147,6 +148,10 @@ type pinner struct {
 	// needed.
 	linked   *logFile
 	linkedAt int
+	// stableAt is created at the last pass that ended between rotations:
+	// a file numbered up to it that is not pinned was not found.
+	stableAt int
+	dead     bool // closed: nothing more is pinned
 }
 
 // pin is a file opened by a pass, with the number of the name it was
@@ -182,7 +187,7 @@ func newPinner(live string, count *atomic.Int64) (*pinner, error) {
 		// Non-blocking: the runtime's poller waits on it, so the
 		// goroutine holds no thread, and a deadline bounds each wait.
 		events: os.NewFile(uintptr(fd), "inotify"), count: count,
-		buf: make([]byte, 4096), pinned: map[int]*logFile{}, linkedAt: noneLinked}, nil
+		buf: make([]byte, 4096), pinned: map[int]*logFile{}, linkedAt: noneLinked, stableAt: noneLinked}, nil
 }
 
 // pass takes the events b and opens the files not pinned yet, then reads
@@ -220,6 +225,7 @@ func (p *pinner) note(b []byte) (moved bool) {
 			// Events lost: the numbers so far cannot be trusted.
 			p.mu.Lock()
 			p.forget()
+			p.stableAt = noneLinked
 			p.mu.Unlock()
 			p.stable, moved = false, true
 			continue
@@ -315,6 +321,9 @@ func (p *pinner) commit() {
 	}
 	clear(p.fresh[len(keep):])
 	p.fresh = keep
+	if p.stable {
+		p.stableAt = p.created
+	}
 	// A chain that does not take them (its reader far behind, or its
 	// newest file not among them) holds at most maxHeld.
 	for len(p.pinned) > maxHeld {
@@ -388,7 +397,26 @@ func (p *pinner) forget() {
 
 func (p *pinner) close() {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dead {
+		return
+	}
+	p.dead = true
 	p.forget()
-	p.mu.Unlock()
 	p.events.Close()
+}
+
+// mayPin (c.mu held) reports whether the watcher may still pin the file
+// after last, which the chain's look did not find while a newer file is
+// live: its pass since that file's creation has not run yet. The chain
+// then waits for it rather than giving up the sequence.
+func (c *chain) mayPin() bool {
+	p := c.pins
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, ok := p.numberOf(c.last)
+	return ok && !p.dead && p.stableAt <= n
 }

@@ -9,6 +9,8 @@ type pinner struct{}
 
 func (c *chain) adoptLocked() {}
 
+func (c *chain) mayPin() bool { return false }
+
 // watchDir lets the chain look every chainTick from a goroutine of its
 // own that closes c.done when it returns; the returned func stops it.
 func watchDir(c *chain) (stop func()) {
