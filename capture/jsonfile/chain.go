@@ -81,6 +81,7 @@ func (c *chain) stopKeeping() []*logFile {
 
 // extend opens every file created after last.
 func (c *chain) extend() {
+	c.pinNow()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.extendLocked()

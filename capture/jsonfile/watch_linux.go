@@ -2,6 +2,7 @@ package jsonfile
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"math"
 	"os"
@@ -29,7 +30,7 @@ func watchDir(c *chain) (stop func()) {
 	if err == nil {
 		// Before the goroutine runs, which can wait long for a CPU: the
 		// files created since the stream's snapshot.
-		p.pass(nil)
+		p.pass(true) //nolint:errcheck // the goroutine meets the error again
 		c.mu.Lock()
 		c.pins = p
 		c.adoptLocked()
@@ -40,23 +41,40 @@ func watchDir(c *chain) (stop func()) {
 		if p0 := p; p0 != nil {
 			defer p0.close()
 		}
-		buf := make([]byte, 4096)
 		t := time.NewTicker(chainTick)
 		defer t.Stop()
 		// A file created before the watch was in place sent no event.
 		c.tryExtend()
+		var raw syscall.RawConn
+		if p != nil {
+			if raw, err = p.events.SyscallConn(); err != nil {
+				p.close()
+				p = nil
+			}
+		}
 		for {
 			if p != nil {
 				p.events.SetReadDeadline(time.Now().Add(chainTick)) //nolint:errcheck // a pollable file takes deadlines
-				n, err := p.events.Read(buf)
+				// The events are read in the pass, which the stream's
+				// reader runs too: waiting here takes none.
+				var perr error
+				err := raw.Read(func(uintptr) bool {
+					var got bool
+					got, perr = p.pass(false)
+					return got || perr != nil
+				})
 				select {
 				case <-stopc:
 					return
 				default:
 				}
-				// Also without an event: a pass that met a rotation under
-				// way ends only when one finds the names still.
-				p.pass(buf[:n])
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					// A pass that met a rotation under way ends only when
+					// one finds the names still.
+					_, perr = p.pass(true)
+				} else if err == nil {
+					err = perr
+				}
 				if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 					p.close()
 					p = nil // the timer alone from now on
@@ -125,8 +143,12 @@ type pinner struct {
 	fd     int
 	events *os.File // fd, non-blocking, for the runtime's poller
 
-	// The watcher goroutine's own.
-	buf []byte // events read while pinning
+	// passMu is held by a pass, from the watcher's goroutine or the
+	// stream's reader; it guards the fields below up to mu, and fd's
+	// reads, which a pass takes in order.
+	passMu sync.Mutex
+	shut   bool   // fd is closed
+	buf    []byte // events read while pinning
 	// created numbers the file at the live name: one more at each
 	// creation (or rename onto it) the events tell.
 	created int
@@ -190,21 +212,50 @@ func newPinner(live string, count *atomic.Int64) (*pinner, error) {
 		buf: make([]byte, 4096), pinned: map[int]*logFile{}, linkedAt: noneLinked, stableAt: noneLinked}, nil
 }
 
-// pass takes the events b and opens the files not pinned yet, then reads
-// the events that came meanwhile: if one moved a name, it opens again
-// (keeping what it opened), until a round of opens has no event after it:
-// the numbers it gave are then certain.
-func (p *pinner) pass(b []byte) {
-	p.note(b)
+// pass reads the events there are and opens the files not pinned yet,
+// then reads the events that came meanwhile: if one moved a name, it
+// opens again (keeping what it opened), until a round of opens has no
+// event after it: the numbers it gave are then certain. got: there were
+// events (or force, to look without one). The watcher's goroutine runs it
+// when the events are readable and the stream's reader at each of its
+// reads: whichever gets a CPU first opens the files.
+func (p *pinner) pass(force bool) (got bool, err error) {
+	p.passMu.Lock()
+	defer p.passMu.Unlock()
+	return p.passLocked(force)
+}
+
+// tryPass is pass unless one is under way.
+func (p *pinner) tryPass() {
+	if p.passMu.TryLock() {
+		defer p.passMu.Unlock()
+		p.passLocked(false) //nolint:errcheck // the watcher's goroutine meets it
+	}
+}
+
+func (p *pinner) passLocked(force bool) (bool, error) {
+	if p.shut {
+		return true, os.ErrClosed
+	}
+	n, err := syscall.Read(p.fd, p.buf)
+	switch {
+	case err == syscall.EAGAIN && !force:
+		return false, nil
+	case err != nil && err != syscall.EAGAIN:
+		return true, err
+	case n > 0:
+		p.note(p.buf[:n])
+	}
 	for range snapshotAttempts {
 		p.open()
 		n, err := syscall.Read(p.fd, p.buf)
 		if err != nil || n <= 0 || !p.note(p.buf[:n]) {
 			p.commit()
-			return
+			return true, nil
 		}
 	}
 	// The names kept moving: what was opened waits for the next pass.
+	return true, nil
 }
 
 // note counts the creations in the inotify events b and reports whether
@@ -239,8 +290,10 @@ func (p *pinner) note(b []byte) (moved bool) {
 				p.created++
 			}
 			p.stable, moved = created, true
-		case !bytes.HasSuffix(rest, []byte(".gz")):
-			p.stable, moved = false, true // .N: a rotation under way
+		case !bytes.HasSuffix(rest, []byte(".gz")) || ev.Mask&(syscall.IN_MOVED_FROM|syscall.IN_MOVED_TO) != 0:
+			// .N or .N.gz renamed: a rotation under way. (A .N.gz
+			// created is a compression starting, which moves nothing.)
+			p.stable, moved = false, true
 		}
 	}
 	return moved
@@ -275,15 +328,29 @@ func (p *pinner) open() {
 			name += "." + strconv.Itoa(j)
 		}
 		f, err := os.Open(name)
+		gz := false
+		if err != nil && j > 0 {
+			// Compressed: .N.gz is complete once .N is removed.
+			name += ".gz"
+			f, err = os.Open(name)
+			gz = true
+		}
 		if err != nil {
-			continue // compressed, or between a rename and a creation
+			continue // gone, or between a rename and a creation
 		}
 		info, err := f.Stat()
 		if err != nil {
 			f.Close()
 			continue
 		}
-		p.number(n, &logFile{f: f, r: f, name: name, info: info, live: true})
+		lf := &logFile{f: f, r: f, name: name, info: info, live: true, gz: gz}
+		if gz {
+			if lf.r, err = gzip.NewReader(f); err != nil {
+				f.Close()
+				continue
+			}
+		}
+		p.number(n, lf)
 	}
 }
 
@@ -396,14 +463,26 @@ func (p *pinner) forget() {
 }
 
 func (p *pinner) close() {
+	p.passMu.Lock()
+	defer p.passMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.dead {
 		return
 	}
-	p.dead = true
+	p.dead, p.shut = true, true
 	p.forget()
 	p.events.Close()
+}
+
+// pinNow runs a pass of the watcher's pins if none is under way: the
+// stream's reader, which runs often while a container logs fast, calls it
+// at each read (through extend), so the files are opened even while the
+// watcher's goroutine waits for a CPU.
+func (c *chain) pinNow() {
+	if c.pins != nil {
+		c.pins.tryPass()
+	}
 }
 
 // mayPin (c.mu held) reports whether the watcher may still pin the file

@@ -9,6 +9,8 @@ type pinner struct{}
 
 func (c *chain) adoptLocked() {}
 
+func (c *chain) pinNow() {}
+
 func (c *chain) mayPin() bool { return false }
 
 // watchDir lets the chain look every chainTick from a goroutine of its
