@@ -25,7 +25,7 @@ import (
 // soon as it exists, and a compressed one is recognised by its header.
 func TestFilesRotationAtAHighRateDeliversEveryLineOnce(t *testing.T) {
 	onSystemDaemon(t)
-	t.Skip("known loss under load: Docker 20.10 rotates this log every ~20 ms, so max-file=3 keeps a file ~60 ms; on a loaded 2-core host the goroutine that opens the next file was measured waiting 160-660 ms for a CPU, and a file deleted before it is opened is lost (README, Known limits)")
+	t.Skip("known loss: Docker 20.10 rotates this log every ~20 ms, so max-file=3 keeps a file ~60 ms (less before compression); with the race detector a file is still sometimes gone before the watcher or the reader opens it (6 of 8 runs delivered every line, 0 of 6 before the files were opened on the events; README, Known limits)")
 	for _, compress := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "compressed"}[compress], func(t *testing.T) {
 			t.Parallel()
