@@ -338,11 +338,58 @@ func TestAContainerRemovedBeforeItsReaderAsksIsReadWhole(t *testing.T) {
 	checkRecords(t, col.recs, w)
 }
 
-func holdsPreopened(s *Source, id string) bool {
+// A container that writes fast rotates its live file away, and the daemon
+// deletes it, before its reader asks (max-file 2, three rotations here):
+// each live file it had is held from its creation and read whole.
+func TestAContainerThatRotatedBeforeItsReaderAsksIsReadWhole(t *testing.T) {
+	dir := t.TempDir()
+	api := newFakeAPI()
+	api.gone, api.c.Running = true, false // only its start event tells of it
+	src := New(api, Files, dir, quietLog())
+	col := startCapture(t, src, capturetest.Options())
+	select {
+	case <-src.pre.watching:
+	case <-time.After(time.Minute):
+		t.Fatal("the containers directory is not watched")
+	}
+	d := newFakeDriver(t, dir, 0, 2, false)
+	var w []written
+	for files := 1; ; files++ {
+		waitPreopened(t, src, testID, files)
+		w = append(w, writeLines(d, len(w), 100)...)
+		if files == 4 {
+			break
+		}
+		d.rotate() // from the third on, deletes the oldest
+	}
+	api.events <- capture.Event{Action: capture.ActionStart, ID: testID, Name: "app", Image: "img"}
+	col.waitCount(t, len(w), time.Minute)
+	col.close()
+	checkRecords(t, col.recs, w)
+}
+
+// waitPreopened waits until the Source holds n files of container id.
+func waitPreopened(t *testing.T, s *Source, id string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for heldPreopened(s, id) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the container's %d log files opened ahead of its reader", heldPreopened(s, id), n)
+		}
+		time.Sleep(time.Millisecond) // the watch has no event for tests
+	}
+}
+
+func heldPreopened(s *Source, id string) int {
 	s.pre.mu.Lock()
 	defer s.pre.mu.Unlock()
-	return s.pre.files[id] != nil
+	if h := s.pre.files[id]; h != nil {
+		return len(h.files)
+	}
+	return 0
 }
+
+func holdsPreopened(s *Source, id string) bool { return heldPreopened(s, id) > 0 }
 
 // A Containers_Path that is readable but not where the daemon keeps its
 // containers, and a log file that cannot be opened: in auto the API reads

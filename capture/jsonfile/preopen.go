@@ -37,9 +37,12 @@ type preopener struct {
 
 func (p *preopener) watchStarted() { p.watchingOnce.Do(func() { close(p.watching) }) }
 
+// preopened are the live files a container had before its reader asked,
+// oldest first: a container that writes fast rotates several away before
+// its first logs request, and each is read whole from its descriptor.
 type preopened struct {
-	f  *logFile
-	at time.Time
+	files []*logFile
+	at    time.Time
 }
 
 // preopenTTL bounds how long a file is held for a request that does not
@@ -52,16 +55,17 @@ func newPreopener(dir string, log logrus.FieldLogger) *preopener {
 	return &preopener{dir: dir, log: log, files: map[string]*preopened{}, watching: make(chan struct{})}
 }
 
-// open opens container id's live file, if it exists and none is held; it
-// reports whether one is held now.
+// open opens container id's live file, if it exists and is not the newest
+// held already; it reports whether one is held now.
 func (p *preopener) open(id string, now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return false
 	}
-	if p.files[id] != nil {
-		return true
+	h := p.files[id]
+	if h != nil && len(h.files) >= maxHeld {
+		return true // the oldest are kept; the reader's chain reports a gap
 	}
 	live := filepath.Join(p.dir, id, id+"-json.log")
 	f, err := os.Open(live)
@@ -76,13 +80,24 @@ func (p *preopener) open(id string, now time.Time) bool {
 		f.Close()
 		return false
 	}
-	p.files[id] = &preopened{f: &logFile{f: f, r: f, name: live, info: info, live: true}, at: now}
+	if h == nil {
+		h = &preopened{at: now}
+		p.files[id] = h
+	}
+	if n := len(h.files); n > 0 && os.SameFile(h.files[n-1].info, info) {
+		f.Close() // the newest held already
+		return true
+	}
+	for _, older := range h.files {
+		older.live = false // replaced by a newer live file: complete
+	}
+	h.files = append(h.files, &logFile{f: f, r: f, name: live, info: info, live: true})
 	return true
 }
 
 // take hands over container id's held file, if any; the caller closes it.
 // A nil preopener holds nothing.
-func (p *preopener) take(id string) *logFile {
+func (p *preopener) take(id string) []*logFile {
 	if p == nil {
 		return nil
 	}
@@ -93,7 +108,14 @@ func (p *preopener) take(id string) *logFile {
 		return nil
 	}
 	delete(p.files, id)
-	return h.f
+	return h.files
+}
+
+// holds reports whether files of container id are held.
+func (p *preopener) holds(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.files[id] != nil
 }
 
 // expire closes the files held since before now - preopenTTL.
@@ -102,7 +124,7 @@ func (p *preopener) expire(now time.Time) {
 	defer p.mu.Unlock()
 	for id, h := range p.files {
 		if now.Sub(h.at) > preopenTTL {
-			h.f.close()
+			closeAll(h.files)
 			delete(p.files, id)
 		}
 	}
@@ -114,7 +136,7 @@ func (p *preopener) close() {
 	defer p.mu.Unlock()
 	p.closed = true
 	for id, h := range p.files {
-		h.f.close()
+		closeAll(h.files)
 		delete(p.files, id)
 	}
 }

@@ -34,6 +34,7 @@ func (p *preopener) watch(done chan struct{}) (stop func(), err error) {
 		defer close(done)
 		defer events.Close()
 		dirs := map[int32]string{} // watch descriptor -> container id
+		held := map[int32]bool{}   // a file of the directory's container was held
 		buf := make([]byte, 64<<10)
 		lastExpire := time.Now()
 		for {
@@ -49,7 +50,7 @@ func (p *preopener) watch(done chan struct{}) (stop func(), err error) {
 				return
 			}
 			now := time.Now()
-			p.handle(fd, buf[:n], dirs, now)
+			p.handle(fd, buf[:n], dirs, held, now)
 			if now.Sub(lastExpire) >= preopenTTL/4 {
 				p.expire(now)
 				lastExpire = now
@@ -63,8 +64,10 @@ func (p *preopener) watch(done chan struct{}) (stop func(), err error) {
 }
 
 // handle takes the inotify events in b: a new container directory gets a
-// watch of its own, and the live log file created in it is opened.
-func (p *preopener) handle(fd int, b []byte, dirs map[int32]string, now time.Time) {
+// watch of its own, and each live log file created in it is opened until
+// its reader takes them; from then on its rotations are the stream's to
+// follow, and the watch goes.
+func (p *preopener) handle(fd int, b []byte, dirs map[int32]string, held map[int32]bool, now time.Time) {
 	for len(b) >= syscall.SizeofInotifyEvent {
 		ev := (*syscall.InotifyEvent)(unsafe.Pointer(&b[0]))
 		end := syscall.SizeofInotifyEvent + int(ev.Len)
@@ -76,23 +79,30 @@ func (p *preopener) handle(fd int, b []byte, dirs map[int32]string, now time.Tim
 		switch id, inDir := dirs[ev.Wd]; {
 		case ev.Mask&syscall.IN_IGNORED != 0:
 			delete(dirs, ev.Wd) // the directory was removed
+			delete(held, ev.Wd)
 		case inDir:
-			if name == id+"-json.log" {
-				p.open(id, now)
-				// Its rotations are the stream's to follow.
+			if name != id+"-json.log" {
+				continue
+			}
+			if held[ev.Wd] && !p.holds(id) {
+				// Taken by its reader (or expired): no longer ours.
 				syscall.InotifyRmWatch(fd, uint32(ev.Wd)) //nolint:errcheck // gone with the directory otherwise
 				delete(dirs, ev.Wd)
+				delete(held, ev.Wd)
+				continue
+			}
+			if p.open(id, now) {
+				held[ev.Wd] = true
 			}
 		case ev.Mask&syscall.IN_ISDIR != 0 && validID(name):
 			wd, err := syscall.InotifyAddWatch(fd, filepath.Join(p.dir, name), syscall.IN_CREATE|syscall.IN_MOVED_TO|syscall.IN_ONLYDIR)
 			if err != nil {
 				continue // removed already, or out of watches
 			}
+			dirs[int32(wd)] = name
 			// Created before the watch was in place: no event for it.
 			if p.open(name, now) {
-				syscall.InotifyRmWatch(fd, uint32(wd)) //nolint:errcheck // see above
-			} else {
-				dirs[int32(wd)] = name
+				held[int32(wd)] = true
 			}
 		}
 	}

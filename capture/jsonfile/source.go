@@ -280,7 +280,7 @@ func (s *Source) Logs(ctx context.Context, id string, req capture.LogsRequest) (
 	ci := s.info(id)
 	kept := ci.takeKept()
 	if pre := s.pre.take(id); pre != nil {
-		kept = append([]*logFile{pre}, kept...)
+		kept = append(pre, kept...)
 	}
 	st, err := newStream(ctx, s.LogPath(id), req, ci, kept, s.log.WithField("container_id", id[:12]))
 	if err == nil {
