@@ -518,7 +518,10 @@ func TestFrequentRefreshesWhileBothStreamsLogLoseAndRepeatNothing(t *testing.T) 
 	recs := h.Of(id)
 	checkLoggenRun(t, recs, id, name, lines, "both")
 	reqs := h.src.Streams(id)
-	if len(reqs) < 8 {
+	// Podman's follow delivers lines seconds after their stamps, so its
+	// streams are behind and kept while bytes arrive (README, Stream_Refresh):
+	// how many are opened is not the refresh's to decide there.
+	if len(reqs) < 8 && !dockertest.Server(t).Podman {
 		t.Errorf("%d logs streams opened in 6 s with a 250 ms refresh, want at least 8", len(reqs))
 	}
 	t.Logf("%d logs streams opened", len(reqs))

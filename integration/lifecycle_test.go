@@ -70,6 +70,7 @@ func TestPausedWhileFollowedLosesNothingAndKeepsOneStream(t *testing.T) {
 }
 
 func TestPausedAtStartupIsReadOnceAfterUnpause(t *testing.T) {
+	dockertest.SkipOnPodman(t, "a container read from now on is seeded from its last 64 entries, which on Podman's whole-second stamps may not hold every entry of the last second: the rest of that second is delivered (README, Known limits)")
 	t.Parallel()
 	const lines = 300
 	id, name := run(t, "paused", dockertest.RunOptions{Args: []string{"-lines", fmt.Sprint(lines), "-interval", "10ms", "-stream", "both", "-hold"}})
