@@ -265,7 +265,7 @@ func (c *Client) describe(v client.ServerVersionResult) {
 		if comp.Name == podmanEngine {
 			log.Warn("the daemon is Podman: its API stamps log lines to the whole second, so records carry whole-second times; " +
 				"each resume makes it read a container's log file from its start, a line it cut into pieces that fall in two seconds arrives as two records, " +
-				"and a TTY line it cut cannot be parsed (README, Known limits)")
+				"a TTY line it cut cannot be parsed, and a container read from now on may also get the second before the start (README, Known limits)")
 			return
 		}
 	}
