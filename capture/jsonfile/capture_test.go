@@ -311,23 +311,9 @@ func TestUnreadableFilesUseTheAPIInAutoAndAreAnErrorInFiles(t *testing.T) {
 // opened when the daemon created it.
 func TestAContainerRemovedBeforeItsReaderAsksIsReadWhole(t *testing.T) {
 	dir := t.TempDir()
-	api := newFakeAPI()
-	api.gone, api.c.Running = true, false // listed by nobody: only its start event tells of it
-	src := New(api, Files, dir, quietLog())
-	col := startCapture(t, src, capturetest.Options())
-	select {
-	case <-src.pre.watching:
-	case <-time.After(time.Minute):
-		t.Fatal("the containers directory is not watched")
-	}
+	src, api, col := startWatchedCapture(t, dir)
 	d := newFakeDriver(t, dir, 0, 1, false)
-	deadline := time.Now().Add(time.Minute)
-	for !holdsPreopened(src, testID) {
-		if time.Now().After(deadline) {
-			t.Fatal("the new container's log file was not opened")
-		}
-		time.Sleep(time.Millisecond) // the watch has no event for tests
-	}
+	waitPreopened(t, src, testID, 1)
 	w := writeLines(d, 0, 500)
 	if err := os.RemoveAll(filepath.Join(dir, testID)); err != nil {
 		t.Fatal(err)
@@ -343,15 +329,7 @@ func TestAContainerRemovedBeforeItsReaderAsksIsReadWhole(t *testing.T) {
 // each live file it had is held from its creation and read whole.
 func TestAContainerThatRotatedBeforeItsReaderAsksIsReadWhole(t *testing.T) {
 	dir := t.TempDir()
-	api := newFakeAPI()
-	api.gone, api.c.Running = true, false // only its start event tells of it
-	src := New(api, Files, dir, quietLog())
-	col := startCapture(t, src, capturetest.Options())
-	select {
-	case <-src.pre.watching:
-	case <-time.After(time.Minute):
-		t.Fatal("the containers directory is not watched")
-	}
+	src, api, col := startWatchedCapture(t, dir)
 	d := newFakeDriver(t, dir, 0, 2, false)
 	var w []written
 	for files := 1; ; files++ {
@@ -366,6 +344,23 @@ func TestAContainerThatRotatedBeforeItsReaderAsksIsReadWhole(t *testing.T) {
 	col.waitCount(t, len(w), time.Minute)
 	col.close()
 	checkRecords(t, col.recs, w)
+}
+
+// startWatchedCapture reads files under dir for a container that nobody
+// lists, so only its start event tells of it, once the containers
+// directory is watched.
+func startWatchedCapture(t *testing.T, dir string) (*Source, *fakeAPI, *collector) {
+	t.Helper()
+	api := newFakeAPI()
+	api.gone, api.c.Running = true, false
+	src := New(api, Files, dir, quietLog())
+	col := startCapture(t, src, capturetest.Options())
+	select {
+	case <-src.pre.watching:
+	case <-time.After(time.Minute):
+		t.Fatal("the containers directory is not watched")
+	}
+	return src, api, col
 }
 
 // waitPreopened waits until the Source holds n files of container id.
@@ -388,8 +383,6 @@ func heldPreopened(s *Source, id string) int {
 	}
 	return 0
 }
-
-func holdsPreopened(s *Source, id string) bool { return heldPreopened(s, id) > 0 }
 
 // A Containers_Path that is readable but not where the daemon keeps its
 // containers, and a log file that cannot be opened: in auto the API reads
