@@ -108,7 +108,7 @@ func (c *chain) extendLocked() {
 			return
 		}
 		info, err := os.Stat(c.live)
-		if err == nil && os.SameFile(info, c.last.info) {
+		if err == nil && isFile(c.live, info, c.last) {
 			return // nothing new
 		}
 		newer := err == nil

@@ -101,7 +101,7 @@ func locate(live string, cur *logFile) (place, bool) {
 	for k := 1; k <= min(top, maxRotatedLook); k++ {
 		name := live + "." + strconv.Itoa(k)
 		if plain[k] {
-			if fi, err := os.Stat(name); err == nil && os.SameFile(fi, cur.info) {
+			if fi, err := os.Stat(name); err == nil && isFile(name, fi, cur) {
 				return place{k, name, fi}, true
 			}
 		}
@@ -113,10 +113,10 @@ func locate(live string, cur *logFile) (place, bool) {
 		if err != nil {
 			continue
 		}
-		if os.SameFile(fi, cur.info) {
-			return place{k, name, fi}, true
-		}
 		if cur.gz {
+			if isFile(name, fi, cur) {
+				return place{k, name, fi}, true
+			}
 			continue
 		}
 		if !identified {
@@ -129,6 +129,34 @@ func locate(live string, cur *logFile) (place, bool) {
 		}
 	}
 	return place{}, false
+}
+
+// isFile reports whether the file at name, whose info is fi, is cur. An
+// open file's inode is its own; a closed one's may have been given to a
+// newer file once the daemon deleted it (after compressing it, or
+// rotating it out), so a closed plain file must also begin with the
+// first line it had, and a closed compressed one, which keeps none, is
+// not recognised.
+func isFile(name string, fi os.FileInfo, cur *logFile) bool {
+	if !os.SameFile(fi, cur.info) {
+		return false
+	}
+	if cur.f != nil {
+		return true
+	}
+	if cur.gz || cur.ident == nil || fi.Size() < cur.ident.size {
+		return false
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, len(cur.ident.head))
+	if _, err := f.ReadAt(head, 0); err != nil {
+		return false
+	}
+	return bytes.Equal(head, cur.ident.head)
 }
 
 // identify tells what a rotated plain file's compressed copy will hold.
