@@ -402,6 +402,13 @@ func Logs(t testing.TB, id string) (stdout, stderr string) {
 // the container's log stream ends.
 func WaitForLog(t testing.TB, id, substr string, timeout time.Duration) {
 	t.Helper()
+	WaitForLogSince(t, id, time.Time{}, substr, timeout)
+}
+
+// WaitForLogSince is WaitForLog over the lines stamped at or after since
+// (all of them when it is zero): a restarted container's last run.
+func WaitForLogSince(t testing.TB, id string, since time.Time, substr string, timeout time.Duration) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	pr, pw, err := os.Pipe()
@@ -409,7 +416,11 @@ func WaitForLog(t testing.TB, id, substr string, timeout time.Duration) {
 		t.Fatalf("pipe: %v", err)
 	}
 	defer pr.Close()
-	cmd := exec.CommandContext(ctx, "docker", "logs", "--follow", id)
+	args := []string{"logs", "--follow"}
+	if !since.IsZero() {
+		args = append(args, "--since", since.Format(time.RFC3339Nano))
+	}
+	cmd := exec.CommandContext(ctx, "docker", append(args, id)...)
 	cmd.Stdout, cmd.Stderr = pw, pw
 	err = cmd.Start()
 	pw.Close() // the child has its copy; EOF comes when it exits
