@@ -20,17 +20,23 @@ import (
 
 // The file path's own checks, whatever IT_LOGS_FROM says.
 
-// Through the API, Docker 20.10 loses lines here (26k of 100k measured);
-// from the files every line arrives once: each new file is held open as
-// soon as it exists, and a compressed one is recognised by its header.
+// Through the API, Docker 20.10 loses lines when a log rotates this fast
+// (26k of 100k measured at max-file=3); from the files every line arrives
+// once: each new file is held open as soon as it exists, and a compressed
+// one is recognised by its size and first line. The log rotates every
+// ~20 ms and the files it deletes are read from their descriptors.
+// max-file=10 leaves a new file ~200 ms before the daemon deletes it,
+// which a loaded CI host running this suite with the race detector
+// serves; at max-file=3 (~60 ms) a file can go before the plugin gets a
+// CPU (README, Known limits).
 func TestFilesRotationAtAHighRateDeliversEveryLineOnce(t *testing.T) {
 	onSystemDaemon(t)
-	t.Skip("known loss: Docker 20.10 rotates this log every ~20 ms, so max-file=3 keeps a file ~60 ms (less before compression); with the race detector a file is still sometimes gone before the watcher or the reader opens it (6 of 8 runs delivered every line, 0 of 6 before the files were opened on the events; README, Known limits)")
 	for _, compress := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "compressed"}[compress], func(t *testing.T) {
 			t.Parallel()
 			h := startCaptureFrom(t, capturetest.Options(), false, jsonfile.Files, containersPath)
-			opts := map[string]string{"max-size": "1m", "max-file": "3"}
+			const maxFile = 10
+			opts := map[string]string{"max-size": "1m", "max-file": fmt.Sprint(maxFile)}
 			if compress {
 				opts["compress"] = "true"
 			}
@@ -42,12 +48,13 @@ func TestFilesRotationAtAHighRateDeliversEveryLineOnce(t *testing.T) {
 			recs := h.Of(id)
 			capturetest.CheckExactlyOnce(t, recs, capturetest.LoggenLines(n, "both", 100, 1))
 			checkFields(t, recs, id, name)
-			oldest := filepath.Join(containersPath, id, id+"-json.log.2")
+			// The log rotated through every name it keeps.
+			oldest := filepath.Join(containersPath, id, fmt.Sprintf("%s-json.log.%d", id, maxFile-1))
 			if compress {
 				oldest += ".gz"
 			}
 			if _, err := os.Stat(oldest); err != nil {
-				t.Errorf("the log did not rotate twice: %v", err)
+				t.Errorf("the log did not rotate %d times: %v", maxFile-1, err)
 			}
 		})
 	}
