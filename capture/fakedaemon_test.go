@@ -118,6 +118,15 @@ func (d *fakeDaemon) write(id string, s StreamKind, ts Timestamp, data string) {
 	d.notifyLocked()
 }
 
+// rotateOut drops a container's whole log, as a rotation past max-file
+// does with the lines a reader has not read.
+func (d *fakeDaemon) rotateOut(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.containers[id].log = nil
+	d.notifyLocked()
+}
+
 func (d *fakeDaemon) setRunning(id string, running bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

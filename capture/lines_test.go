@@ -255,6 +255,27 @@ func TestLinesStampedBeforeThePositionForLongAreReported(t *testing.T) {
 	}
 }
 
+// A resume whose last line was rotated out of the log before it was read
+// reads on from the oldest line there is, and reports the gap with a
+// metric: the lines in between are gone.
+func TestAPositionRotatedOutOfTheLogIsReportedAsAGap(t *testing.T) {
+	d := newFakeDaemon()
+	d.add(runningContainer(testID))
+	h := newHarness(t, d, testOptions())
+	d.write(testID, Stdout, longLineStamp, "read\n")
+	h.waitFor("the first line", 10*time.Second, countFor(testID, 1))
+	d.setDown(true) // the stream ends; the reader resumes from its position
+	d.rotateOut(testID)
+	for i := 1; i <= 3; i++ {
+		d.write(testID, Stdout, longLineStamp+Timestamp(i)*Timestamp(time.Second), fmt.Sprint("after the rotation ", i, "\n"))
+	}
+	d.setDown(false)
+	h.waitFor("the lines after the rotation", 10*time.Second, countFor(testID, 4))
+	if n := h.c.Stats().Errors[ReasonGap]; n != 1 {
+		t.Errorf("%d gaps counted, want 1", n)
+	}
+}
+
 // Long lines open on both streams at once: the stderr line ends while the
 // stdout one is open, and a resume finds the stderr line at its first
 // piece, so only the stdout pieces before that one are taken again there.

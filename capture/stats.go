@@ -21,10 +21,11 @@ const (
 	ReasonEvents                        // the events stream ended with an error
 	ReasonPositions                     // writing the positions file failed
 	ReasonClockStep                     // a stream's new lines are stamped before its position
+	ReasonGap                           // a resume's position was no longer in the log: lines after it may be lost
 	NumErrorReasons
 )
 
-var reasonNames = [NumErrorReasons]string{"inspect", "list", "open", "read", "malformed", "unreadable", "events", "positions", "clock_step"}
+var reasonNames = [NumErrorReasons]string{"inspect", "list", "open", "read", "malformed", "unreadable", "events", "positions", "clock_step", "gap"}
 
 func (r ErrorReason) String() string {
 	if r < 0 || r >= NumErrorReasons {

@@ -322,7 +322,10 @@ func (s *streamRead) already(e *entry) entryVerdict {
 	}
 	s.seeking = false
 	s.w.restart()
-	r.log.Warn("last position is no longer in the log, continuing after it by time")
+	// The log no longer reaches back to L (rotated out before it was
+	// read, or the daemon's log was removed): what came between is gone.
+	r.stats.countError(ReasonGap)
+	r.log.Warn("last position is no longer in the log, continuing after it by time: lines in between may be lost")
 	return entryNew
 }
 

@@ -90,7 +90,7 @@ func TestMetricsCountTheRecordsDeliveredAndExitStopsTheServer(t *testing.T) {
 		`docker_logs_errors_total{reason="inspect"}`, `docker_logs_errors_total{reason="list"}`,
 		`docker_logs_errors_total{reason="read"}`, `docker_logs_errors_total{reason="malformed"}`,
 		`docker_logs_errors_total{reason="unreadable"}`, `docker_logs_errors_total{reason="events"}`,
-		`docker_logs_errors_total{reason="positions"}`, `docker_logs_errors_total{reason="clock_step"}`,
+		`docker_logs_errors_total{reason="positions"}`, `docker_logs_errors_total{reason="clock_step"}`, `docker_logs_errors_total{reason="gap"}`,
 	} {
 		if _, ok := m[series]; !ok {
 			t.Errorf("no %s in the scrape", series)
