@@ -346,6 +346,36 @@ func TestAContainerThatRotatedBeforeItsReaderAsksIsReadWhole(t *testing.T) {
 	checkRecords(t, col.recs, w)
 }
 
+// A watcher that gets a CPU only after the daemon rotated twice still
+// holds the file in between (at .1 then), so when the daemon deletes it
+// before the reader asks, it is read whole.
+func TestFilesRotatedWhileTheWatcherWaitsAreHeldToo(t *testing.T) {
+	dir := t.TempDir()
+	src, api, col := startWatchedCapture(t, dir)
+	d := newFakeDriver(t, dir, 0, 3, false)
+	waitPreopened(t, src, testID, 1)
+	w := writeLines(d, 0, 100)
+	// The watcher waits (for the lock, here, as for a CPU on a loaded
+	// host) while the daemon rotates twice.
+	src.pre.mu.Lock()
+	for range 2 {
+		d.rotate()
+		w = append(w, writeLines(d, len(w), 100)...)
+	}
+	src.pre.mu.Unlock()
+	waitPreopened(t, src, testID, 3)
+	// Two more rotations delete the first two files.
+	for files := 4; files <= 5; files++ {
+		d.rotate()
+		w = append(w, writeLines(d, len(w), 100)...)
+		waitPreopened(t, src, testID, files)
+	}
+	api.events <- capture.Event{Action: capture.ActionStart, ID: testID, Name: "app", Image: "img"}
+	col.waitCount(t, len(w), time.Minute)
+	col.close()
+	checkRecords(t, col.recs, w)
+}
+
 // startWatchedCapture reads files under dir for a container that nobody
 // lists, so only its start event tells of it, once the containers
 // directory is watched.

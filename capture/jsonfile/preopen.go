@@ -12,9 +12,9 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// preopener holds each new container's live log file open from the moment
-// the daemon creates it, before the container's process starts, until the
-// container's first logs request takes it. A container removed as soon as
+// preopener holds each new container's log files open from the moment the
+// daemon creates them, before the container's process starts, until the
+// container's first logs request takes them. A container removed as soon as
 // it exits (--rm) is then read whole from the open descriptor, however
 // late its reader asks: its start event, and the reader it starts, can
 // come after the daemon removed its directory. A goroutine watches the
@@ -37,7 +37,7 @@ type preopener struct {
 
 func (p *preopener) watchStarted() { p.watchingOnce.Do(func() { close(p.watching) }) }
 
-// preopened are the live files a container had before its reader asked,
+// preopened are the log files a container had before its reader asked,
 // oldest first: a container that writes fast rotates several away before
 // its first logs request, and each is read whole from its descriptor.
 type preopened struct {
@@ -55,8 +55,10 @@ func newPreopener(dir string, log logrus.FieldLogger) *preopener {
 	return &preopener{dir: dir, log: log, files: map[string]*preopened{}, watching: make(chan struct{})}
 }
 
-// open opens container id's live file, if it exists and is not the newest
-// held already; it reports whether one is held now.
+// open holds container id's log files: the live one and those rotated
+// since the last look, so a watcher that gets a CPU late still holds
+// every file the daemon has not deleted yet, not only the newest. It
+// reports whether files of the container are held now.
 func (p *preopener) open(id string, now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -67,31 +69,20 @@ func (p *preopener) open(id string, now time.Time) bool {
 	if h != nil && len(h.files) >= maxHeld {
 		return true // the oldest are kept; the reader's chain reports a gap
 	}
-	live := filepath.Join(p.dir, id, id+"-json.log")
-	f, err := os.Open(live)
+	files, err := openSnapshot(filepath.Join(p.dir, id, id+"-json.log"))
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
-			p.log.WithError(err).WithField("container_id", id[:12]).Debug("cannot open a new container's log file ahead of its reader")
+			p.log.WithError(err).WithField("container_id", id[:12]).Debug("cannot open a new container's log files ahead of its reader")
 		}
-		return false
-	}
-	info, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return false
+		return h != nil
 	}
 	if h == nil {
 		h = &preopened{at: now}
 		p.files[id] = h
 	}
-	if n := len(h.files); n > 0 && os.SameFile(h.files[n-1].info, info) {
-		f.Close() // the newest held already
-		return true
-	}
-	for _, older := range h.files {
-		older.live = false // replaced by a newer live file: complete
-	}
-	h.files = append(h.files, &logFile{f: f, r: f, name: live, info: info, live: true})
+	// Those held already and rotated out since come first; the others
+	// are the snapshot's.
+	h.files = merge(h.files, files)
 	return true
 }
 
