@@ -67,16 +67,17 @@ func startChain(live string, newest *logFile, log logrus.FieldLogger) *chain {
 }
 
 // stopKeeping ends the watcher and hands over the files not taken, oldest
-// first; the caller closes them.
-func (c *chain) stopKeeping() []*logFile {
+// first; the caller closes them. whole is false when a file after them
+// was gone before it could be opened.
+func (c *chain) stopKeeping() (held []*logFile, whole bool) {
 	c.watching()
 	<-c.done
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
-	held := c.held
+	held = c.held
 	c.held = nil
-	return held
+	return held, !c.broken
 }
 
 // extend opens every file created after last.

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -101,23 +102,70 @@ type containerInfo struct {
 	// (rotated out, maybe deleted), oldest first, for the next stream
 	// of the container; forgetting the container closes them.
 	kept []*logFile
+	// keeping is the closed stream's chain, which goes on opening each
+	// file created after kept until the next stream takes it, so none
+	// is missed between two streams. Its watcher goroutine is stopped by
+	// takeKept, by keep (forgetting the container, or another stream's
+	// close), or by expire when no stream comes within keepTTL.
+	keeping *chain
+	// expire is keeping's timer; whoever replaces keeping stops it.
+	expire *time.Timer
 }
 
-// keep stores files for the next stream, closing any kept before.
-func (c *containerInfo) keep(files []*logFile) {
+// keepTTL bounds how long a closed stream's chain holds new files for a
+// stream that does not come (the container left the filters): a reader
+// opens its next stream within a second, and held files keep their disk
+// space.
+const keepTTL = time.Minute
+
+// keep stores files, and the chain still following them (nil: none), for
+// the next stream, closing any kept before.
+func (c *containerInfo) keep(files []*logFile, ch *chain) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.dropLocked()
+	c.kept, c.keeping = files, ch
+	if ch != nil {
+		c.expire = time.AfterFunc(keepTTL, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.keeping == ch {
+				c.dropLocked()
+			}
+		})
+	}
+}
+
+// dropLocked closes what is kept and stops its chain (c.mu held).
+func (c *containerInfo) dropLocked() {
 	closeAll(c.kept)
-	c.kept = files
+	c.kept = nil
+	if c.keeping != nil {
+		c.expire.Stop()
+		held, _ := c.keeping.stopKeeping()
+		closeAll(held)
+		c.keeping, c.expire = nil, nil
+	}
 }
 
-// takeKept hands over the kept files; the caller closes them.
-func (c *containerInfo) takeKept() []*logFile {
+// takeKept hands over the kept files, oldest first, with those the kept
+// chain opened after them; the caller closes them. whole is false when
+// that chain found a file gone before it could open it: lines are
+// missing after the files handed over.
+func (c *containerInfo) takeKept() (files []*logFile, whole bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := c.kept
-	c.kept = nil
-	return k
+	files, ch := c.kept, c.keeping
+	c.kept, c.keeping = nil, nil
+	if ch != nil {
+		c.expire.Stop()
+		c.expire = nil
+	}
+	c.mu.Unlock()
+	if ch == nil {
+		return files, true
+	}
+	held, whole := ch.stopKeeping()
+	return append(files, held...), whole
 }
 
 func closeAll(files []*logFile) {
@@ -153,7 +201,7 @@ func (s *Source) forget(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c := s.containers[id]; c != nil {
-		c.keep(nil)
+		c.keep(nil, nil)
 	}
 	delete(s.containers, id)
 }
@@ -171,7 +219,7 @@ func (s *Source) List(ctx context.Context) ([]capture.Container, error) {
 	s.mu.Lock()
 	for id, c := range s.containers {
 		if !present[id] {
-			c.keep(nil)
+			c.keep(nil, nil)
 			delete(s.containers, id)
 		}
 	}
@@ -259,7 +307,7 @@ func (s *Source) Close() error {
 	}
 	s.mu.Lock()
 	for _, c := range s.containers {
-		c.keep(nil)
+		c.keep(nil, nil)
 	}
 	s.mu.Unlock()
 	return s.inner.Close()
@@ -278,7 +326,10 @@ func (s *Source) Logs(ctx context.Context, id string, req capture.LogsRequest) (
 		return s.inner.Logs(ctx, id, req)
 	}
 	ci := s.info(id)
-	kept := ci.takeKept()
+	kept, whole := ci.takeKept()
+	if !whole {
+		s.log.WithField("container_id", id[:12]).Warn("a rotated log file was gone before it could be opened between two streams: lines may be lost")
+	}
 	if pre := s.pre.take(id); pre != nil {
 		kept = append(pre, kept...)
 	}

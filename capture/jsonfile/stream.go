@@ -118,30 +118,30 @@ func newStream(ctx context.Context, live string, req capture.LogsRequest, ctr *c
 
 // Close ends a Read waiting for lines and closes the files. A followed
 // stream that has not ended hands the files it has not read to their end
-// to the container's next stream: a rotated file that the daemon has
-// deleted meanwhile is still read whole (a refresh closes streams of
-// readers that are behind).
+// to the container's next stream, with its chain, which goes on opening
+// each new file until then: a rotated file that the daemon deletes
+// meanwhile is still read whole (a refresh closes streams of readers that
+// are behind).
 func (s *stream) Close() error {
-	var held []*logFile
-	s.closeOnce.Do(func() {
-		close(s.closed)
-		if s.chain != nil {
-			held = s.chain.stopKeeping()
-		}
-	})
+	s.closeOnce.Do(func() { close(s.closed) })
+	// A Read holds mu while it works, and returns at once after closed.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	files := append(s.files, held...)
-	s.files = nil
-	if s.req.Follow && !s.ended && len(files) > 0 {
-		for _, f := range files {
-			if err := f.rewind(); err != nil {
-				closeAll(files)
-				return nil
-			}
+	files, ch := s.files, s.chain
+	s.files, s.chain = nil, nil
+	keep := s.req.Follow && !s.ended && len(files) > 0
+	for _, f := range files {
+		if keep && f.rewind() != nil {
+			keep = false
 		}
-		s.ctr.keep(files)
+	}
+	if keep {
+		s.ctr.keep(files, ch)
 		return nil
+	}
+	if ch != nil {
+		held, _ := ch.stopKeeping()
+		files = append(files, held...)
 	}
 	closeAll(files)
 	return nil

@@ -472,13 +472,24 @@ func TestFilesHeldByAClosedStreamAreReadByTheNext(t *testing.T) {
 	st.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err = newStream(ctx, d.live, req, ci, ci.takeKept(), quietLog())
+	readOnAfterClose(t, ctx, d, req, ci, w)
+}
+
+// readOnAfterClose opens the container's next stream, with what the last
+// one kept, and checks that it reads w.
+func readOnAfterClose(t *testing.T, ctx context.Context, d *fakeDriver, req capture.LogsRequest, ci *containerInfo, w []written) {
+	t.Helper()
+	kept, whole := ci.takeKept()
+	if !whole {
+		t.Error("the kept chain missed a file")
+	}
+	st, err := newStream(ctx, d.live, req, ci, kept, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	var b []byte
-	buf = make([]byte, 64<<10)
+	buf := make([]byte, 64<<10)
 	for len(decodeFrames(t, b)) < len(w) {
 		n, err := st.Read(buf)
 		if err != nil {
@@ -487,4 +498,54 @@ func TestFilesHeldByAClosedStreamAreReadByTheNext(t *testing.T) {
 		b = append(b, buf[:n]...)
 	}
 	checkSame(t, decodeFrames(t, b), w)
+}
+
+// Between two streams of a container (a refresh), the log rotates until
+// the daemon deletes files created after the first stream closed: the
+// closed stream's chain has gone on holding each new file, so the next
+// stream reads them whole.
+func TestFilesCreatedBetweenTwoStreamsAreHeldForTheNext(t *testing.T) {
+	d := newFakeDriver(t, t.TempDir(), 2000, 3, false)
+	ci := testInfo()
+	req := capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1, Follow: true}
+	st, err := newStream(context.Background(), d.live, req, ci, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := writeLines(d, 0, 5)
+	buf := make([]byte, 64<<10)
+	if _, err := st.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	// Four rotations: with max-file=3 the daemon deletes the first two
+	// files created after the close.
+	for r := 1; r <= 4; r++ {
+		for d.rotations < r {
+			w = append(w, writeLines(d, len(w), 1)...)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for keptHeld(ci) < r {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d files held for the next stream after rotation %d", keptHeld(ci), r)
+			}
+			time.Sleep(time.Millisecond) // the watcher has no event to await here
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	readOnAfterClose(t, ctx, d, req, ci, w)
+}
+
+// keptHeld counts the files the kept chain holds (0 without one).
+func keptHeld(ci *containerInfo) int {
+	ci.mu.Lock()
+	ch := ci.keeping
+	ci.mu.Unlock()
+	if ch == nil {
+		return 0
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return len(ch.held)
 }
