@@ -91,7 +91,7 @@ var Keys = []Key{
 		func(c *Config, v string) (err error) { c.MetricsListen, err = parseListen(v); return err }},
 	{"Metrics_Container_Labels", "off", "`on`: also lines and bytes per container",
 		func(c *Config, v string) (err error) { c.MetricsContainerLabels, err = parseBool(v); return err }},
-	{"Logs_From", "api", "Where the lines come from.",
+	{"Logs_From", "auto", "Where the lines come from.",
 		func(c *Config, v string) (err error) { c.LogsFrom, err = parseLogsFrom(v); return err }},
 	{"Containers_Path", jsonfile.DefaultContainersPath, "Where the daemon's containers directories",
 		func(c *Config, v string) (err error) { c.ContainersPath, err = parseAbsDir(v); return err }},

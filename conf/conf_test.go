@@ -102,7 +102,7 @@ func TestParseAcceptsEachKey(t *testing.T) {
 			func(c conf.Config) any { return c.MetricsContainerLabels }, true},
 		{"docker_cert_path", map[string]string{"Docker_Host": "tcp://10.0.0.2:2376", "Docker_Cert_Path": goodCerts},
 			func(c conf.Config) any { return c.DockerCertPath }, goodCerts},
-		{"logs_from default", map[string]string{}, func(c conf.Config) any { return c.LogsFrom }, jsonfile.API},
+		{"logs_from default", map[string]string{}, func(c conf.Config) any { return c.LogsFrom }, jsonfile.Auto},
 		{"logs_from files", map[string]string{"Logs_From": "Files", "Containers_Path": goodCerts},
 			func(c conf.Config) any { return c.LogsFrom }, jsonfile.Files},
 		{"logs_from api", map[string]string{"Logs_From": "api"}, func(c conf.Config) any { return c.LogsFrom }, jsonfile.API},
@@ -213,7 +213,7 @@ func TestParseEmptyValueMeansDefault(t *testing.T) {
 		LogLevel:      logrus.InfoLevel,
 		DBMargin:      5 * time.Second,
 		ComposeFields: true, DockerTLSVerify: true,
-		LogsFrom: jsonfile.API, ContainersPath: "/var/lib/docker/containers",
+		LogsFrom: jsonfile.Auto, ContainersPath: "/var/lib/docker/containers",
 	}
 	if !reflect.DeepEqual(want, defaults) {
 		t.Errorf("defaults = %+v, want %+v", want, defaults)
