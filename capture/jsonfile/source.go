@@ -136,16 +136,17 @@ func (c *containerInfo) keep(files []*logFile, ch *chain) {
 	}
 }
 
-// dropLocked closes what is kept and stops its chain (c.mu held).
+// dropLocked stops the kept chain, whose watcher looks at the newest kept
+// file, then closes what is kept (c.mu held).
 func (c *containerInfo) dropLocked() {
-	closeAll(c.kept)
-	c.kept = nil
 	if c.keeping != nil {
 		c.expire.Stop()
 		held, _ := c.keeping.stopKeeping()
 		closeAll(held)
 		c.keeping, c.expire = nil, nil
 	}
+	closeAll(c.kept)
+	c.kept = nil
 }
 
 // takeKept hands over the kept files, oldest first, with those the kept
