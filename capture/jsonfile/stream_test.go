@@ -317,20 +317,8 @@ func TestAReaderBehindByMoreThanMaxFileFilesLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	var w []written
-	for r := 1; r <= 10; r++ {
-		for d.rotations < r {
-			w = append(w, writeLines(d, len(w), 1)...)
-		}
-		// The watcher opens the new file by itself; nothing reads.
-		deadline := time.Now().Add(10 * time.Second)
-		for held(st) < r {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d files held after rotation %d", held(st), r)
-			}
-			time.Sleep(time.Millisecond) // the watcher has no event to await here
-		}
-	}
+	// The watcher opens each new file by itself; nothing reads.
+	w := rotateHolding(t, d, nil, 10, func() int { return held(st) })
 	var b []byte
 	buf := make([]byte, 64<<10)
 	for len(decodeFrames(t, b)) < len(w) {
@@ -451,19 +439,7 @@ func TestFilesHeldByAClosedStreamAreReadByTheNext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var w []written
-	for r := 1; r <= 5; r++ {
-		for d.rotations < r {
-			w = append(w, writeLines(d, len(w), 1)...)
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for held(st) < r {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d files held after rotation %d", held(st), r)
-			}
-			time.Sleep(time.Millisecond) // the watcher has no event to await here
-		}
-	}
+	w := rotateHolding(t, d, nil, 5, func() int { return held(st) })
 	// Half of the first file is read before the close.
 	buf := make([]byte, 600)
 	if _, err := st.Read(buf); err != nil {
@@ -520,21 +496,29 @@ func TestFilesCreatedBetweenTwoStreamsAreHeldForTheNext(t *testing.T) {
 	st.Close()
 	// Four rotations: with max-file=3 the daemon deletes the first two
 	// files created after the close.
-	for r := 1; r <= 4; r++ {
+	w = rotateHolding(t, d, w, 4, func() int { return keptHeld(ci) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	readOnAfterClose(t, ctx, d, req, ci, w)
+}
+
+// rotateHolding writes lines after w until the log has rotated n times,
+// waiting after each rotation until held counts one more file held.
+func rotateHolding(t *testing.T, d *fakeDriver, w []written, n int, held func() int) []written {
+	t.Helper()
+	for r := 1; r <= n; r++ {
 		for d.rotations < r {
 			w = append(w, writeLines(d, len(w), 1)...)
 		}
 		deadline := time.Now().Add(10 * time.Second)
-		for keptHeld(ci) < r {
+		for held() < r {
 			if time.Now().After(deadline) {
-				t.Fatalf("%d files held for the next stream after rotation %d", keptHeld(ci), r)
+				t.Fatalf("%d files held after rotation %d", held(), r)
 			}
 			time.Sleep(time.Millisecond) // the watcher has no event to await here
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	readOnAfterClose(t, ctx, d, req, ci, w)
+	return w
 }
 
 // keptHeld counts the files the kept chain holds (0 without one).
