@@ -133,7 +133,7 @@ func (d *fakeDaemon) setRunning(id string, running bool) {
 	c := d.containers[id]
 	c.Running = running
 	if running { // a stop sends nothing capture subscribes to
-		d.events = append(d.events, Event{Action: ActionStart, ID: id, Name: c.Name, Image: c.Image})
+		d.events = append(d.events, Event{Action: ActionStart, ID: id, Name: c.Name, Image: c.Image, Labels: c.Labels})
 	}
 	d.notifyLocked()
 }

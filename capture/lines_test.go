@@ -160,13 +160,17 @@ func (s *goneAtInspectSource) Inspect(ctx context.Context, id string) (Container
 	return s.fakeDaemon.Inspect(ctx, id)
 }
 
+// A container gone before its inspect (--rm) is judged by what its start
+// event told: its name, image and labels, here a filter on a label.
 func TestContainerGoneAtInspectKeepsWhatItsStreamDelivers(t *testing.T) {
 	for _, tty := range []bool{false, true} {
 		d := newFakeDaemon()
 		src := &goneAtInspectSource{newSignallingDaemon(d)}
-		h := newHarnessOf(t, src, d, testOptions())
+		opts := testOptions()
+		opts.Include = func(c Container) bool { return c.Labels["team"] == "jobs" }
+		h := newHarnessOf(t, src, d, opts)
 		<-src.subscribed // a container stopped before capture starts is not read
-		d.add(Container{ID: testID, Name: "job", Image: "x", TTY: tty})
+		d.add(Container{ID: testID, Name: "job", Image: "x", TTY: tty, Labels: map[string]string{"team": "jobs"}})
 		w := newLineWriter(d, testID, 21)
 		if tty {
 			for i := 0; i < 20; i++ {

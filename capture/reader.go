@@ -68,6 +68,7 @@ type containerState struct {
 	// Set by the supervisor from the start event while no reader runs:
 	// the name and image of a container gone before its inspect.
 	eventName, eventImage string
+	eventLabels           map[string]string
 }
 
 func newContainerState(id string, fromNow bool) *containerState {
@@ -390,10 +391,10 @@ func (r *reader) selected(c Container) bool {
 
 // readGone decides whether to keep what the open stream of a container
 // gone before its inspect delivers: it is known only by its start event,
-// whose name and image the records carry and the filter judges.
+// whose name, image and labels the records carry and the filter judges.
 func (r *reader) readGone() bool {
 	if r.cs.meta.Load() == nil {
-		c := Container{ID: r.cs.id, Name: r.cs.eventName, Image: r.cs.eventImage}
+		c := Container{ID: r.cs.id, Name: r.cs.eventName, Image: r.cs.eventImage, Labels: r.cs.eventLabels}
 		if !r.selected(c) {
 			return false
 		}

@@ -72,6 +72,10 @@ type Event struct {
 	ID     string
 	Name   string // new name, without the leading "/"
 	Image  string // as the container was created with it
+	// Labels are the container's labels as the event carries them among
+	// its attributes (start events; nil when it carries none): a
+	// container gone before its inspect is filtered with them.
+	Labels map[string]string
 	// Time is the daemon's, as the log's stamps: a rename's tells the old
 	// name's lines from the new one's. Zero when unknown.
 	Time time.Time

@@ -229,7 +229,7 @@ func (s *supervisor) handle(ctx context.Context, ev Event) {
 		cs.starts++
 		if cs.cancel == nil {
 			// Its reader's only details if it is gone before its inspect.
-			cs.eventName, cs.eventImage = ev.Name, ev.Image
+			cs.eventName, cs.eventImage, cs.eventLabels = ev.Name, ev.Image, ev.Labels
 		}
 		s.releaseSlot(ctx, cs) // it runs now: its reader follows it
 		s.start(ctx, cs)

@@ -455,13 +455,38 @@ func translate(m events.Message) (capture.Event, bool) {
 	if m.TimeNano != 0 {
 		t = time.Unix(0, m.TimeNano)
 	}
-	return capture.Event{
+	ev := capture.Event{
 		Action: a,
 		ID:     m.Actor.ID,
 		Name:   strings.TrimPrefix(m.Actor.Attributes["name"], "/"),
 		Image:  m.Actor.Attributes["image"],
 		Time:   t.UTC(),
-	}, true
+	}
+	if a == capture.ActionStart {
+		ev.Labels = eventLabels(m.Actor.Attributes)
+	}
+	return ev, true
+}
+
+// eventAttributes are the attributes the daemons add to a container's
+// event beside its labels (Docker: name, image, and exitCode and signal
+// on others than start; Podman: containerExitCode, podId).
+var eventAttributes = map[string]bool{"name": true, "image": true, "exitCode": true, "signal": true,
+	"containerExitCode": true, "podId": true}
+
+// eventLabels are the container's labels among an event's attributes.
+func eventLabels(attrs map[string]string) map[string]string {
+	var labels map[string]string
+	for k, v := range attrs {
+		if eventAttributes[k] {
+			continue
+		}
+		if labels == nil {
+			labels = make(map[string]string, len(attrs))
+		}
+		labels[k] = v
+	}
+	return labels
 }
 
 // wrap names the operation and adds the sentinel that err belongs
