@@ -28,12 +28,13 @@ import (
 // max-file=10 leaves a new file ~200 ms before the daemon deletes it,
 // which a loaded CI host running this suite with the race detector
 // serves; at max-file=3 (~60 ms) a file can go before the plugin gets a
-// CPU (README, Known limits).
+// CPU (README, Known limits). Not parallel: it runs alone, before the
+// suite's parallel tests, as a plugin beside a daemon writing at full
+// speed would, not beside the rest of the suite.
 func TestFilesRotationAtAHighRateDeliversEveryLineOnce(t *testing.T) {
 	onSystemDaemon(t)
 	for _, compress := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "compressed"}[compress], func(t *testing.T) {
-			t.Parallel()
 			h := startCaptureFrom(t, capturetest.Options(), false, jsonfile.Files, containersPath)
 			const maxFile = 10
 			opts := map[string]string{"max-size": "1m", "max-file": fmt.Sprint(maxFile)}
