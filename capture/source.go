@@ -35,6 +35,9 @@ type Container struct {
 	// Docker answers its logs with 501, Podman with a server error that
 	// looks like a failing daemon, so inspect decides.
 	NoLogs bool
+	// LogDriver is its log driver ("json-file", "local", ...) as inspect
+	// tells it; empty when unknown (a list tells none).
+	LogDriver string
 	// Created is when the container was created, to the second (List
 	// gives no more); zero when unknown.
 	Created time.Time

@@ -318,6 +318,7 @@ func (c *Client) Inspect(ctx context.Context, id string) (capture.Container, err
 	}
 	if r.HostConfig != nil {
 		out.NoLogs = r.HostConfig.LogConfig.Type == logDriverNone
+		out.LogDriver = r.HostConfig.LogConfig.Type
 	}
 	if t, err := time.Parse(time.RFC3339Nano, r.Created); err == nil {
 		out.Created = t

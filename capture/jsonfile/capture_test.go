@@ -376,6 +376,37 @@ func TestFilesRotatedWhileTheWatcherWaitsAreHeldToo(t *testing.T) {
 	checkRecords(t, col.recs, w)
 }
 
+// A container created and not started yet has its directory but no log
+// file (the daemon creates it at the first start): its log is empty, as
+// the API says, not unreadable, and once it starts its lines are read.
+func TestACreatedContainerIsReadOnceItStarts(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, testID), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	api := newFakeAPI()
+	api.c.Running, api.c.LogDriver = false, "json-file"
+	src := capturetest.NewCountingSource(New(api, Files, dir, quietLog()), false)
+	col := startCapture(t, src, capturetest.Options())
+	deadline := time.Now().Add(time.Minute)
+	for len(src.Streams(testID)) == 0 { // the read of its log as listed
+		if time.Now().After(deadline) {
+			t.Fatal("the created container's empty log was not read")
+		}
+		time.Sleep(time.Millisecond) // a stream opened sends no event here
+	}
+	d := newFakeDriver(t, dir, 0, 1, false) // the first start creates the file
+	api.mu.Lock()
+	api.c.Running = true
+	api.mu.Unlock()
+	api.events <- capture.Event{Action: capture.ActionStart, ID: testID, Name: "app", Image: "img"}
+	w := writeLines(d, 0, 100)
+	col.waitCount(t, len(w), time.Minute)
+	api.stop()
+	col.close()
+	checkRecords(t, col.recs, w)
+}
+
 // startWatchedCapture reads files under dir for a container that nobody
 // lists, so only its start event tells of it, once the containers
 // directory is watched.

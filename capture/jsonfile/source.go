@@ -8,6 +8,7 @@
 package jsonfile
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,10 +95,14 @@ func New(inner capture.Source, mode Mode, dir string, log logrus.FieldLogger) *S
 type containerInfo struct {
 	mu      sync.Mutex
 	running bool
-	known   bool   // running was learned; unknown counts as running
-	tty     bool   // set by an inspect, which the reader does before its first read
-	events  uint64 // start and die events seen, so an inspect older than one is not believed
-	logged  bool   // the fall back to the API was logged
+	known   bool // running was learned; unknown counts as running
+	tty     bool // set by an inspect, which the reader does before its first read
+	// jsonFile: an inspect said its log driver is json-file, so a log
+	// file that does not exist yet is an empty log (created, never
+	// started), not an unreadable one.
+	jsonFile bool
+	events   uint64 // start and die events seen, so an inspect older than one is not believed
+	logged   bool   // the fall back to the API was logged
 	// kept are the files a closed stream had not read to their end
 	// (rotated out, maybe deleted), oldest first, for the next stream
 	// of the container; forgetting the container closes them.
@@ -181,6 +186,15 @@ func (c *containerInfo) isRunning() bool {
 	return !c.known || c.running
 }
 
+func (c *containerInfo) isJSONFile() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.jsonFile
+}
+
+// jsonFileDriver is the log driver whose files this package reads.
+const jsonFileDriver = "json-file"
+
 func (c *containerInfo) isTTY() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -240,6 +254,7 @@ func (s *Source) Inspect(ctx context.Context, id string) (capture.Container, err
 	}
 	ci.mu.Lock()
 	ci.tty = c.TTY
+	ci.jsonFile = c.LogDriver == jsonFileDriver
 	if ci.events == before {
 		ci.running, ci.known = c.Running, true
 	}
@@ -339,7 +354,13 @@ func (s *Source) Logs(ctx context.Context, id string, req capture.LogsRequest) (
 		return st, nil
 	}
 	if errors.Is(err, fs.ErrNotExist) {
-		if _, dirErr := os.Stat(filepath.Dir(s.LogPath(id))); errors.Is(dirErr, fs.ErrNotExist) {
+		dir, dirErr := os.Stat(filepath.Dir(s.LogPath(id)))
+		if dirErr == nil && dir.IsDir() && ci.isJSONFile() {
+			// The daemon creates the file when the container first
+			// starts: until then its log is empty, as the API says.
+			return io.NopCloser(bytes.NewReader(nil)), nil
+		}
+		if errors.Is(dirErr, fs.ErrNotExist) {
 			// No directory: removed with it, or Containers_Path is not
 			// where the daemon's directories are. Only the daemon knows
 			// which.
