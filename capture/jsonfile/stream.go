@@ -130,10 +130,8 @@ func (s *stream) Close() error {
 	files, ch := s.files, s.chain
 	s.files, s.chain = nil, nil
 	keep := s.req.Follow && !s.ended && len(files) > 0
-	for _, f := range files {
-		if keep && f.rewind() != nil {
-			keep = false
-		}
+	for i := 0; keep && i < len(files); i++ {
+		keep = files[i].rewind() == nil
 	}
 	if keep {
 		s.ctr.keep(files, ch)
