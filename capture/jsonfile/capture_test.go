@@ -318,10 +318,7 @@ func TestAContainerRemovedBeforeItsReaderAsksIsReadWhole(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(dir, testID)); err != nil {
 		t.Fatal(err)
 	}
-	api.events <- capture.Event{Action: capture.ActionStart, ID: testID, Name: "app", Image: "img"}
-	col.waitCount(t, len(w), time.Minute)
-	col.close()
-	checkRecords(t, col.recs, w)
+	readOnStart(t, api, col, w)
 }
 
 // A container that writes fast rotates its live file away, and the daemon
@@ -340,10 +337,7 @@ func TestAContainerThatRotatedBeforeItsReaderAsksIsReadWhole(t *testing.T) {
 		}
 		d.rotate() // from the third on, deletes the oldest
 	}
-	api.events <- capture.Event{Action: capture.ActionStart, ID: testID, Name: "app", Image: "img"}
-	col.waitCount(t, len(w), time.Minute)
-	col.close()
-	checkRecords(t, col.recs, w)
+	readOnStart(t, api, col, w)
 }
 
 // A watcher that gets a CPU only after the daemon rotated twice still
@@ -370,10 +364,7 @@ func TestFilesRotatedWhileTheWatcherWaitsAreHeldToo(t *testing.T) {
 		w = append(w, writeLines(d, len(w), 100)...)
 		waitPreopened(t, src, testID, files)
 	}
-	api.events <- capture.Event{Action: capture.ActionStart, ID: testID, Name: "app", Image: "img"}
-	col.waitCount(t, len(w), time.Minute)
-	col.close()
-	checkRecords(t, col.recs, w)
+	readOnStart(t, api, col, w)
 }
 
 // A container created and not started yet has its directory but no log
@@ -403,6 +394,16 @@ func TestACreatedContainerIsReadOnceItStarts(t *testing.T) {
 	w := writeLines(d, 0, 100)
 	col.waitCount(t, len(w), time.Minute)
 	api.stop()
+	col.close()
+	checkRecords(t, col.recs, w)
+}
+
+// readOnStart sends the container's start event, the first news of it, and
+// checks that the capture then reads w.
+func readOnStart(t *testing.T, api *fakeAPI, col *collector, w []written) {
+	t.Helper()
+	api.events <- capture.Event{Action: capture.ActionStart, ID: testID, Name: "app", Image: "img"}
+	col.waitCount(t, len(w), time.Minute)
 	col.close()
 	checkRecords(t, col.recs, w)
 }

@@ -1,11 +1,8 @@
 package jsonfile
 
 import (
-	"context"
 	"testing"
 	"time"
-
-	"github.com/dockerlogs/fluent-bit-docker-logs/capture"
 )
 
 // The watcher opens each new file as soon as the daemon creates it, also
@@ -17,11 +14,7 @@ func TestEachNewFileIsOpenedWhileTheChainIsBusy(t *testing.T) {
 	for _, compress := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "compressed"}[compress], func(t *testing.T) {
 			d := newFakeDriver(t, t.TempDir(), 2000, 3, compress)
-			st, err := newStream(context.Background(), d.live, capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1, Follow: true},
-				testInfo(), nil, quietLog())
-			if err != nil {
-				t.Fatal(err)
-			}
+			st := openFollowed(t, d, testInfo())
 			defer st.Close()
 			c := st.chain
 			c.mu.Lock() // busy until every file but the last three is deleted

@@ -311,11 +311,7 @@ func TestCloseEndsAWaitingRead(t *testing.T) {
 // gets every line: each new file is held open as soon as it exists.
 func TestAReaderBehindByMoreThanMaxFileFilesLosesNothing(t *testing.T) {
 	d := newFakeDriver(t, t.TempDir(), 2000, 2, false)
-	st, err := newStream(context.Background(), d.live, capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1, Follow: true},
-		testInfo(), nil, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openFollowed(t, d, testInfo())
 	defer st.Close()
 	// The watcher opens each new file by itself; nothing reads.
 	w := rotateHolding(t, d, nil, 10, func() int { return held(st) })
@@ -434,11 +430,7 @@ func readLines(t *testing.T, b []byte) []got {
 func TestFilesHeldByAClosedStreamAreReadByTheNext(t *testing.T) {
 	d := newFakeDriver(t, t.TempDir(), 2000, 2, false)
 	ci := testInfo()
-	req := capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1, Follow: true}
-	st, err := newStream(context.Background(), d.live, req, ci, nil, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openFollowed(t, d, ci)
 	w := rotateHolding(t, d, nil, 5, func() int { return held(st) })
 	// Half of the first file is read before the close.
 	buf := make([]byte, 600)
@@ -448,18 +440,18 @@ func TestFilesHeldByAClosedStreamAreReadByTheNext(t *testing.T) {
 	st.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	readOnAfterClose(t, ctx, d, req, ci, w)
+	readOnAfterClose(t, ctx, d, ci, w)
 }
 
 // readOnAfterClose opens the container's next stream, with what the last
 // one kept, and checks that it reads w.
-func readOnAfterClose(t *testing.T, ctx context.Context, d *fakeDriver, req capture.LogsRequest, ci *containerInfo, w []written) {
+func readOnAfterClose(t *testing.T, ctx context.Context, d *fakeDriver, ci *containerInfo, w []written) {
 	t.Helper()
 	kept, whole := ci.takeKept()
 	if !whole {
 		t.Error("the kept chain missed a file")
 	}
-	st, err := newStream(ctx, d.live, req, ci, kept, quietLog())
+	st, err := newStream(ctx, d.live, followAll, ci, kept, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,11 +475,7 @@ func readOnAfterClose(t *testing.T, ctx context.Context, d *fakeDriver, req capt
 func TestFilesCreatedBetweenTwoStreamsAreHeldForTheNext(t *testing.T) {
 	d := newFakeDriver(t, t.TempDir(), 2000, 3, false)
 	ci := testInfo()
-	req := capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1, Follow: true}
-	st, err := newStream(context.Background(), d.live, req, ci, nil, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openFollowed(t, d, ci)
 	w := writeLines(d, 0, 5)
 	buf := make([]byte, 64<<10)
 	if _, err := st.Read(buf); err != nil {
@@ -499,7 +487,20 @@ func TestFilesCreatedBetweenTwoStreamsAreHeldForTheNext(t *testing.T) {
 	w = rotateHolding(t, d, w, 4, func() int { return keptHeld(ci) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	readOnAfterClose(t, ctx, d, req, ci, w)
+	readOnAfterClose(t, ctx, d, ci, w)
+}
+
+// followAll asks for every entry of both streams, followed.
+var followAll = capture.LogsRequest{Stdout: true, Stderr: true, Tail: -1, Follow: true}
+
+// openFollowed opens a followed stream of all of d's log for ci.
+func openFollowed(t *testing.T, d *fakeDriver, ci *containerInfo) *stream {
+	t.Helper()
+	st, err := newStream(context.Background(), d.live, followAll, ci, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // rotateHolding writes lines after w until the log has rotated n times,
